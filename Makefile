@@ -1,0 +1,67 @@
+# Pruning Explorer: `make run` starts the app on the embedded demo, `make test` runs every test.
+# Both set themselves up on a fresh clone (virtual environment, pinned CPU torch, Chromium for tests).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH := torch==2.13.0
+PORT ?= 8501
+INSTALLED := $(VENV)/.installed
+TEST_INSTALLED := $(VENV)/.test-installed
+
+.PHONY: run test test-core test-pages test-e2e bench lint chromium train-demo clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# torch first, pinned, so the local CPU wheel is used and nothing pulls a CUDA build.
+$(INSTALLED): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet -e . $(TORCH)
+	touch $@
+
+$(TEST_INSTALLED): $(INSTALLED)
+	$(PY) -m pip install --quiet -e '.[test]' $(TORCH)
+	touch $@
+
+run: $(INSTALLED)
+	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true
+
+chromium:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing Debian's Chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-color-emoji >/dev/null; \
+	else \
+		echo "The browser tests need Chromium: install it (Debian/Ubuntu: sudo apt-get install chromium) and run make test again"; \
+		exit 1; \
+	fi
+
+test: $(TEST_INSTALLED) chromium
+	$(PY) -m ruff check .
+	$(PY) -m pytest tests
+
+test-core: $(TEST_INSTALLED)
+	$(PY) -m pytest tests/core
+
+test-pages: $(TEST_INSTALLED)
+	$(PY) -m pytest tests/pages
+
+test-e2e: $(TEST_INSTALLED) chromium
+	$(PY) -m pytest tests/e2e
+
+bench: $(INSTALLED)
+	$(PY) bench/run.py $(if $(ONLY),--only $(ONLY))
+
+lint: $(TEST_INSTALLED)
+	$(PY) -m ruff check .
+
+# Re-make the embedded demo (committed; only needed to reproduce it).
+train-demo: $(INSTALLED)
+	$(PY) -m pip install --quiet -e '.[data]' $(TORCH)
+	$(PY) scripts/make_mnist5k.py
+	$(VENV)/bin/pruner train-demo
+
+clean:
+	rm -rf $(VENV) test-output .pytest_cache

@@ -1,0 +1,11 @@
+"""Pruning Explorer: the router. Shared state and sidebar live here; pages live in pages/."""
+
+import streamlit as st
+
+from pages._common import init_state, sidebar
+
+st.set_page_config(page_title="Pruning Explorer", page_icon=":material/content_cut:", layout="wide")
+init_state()
+page = st.navigation([st.Page("pages/model.py", title="Model", icon=":material/memory:", default=True)])
+sidebar()
+page.run()

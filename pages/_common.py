@@ -1,0 +1,122 @@
+"""The one Streamlit-aware shared module: cached loaders, the session's active model and data, shared widgets.
+
+Never registered as a page. Models and data sets are cached with ``st.cache_resource`` and shared by
+every session, so nothing here or in a page may mutate them: a page that changes a model works on a copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+
+from pruner_core.data import Dataset, load_data
+from pruner_core.errors import PrunerError
+from pruner_core.metrics import vital_signs
+from pruner_core.models import LoadedModel, check_data_fits, load_model
+
+UPLOAD_DIR = Path(tempfile.gettempdir()) / "pruning-explorer-uploads"
+DEFAULT_MODEL = {"spec": "demo:mnist-cnn", "weights": None, "trust": False}
+DEFAULT_DATA = "demo:mnist5k"
+
+
+def init_state() -> None:
+    """Initialise the session's explorer state where missing: the demo model and data are active."""
+    st.session_state.setdefault("active.model", dict(DEFAULT_MODEL))
+    st.session_state.setdefault("active.data", DEFAULT_DATA)
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading model…")
+def cached_model(spec: str, weights: str | None, trust: bool, digest: str) -> LoadedModel:
+    """A model shared by all sessions (``digest`` keys file contents). Read-only: never mutate it."""
+    return load_model(spec, weights=weights, trust=trust)
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading data…")
+def cached_data(spec: str, digest: str) -> Dataset:
+    """A data set shared by all sessions. Read-only."""
+    return load_data(spec)
+
+
+def file_digest(path: str | None) -> str:
+    """Content hash of a file (empty for specs that are not files), so edited files reload."""
+    if not path or not Path(path).is_file():
+        return ""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def save_upload(upload) -> str:
+    """Store an uploaded file under its content hash and return its path. Storing runs nothing."""
+    payload = upload.getvalue()
+    digest = hashlib.sha256(payload).hexdigest()[:16]
+    path = UPLOAD_DIR / digest / Path(upload.name).name
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".part")
+        tmp.write_bytes(payload)
+        tmp.replace(path)
+    return str(path)
+
+
+def get_model(choice: dict) -> LoadedModel:
+    return cached_model(choice["spec"], choice["weights"], choice["trust"], file_digest(choice["spec"]) + file_digest(choice["weights"]))
+
+
+def get_data(spec: str) -> Dataset:
+    return cached_data(spec, file_digest(spec))
+
+
+def activate(model_choice: dict, data_spec: str) -> bool:
+    """Load and check a model and data; make them active only if both load and fit. Errors go to ``st.error``."""
+    try:
+        model = get_model(model_choice)
+        data = get_data(data_spec)
+        check_data_fits(model, data)
+    except PrunerError as e:
+        st.error(str(e), icon=":material/error:")
+        return False
+    st.session_state["active.model"] = dict(model_choice)
+    st.session_state["active.data"] = data_spec
+    return True
+
+
+@st.cache_data(max_entries=32, show_spinner="Measuring vital signs (accuracy, FLOPs, latency)…")
+def cached_vital_signs(model_choice: tuple, model_digest: str, data_spec: str, data_digest: str) -> dict:
+    model = get_model(dict(zip(("spec", "weights", "trust"), model_choice)))
+    return vital_signs(model, get_data(data_spec))
+
+
+def active_vital_signs() -> dict | None:
+    """Vital signs of the active model on the active data (measured once, then cached); None after an error."""
+    choice = st.session_state["active.model"]
+    data_spec = st.session_state["active.data"]
+    try:
+        return cached_vital_signs(
+            (choice["spec"], choice["weights"], choice["trust"]),
+            file_digest(choice["spec"]) + file_digest(choice["weights"]),
+            data_spec,
+            file_digest(data_spec),
+        )
+    except PrunerError as e:
+        st.error(str(e), icon=":material/error:")
+        return None
+
+
+def model_label(choice: dict) -> str:
+    name = Path(choice["spec"]).name if not choice["spec"].startswith("demo:") else choice["spec"]
+    return name + (f" + {Path(choice['weights']).name}" if choice["weights"] else "")
+
+
+def data_label(spec: str) -> str:
+    return spec if spec.startswith("demo:") else Path(spec).name
+
+
+def sidebar() -> None:
+    """The shared sidebar: which model and data every page works on."""
+    with st.sidebar:
+        st.caption("Active model")
+        st.markdown(f"**{model_label(st.session_state['active.model'])}**", help="Pick another on the Model page")
+        st.caption("Active data")
+        st.markdown(f"**{data_label(st.session_state['active.data'])}**")

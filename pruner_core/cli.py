@@ -1,0 +1,125 @@
+"""The ``pruner`` command line: the same engine as the app, headless.
+
+Every command that takes a MODEL accepts ``--weights``, ``--data`` and ``--trust``. Errors at
+the boundary print one line and exit with status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+
+from .errors import PrunerError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Pruning Explorer: inspect and prune PyTorch models.")
+
+WeightsOpt = Annotated[
+    Optional[Path], typer.Option("--weights", help="state_dict file (.safetensors/.pt/.pth) for the architecture")
+]
+DataOpt = Annotated[str, typer.Option("--data", help="demo:mnist5k, a .npz (x, y[, x_test, y_test]) or an image-folder .zip")]
+TrustOpt = Annotated[bool, typer.Option("--trust", help="allow unpickling a whole model (runs code from the file)")]
+JsonOpt = Annotated[Optional[Path], typer.Option("--json", help="also write the figures as JSON to this path")]
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Turn a PrunerError into one line on stderr and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except PrunerError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _fmt_bytes(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+
+
+def format_info(signs: dict) -> str:
+    """Human-readable vital signs, as printed by ``pruner info``."""
+    lat = signs["latency"]
+    lines = [
+        f"model      {signs['model']} ({signs['format']})",
+        f"data       {signs['data']['name']}: {signs['data']['test']} test samples, shape {signs['data']['sample_shape']}",
+        f"params     {signs['params']:,} ({signs['nonzero_params']:,} non-zero, sparsity {signs['sparsity']:.1%})",
+        f"FLOPs      {signs['flops']:,} per sample",
+        f"size       {_fmt_bytes(signs['size_bytes'])} ({signs['size_bytes']:,} bytes, dense safetensors)",
+        f"accuracy   {signs['accuracy']:.2%}",
+    ]
+    for key, m in lat.items():
+        lines.append(f"latency    {key}: {m['median_ms']:.3f} ms median (IQR {m['p25_ms']:.3f}-{m['p75_ms']:.3f}), {m['runs']} runs")
+    lines.append(f"measured   {signs['how']['latency']}")
+    lines.append("")
+    lines.append(f"{'layer':<24}{'type':<8}{'shape':<18}{'params':>10}{'FLOPs':>12}  group  granularities")
+    for layer in signs["layers"]:
+        ok = [g for g, why in layer["granularities"].items() if why is None]
+        flops = f"{layer['flops']:,}" if layer["flops"] is not None else "n/a"
+        shape = "x".join(map(str, layer["shape"]))
+        lines.append(
+            f"{layer['name']:<24}{layer['type']:<8}{shape:<18}{layer['params']:>10,}{flops:>12}  {layer['group']:>5}  {', '.join(ok)}"
+        )
+    return "\n".join(lines)
+
+
+@app.command()
+@user_errors
+def info(
+    model: Annotated[str, typer.Argument(help="demo:NAME, package.module:factory, or a .pt2/.pt/.pth/.ts file")],
+    weights: WeightsOpt = None,
+    data: DataOpt = "demo:mnist5k",
+    trust: TrustOpt = False,
+    json_path: JsonOpt = None,
+    runs: Annotated[int, typer.Option(help="timed runs at batch 1 (batch 64 uses a third)", min=1)] = 30,
+) -> None:
+    """Measure and print a model's vital signs: parameters, FLOPs, size, accuracy, latency, layers."""
+    from .data import load_data
+    from .metrics import vital_signs
+    from .models import load_model
+
+    loaded = load_model(model, weights=weights, trust=trust)
+    signs = vital_signs(loaded, load_data(data), latency_runs=(runs, max(3, runs // 3)))
+    typer.echo(format_info(signs))
+    if json_path:
+        json_path.write_text(json.dumps(signs, indent=2) + "\n")
+        typer.echo(f"\nwrote {json_path}")
+
+
+@app.command("train-demo")
+@user_errors
+def train_demo_cmd(
+    names: Annotated[Optional[list[str]], typer.Argument(help="demo models to train (default: all)")] = None,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    epochs: Annotated[Optional[int], typer.Option(help="epochs (default: each model's own)", min=1)] = None,
+    out: Annotated[Optional[Path], typer.Option(help="output folder (default: assets/models)")] = None,
+) -> None:
+    """Train the demo models, seeded, on demo:mnist5k and write safetensors weights + a JSON card."""
+    from .archs import ARCHITECTURES
+    from .errors import SpecError
+    from .train import MODELS_DIR, train_demo
+
+    names = names or list(ARCHITECTURES)
+    unknown = [n for n in names if n not in ARCHITECTURES]
+    if unknown:
+        raise SpecError(f"unknown demo model '{unknown[0]}'; available: {', '.join(ARCHITECTURES)}")
+    cards = train_demo(
+        names, seed=seed, epochs=epochs, out_dir=out or MODELS_DIR,
+        progress=lambda n, e, loss: typer.echo(f"{n}: epoch {e} loss {loss:.4f}"),
+    )
+    for card in cards:
+        typer.echo(f"{card['name']}: test accuracy {card['test_accuracy']:.2%} ({card['train_seconds']} s)")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

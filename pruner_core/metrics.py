@@ -1,0 +1,161 @@
+"""Measured vital signs: parameters, non-zeros, FLOPs, size on disk, accuracy, latency.
+
+Nothing here estimates: FLOPs come from ``torch.utils.flop_counter`` running the model,
+sizes are the bytes of a real serialisation, latencies are timed runs whose conditions
+(device, threads, batch, runs, warm-up, runtime) travel with the figure.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from .data import batches
+
+
+@torch.inference_mode()
+def accuracy(module: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
+    """Top-1 accuracy of ``module`` on ``(x, y)`` as a fraction in [0, 1]."""
+    if len(y) == 0:
+        return float("nan")
+    correct = 0
+    for xb, yb in batches(x, y, batch_size):
+        correct += int((module(xb).argmax(1) == yb).sum())
+    return correct / len(y)
+
+
+def count_parameters(module: nn.Module) -> tuple[int, int]:
+    """(parameters, non-zero parameters) over every parameter tensor of ``module``."""
+    total = nonzero = 0
+    for p in module.parameters():
+        total += p.numel()
+        nonzero += int(torch.count_nonzero(p.detach()))
+    return total, nonzero
+
+
+def size_bytes(module: nn.Module) -> int:
+    """Bytes of the module's weights (parameters and buffers) serialised as safetensors, dense."""
+    from safetensors.torch import save
+
+    return len(save({k: v.detach().contiguous() for k, v in module.state_dict().items()}))
+
+
+@dataclass(frozen=True)
+class Latency:
+    """A measured forward-pass latency and how it was measured."""
+
+    batch: int
+    median_ms: float
+    p25_ms: float
+    p75_ms: float
+    min_ms: float
+    runs: int
+    warmup: int
+    threads: int
+    device: str
+    runtime: str
+
+    @property
+    def label(self) -> str:
+        return (
+            f"{self.runtime} on {self.device}, batch {self.batch}, median of {self.runs} runs after {self.warmup}"
+            f" warm-up, {self.threads} thread(s)"
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"label": self.label}
+
+
+def device_name() -> str:
+    """A short description of the CPU the figures were measured on."""
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return f"CPU ({cpu})"
+
+
+@torch.inference_mode()
+def measure_latency(
+    module: nn.Module, sample_shape: tuple[int, ...], batch: int, *, runs: int = 30, warmup: int = 5
+) -> Latency:
+    """Time ``runs`` forward passes of a random batch after ``warmup`` untimed ones (PyTorch eager, CPU).
+
+    Returns the median and the inter-quartile range in milliseconds, with the conditions.
+    """
+    if runs < 1 or warmup < 0:
+        raise ValueError(f"runs must be >= 1 and warmup >= 0; got runs={runs}, warmup={warmup}")
+    x = torch.rand(batch, *sample_shape, generator=torch.Generator().manual_seed(0))
+    for _ in range(warmup):
+        module(x)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        module(x)
+        times.append((time.perf_counter() - start) * 1000)
+    q = statistics.quantiles(times, n=4) if runs > 1 else [times[0]] * 3
+    return Latency(
+        batch, statistics.median(times), q[0], q[2], min(times), runs, warmup, torch.get_num_threads(),
+        device_name(), f"PyTorch {torch.__version__.split('+')[0]} eager",
+    )
+
+
+def vital_signs(model, data, *, latency_runs: tuple[int, int] = (30, 10), warmup: int = 5) -> dict:
+    """Measure a model's vital signs on a data set: the figures ``pruner info`` prints and the Model page shows.
+
+    Args:
+        model: a :class:`~pruner_core.models.LoadedModel` (not modified).
+        data: a :class:`~pruner_core.data.Dataset` that fits it.
+        latency_runs: timed runs at batch 1 and at batch 64.
+        warmup: untimed runs before each latency measurement.
+
+    Returns:
+        Plain data with ``params``, ``nonzero_params``, ``flops``, ``size_bytes``, ``accuracy``,
+        ``latency_ms`` (``batch1``, ``batch64`` medians), ``latency`` (full measurements),
+        ``layers`` and ``how`` (how each figure was measured).
+
+    Raises:
+        CompatibilityError: the data does not fit the model.
+    """
+    from .describe import describe_model, layer_flops
+    from .models import check_data_fits
+
+    shape = check_data_fits(model, data)
+    params, nonzero = count_parameters(model.module)
+    flops, _ = layer_flops(model.module, torch.zeros(1, *shape))
+    layers = describe_model(model, shape)
+    lat = {
+        f"batch{b}": measure_latency(model.module, shape, b, runs=runs, warmup=warmup)
+        for b, runs in zip((1, 64), latency_runs)
+    }
+    return {
+        "model": model.label,
+        "format": model.fmt,
+        "architecture": model.arch,
+        "data": data.summary(),
+        "params": params,
+        "nonzero_params": nonzero,
+        "sparsity": 1 - nonzero / params if params else 0.0,
+        "flops": flops,
+        "size_bytes": size_bytes(model.module),
+        "accuracy": accuracy(model.module, data.x_test, data.y_test),
+        "latency_ms": {k: v.median_ms for k, v in lat.items()},
+        "latency": {k: v.to_dict() for k, v in lat.items()},
+        "layers": [layer.to_dict() for layer in layers],
+        "card_accuracy": model.card.get("test_accuracy"),
+        "how": {
+            "flops": "torch.utils.flop_counter on one forward pass at batch 1 (a multiply-add counts as 2 FLOPs)",
+            "size_bytes": "bytes of the weights (parameters and buffers) written as dense safetensors",
+            "accuracy": f"top-1 on the {len(data.y_test)} test samples of {data.name}",
+            "latency": lat["batch1"].label.replace(", batch 1", "") + " (per batch size)",
+            "device": device_name(),
+        },
+    }

@@ -1,0 +1,333 @@
+"""Load a model from a spec, the same way for the app and the CLI.
+
+Specs (``MODEL_FORMATS`` is the registry, tried in order):
+
+- ``demo:NAME``: a demo architecture with its shipped weights (or ``weights=FILE`` for your own).
+- ``pkg.module:factory``: a callable importable in this environment, optionally with ``weights``.
+- ``FILE.pt2``: a ``torch.export`` program.
+- ``FILE.pt`` / ``.pth`` / ``.ts`` TorchScript archive.
+- ``FILE.pt`` / ``.pth`` holding a fully pickled module: only with ``trust=True`` (unpickling runs code).
+- A bare state_dict (``.pt``, ``.pth``, ``.safetensors``) is refused with the way to load it:
+  ``demo:NAME`` plus ``weights=FILE``.
+
+Weights are read safely (safetensors, or ``torch.load(weights_only=True)``) unless trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import pickle
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .archs import ARCHITECTURES
+from .data import ASSETS
+from .errors import ModelLoadError, SpecError, TrustError
+
+MODELS_DIR = ASSETS / "models"
+FACTORY_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+STATE_DICT_SUFFIXES = (".pt", ".pth", ".safetensors", ".bin")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inspection: an eval-mode module plus what we know about it.
+
+    ``eager`` is True for an ordinary ``nn.Module`` whose layers can be physically removed;
+    TorchScript and ``torch.export`` programs are not eager (they can be masked only).
+    """
+
+    module: nn.Module
+    spec: str
+    fmt: str
+    eager: bool
+    arch: str | None = None
+    input_shape: tuple[int, ...] | None = None
+    num_classes: int | None = None
+    card: dict = field(default_factory=dict)
+    weights: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.spec if not self.weights else f"{self.spec} + {Path(self.weights).name}"
+
+    def fingerprint(self) -> str:
+        """A short hash of the weights: equal fingerprints mean equal parameters and buffers."""
+        h = hashlib.sha256()
+        for k, v in self.module.state_dict().items():
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes() if v.dtype != torch.bfloat16 else v.float().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+
+def _check_file(path: Path) -> None:
+    if not path.is_file():
+        raise ModelLoadError(f"model file '{path}' does not exist")
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read tensors safely from ``.safetensors`` or a ``torch.save``-d dict (``weights_only=True``).
+
+    Common checkpoint wrappers (``{"state_dict": ...}``, ``{"model": ...}``) and DDP's ``module.``
+    prefix are unwrapped.
+
+    Raises:
+        ModelLoadError: missing or corrupt file, or no tensors inside.
+        TrustError: the file holds pickled objects beyond tensors.
+    """
+    path = Path(path)
+    _check_file(path)
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            sd = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise ModelLoadError(f"'{path.name}' is not a readable safetensors file ({e})") from e
+    else:
+        try:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            if "Weights only load failed" in str(e):
+                raise TrustError(
+                    f"'{path.name}' holds pickled Python objects, not only tensors; loading it runs code from the"
+                    " file. Load it as a whole model with the trust switch (--trust / 'I trust this file') only if"
+                    " you trust its source"
+                ) from e
+            raise ModelLoadError(f"'{path.name}' is not a readable PyTorch file ({e})") from e
+        except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, ValueError) as e:
+            raise ModelLoadError(f"'{path.name}' is not a readable PyTorch weights file ({str(e).splitlines()[0]})") from e
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
+            sd = sd[key]
+    if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ModelLoadError(f"'{path.name}' does not hold a state_dict (a mapping of names to tensors)")
+    if all(k.startswith("module.") for k in sd):
+        sd = {k.removeprefix("module."): v for k, v in sd.items()}
+    return sd
+
+
+def apply_state_dict(module: nn.Module, sd: dict[str, torch.Tensor], source: str, arch: str) -> None:
+    """Load ``sd`` into ``module`` strictly, naming the first key or shape that does not fit."""
+    own = module.state_dict()
+    for key, value in own.items():
+        if key not in sd:
+            raise ModelLoadError(
+                f"weights '{source}' do not fit architecture '{arch}': key '{key}' (shape {tuple(value.shape)}) is"
+                f" missing from the file"
+            )
+        if tuple(sd[key].shape) != tuple(value.shape):
+            raise ModelLoadError(
+                f"weights '{source}' do not fit architecture '{arch}': key '{key}' has shape"
+                f" {tuple(sd[key].shape)} in the file but {tuple(value.shape)} in the model"
+            )
+    extra = [k for k in sd if k not in own]
+    if extra:
+        raise ModelLoadError(
+            f"weights '{source}' do not fit architecture '{arch}': the file has key '{extra[0]}' which the model"
+            f" does not ({len(extra)} unexpected key(s))"
+        )
+    module.load_state_dict(sd, strict=True)
+
+
+def _load_demo(spec: str, weights: str | None, trust: bool) -> LoadedModel:
+    name = spec.removeprefix("demo:")
+    if name not in ARCHITECTURES:
+        raise SpecError(f"unknown demo model '{name}'; available: {', '.join('demo:' + n for n in ARCHITECTURES)}")
+    arch = ARCHITECTURES[name]
+    module = arch.build()
+    card: dict = {}
+    if weights:
+        apply_state_dict(module, read_state_dict(weights), Path(weights).name, name)
+    else:
+        path = MODELS_DIR / f"{name}.safetensors"
+        if not path.is_file():
+            raise ModelLoadError(f"the demo weights '{path}' are missing; run `pruner train-demo {name}` to make them")
+        apply_state_dict(module, read_state_dict(path), path.name, name)
+        card_path = path.with_suffix(".json")
+        if card_path.is_file():
+            card = json.loads(card_path.read_text())
+    return LoadedModel(
+        module.eval(), spec, "demo" if not weights else "state_dict", True, name, arch.input_shape, arch.num_classes,
+        card, weights,
+    )
+
+
+def _load_factory(spec: str, weights: str | None, trust: bool) -> LoadedModel:
+    mod_name, fn_name = spec.split(":")
+    try:
+        mod = importlib.import_module(mod_name)
+    except ImportError as e:
+        raise SpecError(f"cannot import module '{mod_name}' of '{spec}' ({e}); it must be importable in this environment") from e
+    fn = getattr(mod, fn_name, None)
+    if not callable(fn):
+        raise SpecError(f"'{mod_name}' has no callable '{fn_name}'; expected package.module:factory returning an nn.Module")
+    try:
+        module = fn()
+    except Exception as e:  # the user's factory may raise anything
+        raise ModelLoadError(f"calling '{spec}()' failed: {type(e).__name__}: {e}") from e
+    if not isinstance(module, nn.Module):
+        raise ModelLoadError(f"'{spec}' returned {type(module).__name__}, not a torch.nn.Module")
+    if weights:
+        apply_state_dict(module, read_state_dict(weights), Path(weights).name, spec)
+    return LoadedModel(module.eval(), spec, "factory", True, weights=weights)
+
+
+def _is_torchscript(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _load_torchscript(spec: str, weights: str | None, trust: bool) -> LoadedModel:
+    path = Path(spec)
+    try:
+        module = torch.jit.load(str(path), map_location="cpu")
+    except RuntimeError as e:
+        raise ModelLoadError(f"'{path.name}' is not a readable TorchScript archive ({str(e).splitlines()[0]})") from e
+    if weights:
+        apply_state_dict(module, read_state_dict(weights), Path(weights).name, path.name)
+    return LoadedModel(module.eval(), spec, "torchscript", False, weights=weights)
+
+
+def _load_export(spec: str, weights: str | None, trust: bool) -> LoadedModel:
+    path = Path(spec)
+    _check_file(path)
+    try:
+        program = torch.export.load(str(path))
+    except Exception as e:  # torch.export raises many types for a damaged archive
+        raise ModelLoadError(f"'{path.name}' is not a readable torch.export program ({str(e).splitlines()[0][:200]})") from e
+    module = program.module()
+    shapes = [tuple(n.meta["val"].shape) for n in program.graph.nodes if n.op == "placeholder" and n.name in
+              program.graph_signature.user_inputs and hasattr(n.meta.get("val"), "shape")]
+    input_shape = shapes[0][1:] if len(shapes) == 1 else None
+    if weights:
+        apply_state_dict(module, read_state_dict(weights), Path(weights).name, path.name)
+    return LoadedModel(module, spec, "export", False, input_shape=input_shape, weights=weights)
+
+
+def _load_file(spec: str, weights: str | None, trust: bool) -> LoadedModel:
+    path = Path(spec)
+    _check_file(path)
+    if _is_torchscript(path):
+        return _load_torchscript(spec, weights, trust)
+    if path.suffix == ".safetensors":
+        read_state_dict(path)  # raises for a corrupt file
+        raise SpecError(_state_dict_hint(path))
+    try:
+        read_state_dict(path)
+    except TrustError:
+        if not trust:
+            raise
+        try:
+            module = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:  # unpickling can raise anything
+            raise ModelLoadError(f"'{path.name}' could not be unpickled ({str(e).splitlines()[0][:200]})") from e
+        if not isinstance(module, nn.Module):
+            raise ModelLoadError(f"'{path.name}' holds a {type(module).__name__}, not a torch.nn.Module") from None
+        return LoadedModel(module.eval(), spec, "pickle", True, weights=weights)
+    raise SpecError(_state_dict_hint(path))
+
+
+def _state_dict_hint(path: Path) -> str:
+    return (
+        f"'{path.name}' holds a state_dict (weights only); give its architecture: demo:NAME with --weights"
+        f" {path.name} (NAME one of {', '.join(ARCHITECTURES)}), or package.module:factory --weights {path.name}"
+    )
+
+
+@dataclass(frozen=True)
+class ModelFormat:
+    """One way to load a model; ``eager`` says whether layers can be physically removed."""
+
+    name: str
+    label: str
+    matches: Callable[[str], bool]
+    load: Callable[[str, str | None, bool], LoadedModel]
+
+
+MODEL_FORMATS: list[ModelFormat] = [
+    ModelFormat("demo", "demo:NAME (shipped demo model)", lambda s: s.startswith("demo:"), _load_demo),
+    ModelFormat("export", "torch.export program (.pt2)", lambda s: s.endswith(".pt2"), _load_export),
+    ModelFormat(
+        "file",
+        "TorchScript (.pt/.pth/.ts), pickled module (trust only) or state_dict with an architecture",
+        lambda s: s.endswith((".ts", ".jit", *STATE_DICT_SUFFIXES)),
+        _load_file,
+    ),
+    ModelFormat(
+        "factory", "package.module:factory", lambda s: bool(FACTORY_RE.match(s)) and not Path(s).exists(), _load_factory
+    ),
+]
+
+
+def load_model(spec: str, *, weights: str | Path | None = None, trust: bool = False) -> LoadedModel:
+    """Load a model from a spec, in eval mode.
+
+    Args:
+        spec: ``demo:NAME``, ``pkg.module:factory``, or a ``.pt2`` / ``.pt`` / ``.pth`` / ``.ts`` file.
+        weights: a state_dict file (``.safetensors``, ``.pt``, ``.pth``) to load into the architecture.
+        trust: allow unpickling a fully pickled module (this runs code from the file).
+
+    Raises:
+        SpecError, ModelLoadError, TrustError: with the bad value and the valid ones in the message.
+
+    >>> load_model("demo:lenet300").arch
+    'lenet300'
+    """
+    spec = str(spec)
+    weights = str(weights) if weights else None
+    for fmt in MODEL_FORMATS:
+        if fmt.matches(spec):
+            return fmt.load(spec, weights, trust)
+    raise SpecError(
+        f"cannot load a model from '{spec}'; expected one of: " + "; ".join(f.label for f in MODEL_FORMATS)
+    )
+
+
+def check_data_fits(model: LoadedModel, data) -> tuple[int, ...]:
+    """Check that ``data`` (a :class:`~pruner_core.data.Dataset`) fits ``model``; return the input sample shape.
+
+    Runs the model on two test samples: the sample shape must be accepted, the output must be
+    ``[batch, classes]``, and every label must be one of those classes.
+
+    Raises:
+        CompatibilityError: naming the data's shape or label and what the model takes.
+    """
+    from .errors import CompatibilityError
+
+    shape = data.sample_shape
+    expected = f" (it expects {tuple(model.input_shape)})" if model.input_shape else ""
+    if model.input_shape and tuple(model.input_shape) != shape:
+        raise CompatibilityError(
+            f"data '{data.name}' has samples of shape {shape} but model '{model.label}' expects {tuple(model.input_shape)}"
+        )
+    try:
+        with torch.inference_mode():
+            out = model.module(data.x_test[:2] if len(data.x_test) >= 2 else data.x_train[:2])
+    except Exception as e:  # the model's own shape checks raise RuntimeError, ValueError, ...
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise CompatibilityError(
+            f"data '{data.name}' has samples of shape {shape} that model '{model.label}' cannot take{expected}: {first}"
+        ) from e
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise CompatibilityError(f"model '{model.label}' returns {got}; expected class scores of shape [batch, classes]")
+    classes = out.shape[1]
+    top = int(max(data.y_train.max().item() if len(data.y_train) else 0, data.y_test.max().item() if len(data.y_test) else 0))
+    if top >= classes:
+        raise CompatibilityError(
+            f"data '{data.name}' has label {top} but model '{model.label}' outputs {classes} classes (labels 0..{classes - 1})"
+        )
+    return shape
