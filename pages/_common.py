@@ -84,7 +84,7 @@ def activate(model_choice: dict, data_spec: str) -> bool:
 
 @st.cache_data(max_entries=32, show_spinner="Measuring vital signs (accuracy, FLOPs, latency)…")
 def cached_vital_signs(model_choice: tuple, model_digest: str, data_spec: str, data_digest: str) -> dict:
-    model = get_model(dict(zip(("spec", "weights", "trust"), model_choice)))
+    model = get_model(dict(zip(("spec", "weights", "trust"), model_choice, strict=True)))
     return vital_signs(model, get_data(data_spec))
 
 

@@ -65,15 +65,15 @@ if signs:
     model = get_model(st.session_state["active.model"])
     st.subheader(signs["model"])
     cols = st.columns(6)
-    cols[0].metric("Parameters", f"{signs['params']:,}", help=f"{signs['nonzero_params']:,} non-zero", key="vital.params")
-    cols[1].metric("Non-zero", f"{signs['nonzero_params']:,}", f"sparsity {signs['sparsity']:.1%}", delta_color="off", key="vital.nonzero")
-    cols[2].metric("FLOPs / sample", f"{signs['flops'] / 1e6:,.2f} M", help=signs["how"]["flops"], key="vital.flops")
-    cols[3].metric("Size (dense)", f"{signs['size_bytes'] / 1e6:,.3f} MB", help=signs["how"]["size_bytes"], key="vital.size")
-    cols[4].metric("Test accuracy", f"{signs['accuracy']:.2%}", help=signs["how"]["accuracy"], key="vital.accuracy")
+    cols[0].metric("Parameters", f"{signs['params']:,}", help=f"{signs['nonzero_params']:,} non-zero")
+    cols[1].metric("Non-zero", f"{signs['nonzero_params']:,}", f"sparsity {signs['sparsity']:.1%}", delta_color="off")
+    cols[2].metric("FLOPs / sample", f"{signs['flops'] / 1e6:,.2f} M", help=signs["how"]["flops"])
+    cols[3].metric("Size (dense)", f"{signs['size_bytes'] / 1e6:,.3f} MB", help=signs["how"]["size_bytes"])
+    cols[4].metric("Test accuracy", f"{signs['accuracy']:.2%}", help=signs["how"]["accuracy"])
     lat = signs["latency"]
     cols[5].metric(
         "Latency batch 1 / 64", f"{lat['batch1']['median_ms']:.2f} / {lat['batch64']['median_ms']:.1f} ms",
-        help=f"{lat['batch1']['label']}; {lat['batch64']['label']}", key="vital.latency",
+        help=f"{lat['batch1']['label']}; {lat['batch64']['label']}",
     )
     st.caption(
         f"Measured: latency {lat['batch1']['runtime']} on {lat['batch1']['device']}, {lat['batch1']['threads']} thread(s), "

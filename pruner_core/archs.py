@@ -7,8 +7,8 @@ A state_dict file is loaded by naming one of these.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn

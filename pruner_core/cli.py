@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated
 
 import typer
 
@@ -18,11 +19,11 @@ from .errors import PrunerError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Pruning Explorer: inspect and prune PyTorch models.")
 
 WeightsOpt = Annotated[
-    Optional[Path], typer.Option("--weights", help="state_dict file (.safetensors/.pt/.pth) for the architecture")
+    Path | None, typer.Option("--weights", help="state_dict file (.safetensors/.pt/.pth) for the architecture")
 ]
 DataOpt = Annotated[str, typer.Option("--data", help="demo:mnist5k, a .npz (x, y[, x_test, y_test]) or an image-folder .zip")]
 TrustOpt = Annotated[bool, typer.Option("--trust", help="allow unpickling a whole model (runs code from the file)")]
-JsonOpt = Annotated[Optional[Path], typer.Option("--json", help="also write the figures as JSON to this path")]
+JsonOpt = Annotated[Path | None, typer.Option("--json", help="also write the figures as JSON to this path")]
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -95,10 +96,10 @@ def info(
 @app.command("train-demo")
 @user_errors
 def train_demo_cmd(
-    names: Annotated[Optional[list[str]], typer.Argument(help="demo models to train (default: all)")] = None,
+    names: Annotated[list[str] | None, typer.Argument(help="demo models to train (default: all)")] = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
-    epochs: Annotated[Optional[int], typer.Option(help="epochs (default: each model's own)", min=1)] = None,
-    out: Annotated[Optional[Path], typer.Option(help="output folder (default: assets/models)")] = None,
+    epochs: Annotated[int | None, typer.Option(help="epochs (default: each model's own)", min=1)] = None,
+    out: Annotated[Path | None, typer.Option(help="output folder (default: assets/models)")] = None,
 ) -> None:
     """Train the demo models, seeded, on demo:mnist5k and write safetensors weights + a JSON card."""
     from .archs import ARCHITECTURES

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -189,7 +190,7 @@ def _load_zip(name: str, f: BinaryIO) -> Dataset:
         index = {c: i for i, c in enumerate(classes)}
         images, labels, is_test = [], [], []
         shape = None
-        for member, p in zip(files, parts):
+        for member, p in zip(files, parts, strict=True):
             img = _read_image(zf, str(member))
             if shape is None:
                 shape, first = img.shape, str(member)

@@ -6,8 +6,8 @@ Model page and ``pruner info`` show). Mask computation joins this registry in th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 NM_DEFAULT = (2, 4)
 

@@ -134,7 +134,7 @@ def vital_signs(model, data, *, latency_runs: tuple[int, int] = (30, 10), warmup
     layers = describe_model(model, shape)
     lat = {
         f"batch{b}": measure_latency(model.module, shape, b, runs=runs, warmup=warmup)
-        for b, runs in zip((1, 64), latency_runs)
+        for b, runs in zip((1, 64), latency_runs, strict=True)
     }
     return {
         "model": model.label,

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import platform
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -100,7 +100,7 @@ def train_model(
         "test_accuracy": acc,
         "train_seconds": round(time.perf_counter() - start, 1),
         "trained_on": f"{platform.machine()} {platform.processor() or platform.system()}, torch {torch.__version__}",
-        "trained_at": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "trained_at": datetime.now(UTC).strftime("%Y-%m-%d"),
     }
     return model, card
 
@@ -114,7 +114,7 @@ def train_demo(
     cards = []
     for name in names:
         model, card = train_model(
-            name, data, seed=seed, epochs=epochs, progress=(lambda e, l, n=name: progress(n, e, l)) if progress else None
+            name, data, seed=seed, epochs=epochs, progress=(lambda e, loss, n=name: progress(n, e, loss)) if progress else None
         )
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out_dir / f"{name}.safetensors")
         (out_dir / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")

@@ -1,0 +1,103 @@
+"""Benchmarks: measured figures written to bench/results.json (never asserted in tests).
+
+    python bench/run.py [--only NAME[,NAME...]] [--json PATH]
+
+``BENCHMARKS`` is the registry: a name maps to a function returning ``{figure_key: value}``.
+Each figure key is written once at the top level of the JSON, next to ``machine`` and ``date``.
+With ``--only``, figures of the benchmarks not run are kept from the previous file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from pruner_core.archs import ARCHITECTURES  # noqa: E402
+from pruner_core.data import load_data  # noqa: E402
+from pruner_core.metrics import device_name, vital_signs  # noqa: E402
+from pruner_core.models import load_model  # noqa: E402
+
+
+def bench_vitals() -> dict:
+    """Vital signs of every demo model on demo:mnist5k, plus load and measurement times."""
+    figures: dict = {}
+    data = load_data("demo:mnist5k")
+    for name in ARCHITECTURES:
+        start = time.perf_counter()
+        model = load_model(f"demo:{name}")
+        loaded = time.perf_counter()
+        signs = vital_signs(model, data, latency_runs=(100, 30), warmup=10)
+        done = time.perf_counter()
+        prefix = f"vitals.{name}"
+        figures |= {
+            f"{prefix}.params": signs["params"],
+            f"{prefix}.nonzero_params": signs["nonzero_params"],
+            f"{prefix}.flops": signs["flops"],
+            f"{prefix}.size_bytes": signs["size_bytes"],
+            f"{prefix}.accuracy": signs["accuracy"],
+            f"{prefix}.card_accuracy": signs["card_accuracy"],
+            f"{prefix}.latency_ms.batch1": round(signs["latency_ms"]["batch1"], 4),
+            f"{prefix}.latency_ms.batch64": round(signs["latency_ms"]["batch64"], 4),
+            f"{prefix}.latency_iqr_ms.batch1": [round(signs["latency"]["batch1"][k], 4) for k in ("p25_ms", "p75_ms")],
+            f"{prefix}.latency_iqr_ms.batch64": [round(signs["latency"]["batch64"][k], 4) for k in ("p25_ms", "p75_ms")],
+            f"{prefix}.load_seconds": round(loaded - start, 3),
+            f"{prefix}.vital_signs_seconds": round(done - loaded, 3),
+        }
+    figures["vitals.latency_how"] = signs["latency"]["batch1"]["label"].replace(", batch 1", "")
+    return figures
+
+
+BENCHMARKS: dict[str, Callable[[], dict]] = {"vitals": bench_vitals}
+
+
+def machine() -> dict:
+    return {
+        "cpu": device_name(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", help=f"comma-separated benchmarks to run (of: {', '.join(BENCHMARKS)})")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results.json", help="output file")
+    args = parser.parse_args(argv)
+    names = args.only.split(",") if args.only else list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark '{unknown[0]}'; available: {', '.join(BENCHMARKS)}")
+    results = json.loads(args.json.read_text()) if args.only and args.json.is_file() else {}
+    for name in names:
+        print(f"[bench] {name} …", flush=True)
+        start = time.perf_counter()
+        figures = BENCHMARKS[name]()
+        for key, value in figures.items():
+            print(f"  {key} = {value}")
+        results |= figures
+        results[f"{name}.bench_seconds"] = round(time.perf_counter() - start, 2)
+    results["machine"] = machine()
+    results["date"] = datetime.now(UTC).isoformat(timespec="seconds")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"[bench] wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

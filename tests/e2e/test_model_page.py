@@ -1,0 +1,173 @@
+"""The Model page in a real browser: the demo's vital signs, switching models, and bad uploads."""
+
+from __future__ import annotations
+
+import io
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from playwright.sync_api import Locator, Page, expect
+
+from pruner_core.archs import ARCHITECTURES
+
+FIRST_LOAD_MS = 120_000  # the first visit measures latency (tens of runs at batch 1 and 64)
+MODEL_LOAD_MS = 120_000  # a newly loaded model is measured too
+UI_MS = 20_000
+MIN_DEMO_ACCURACY = 98.5  # percent; the shipped mnist-cnn is trained to about 99%
+
+
+def param_count(name: str) -> int:
+    """Parameters of a demo architecture, counted here on a freshly built module."""
+    return sum(p.numel() for p in ARCHITECTURES[name].build().parameters())
+
+
+def metric(page: Page, label: str) -> Locator:
+    """The value of the st.metric whose label is ``label``."""
+    return (
+        page.locator('[data-testid="stMetric"]')
+        .filter(has=page.locator('[data-testid="stMetricLabel"]', has_text=label))
+        .locator('[data-testid="stMetricValue"]')
+    )
+
+
+def open_model_page(page: Page, app_url: str) -> None:
+    """Open the app and wait until the default model's vital signs and layer table are drawn."""
+    page.goto(app_url)
+    expect(metric(page, "Test accuracy")).to_have_text(re.compile(r"^\s*\d+\.\d+%\s*$"), timeout=FIRST_LOAD_MS)
+    expect(page.locator('[data-testid="stDataFrame"] canvas').first).to_be_visible(timeout=UI_MS)
+    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+
+
+def save_screenshot(page: Page, path: Path) -> None:
+    """A screenshot of the whole page. Streamlit scrolls inside its main container, not the document, so
+    ``full_page`` alone stops at the viewport: grow the viewport to the content's height first."""
+    size = page.viewport_size or {"width": 1440, "height": 1000}
+    height = page.evaluate(
+        "() => Math.max(...[document.querySelector('[data-testid=\"stMain\"]'),"
+        " document.querySelector('[data-testid=\"stAppViewContainer\"]'), document.documentElement]"
+        ".filter(Boolean).map(e => e.scrollHeight))"
+    )
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], int(height))})
+    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(size)
+
+
+def choose_radio(page: Page, group: str, option: str) -> None:
+    page.get_by_role("radiogroup", name=group).get_by_text(option, exact=True).click()
+    expect(page.get_by_role("radiogroup", name=group).get_by_role("radio", name=option)).to_be_checked()
+
+
+def upload(page: Page, label: str, name: str, payload: bytes, mime: str = "application/octet-stream") -> None:
+    """Put a file into the st.file_uploader labelled ``label`` and wait until the app shows it."""
+    uploader = page.locator('[data-testid="stFileUploader"]').filter(has=page.get_by_text(label, exact=True))
+    expect(uploader).to_have_count(1, timeout=UI_MS)
+    uploader.locator('input[type="file"]').set_input_files({"name": name, "mimeType": mime, "buffer": payload})
+    expect(uploader.get_by_text(name, exact=True)).to_be_visible(timeout=UI_MS)
+
+
+def click_load(page: Page) -> None:
+    page.get_by_role("button", name="Load", exact=True).click()
+
+
+def sidebar(page: Page) -> Locator:
+    return page.locator('[data-testid="stSidebar"]')
+
+
+def expect_demo_still_shown(page: Page) -> None:
+    """After a refused load the app keeps running and still shows the demo model's vital signs."""
+    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+    expect(page.get_by_role("heading", name="demo:mnist-cnn")).to_be_visible()
+    expect(metric(page, "Parameters")).to_have_text(f"{param_count('mnist-cnn'):,}")
+    expect(metric(page, "Test accuracy")).to_have_text(re.compile(r"^\s*\d+\.\d+%\s*$"))
+    expect(sidebar(page)).to_contain_text("demo:mnist-cnn")
+
+
+def test_model_page_shows_demo_vital_signs(page: Page, app_url: str, screenshot_dir: Path) -> None:
+    open_model_page(page, app_url)
+
+    expect(page.get_by_role("heading", name="Model", exact=True)).to_be_visible()
+    expect(page.get_by_role("heading", name="demo:mnist-cnn")).to_be_visible()
+    expect(sidebar(page)).to_contain_text("demo:mnist-cnn")
+    expect(sidebar(page)).to_contain_text("demo:mnist5k")
+    expect(page.locator('[data-testid="stMetric"]')).to_have_count(6)
+    for label in ("Parameters", "Non-zero", "FLOPs / sample", "Size (dense)", "Test accuracy", "Latency batch 1 / 64"):
+        expect(metric(page, label)).to_be_visible()
+    expect(metric(page, "Parameters")).to_have_text(f"{param_count('mnist-cnn'):,}")
+    expect(metric(page, "Latency batch 1 / 64")).to_have_text(re.compile(r"\d+\.\d+ / \d+\.\d+ ms"))
+    accuracy = float(metric(page, "Test accuracy").inner_text().strip().rstrip("%"))
+    assert accuracy >= MIN_DEMO_ACCURACY, f"demo test accuracy {accuracy}% < {MIN_DEMO_ACCURACY}%"
+
+    # The layer table, one row per layer of the CNN. The grid draws on a canvas; its cells are mirrored in a
+    # table inside the canvas (outside the accessibility tree, so found by CSS rather than by role).
+    table = page.locator('[data-testid="stDataFrame"]').first
+    expect(table.locator('th[role="columnheader"]').first).to_have_text("layer")
+    for layer in ("conv1", "conv2", "fc1", "fc2"):
+        expect(table.locator('td[role="gridcell"][aria-colindex="1"]', has_text=re.compile(f"^{layer}$"))).to_have_count(1)
+    expect(page.locator('[data-testid="stAlert"]')).to_have_count(0)
+
+    save_screenshot(page, screenshot_dir / "model.png")
+
+
+def test_navigation_links_model_page(page: Page, app_url: str) -> None:
+    open_model_page(page, app_url)
+    if page.locator('[data-testid="stSidebarNav"], [data-testid="stTopNavLink"]').count() == 0:
+        pytest.xfail("st.navigation hides its menu while the app registers a single page: no 'Model' link yet")
+    expect(page.get_by_role("link", name="Model")).to_be_visible()
+
+
+def test_switching_demo_model_updates_sidebar_and_metrics(page: Page, app_url: str, screenshot_dir: Path) -> None:
+    open_model_page(page, app_url)
+    expect(metric(page, "Parameters")).to_have_text(f"{param_count('mnist-cnn'):,}")
+
+    page.get_by_role("combobox", name="Demo model").click()
+    page.get_by_role("option", name=re.compile(r"^resnet20\b")).click()
+    expect(page.get_by_role("combobox", name="Demo model")).to_have_value(re.compile(r"^resnet20\b"))
+    click_load(page)
+
+    expect(page.locator('[data-testid="stAlertContentSuccess"]')).to_contain_text("Loaded", timeout=MODEL_LOAD_MS)
+    expect(page.get_by_role("heading", name="demo:resnet20")).to_be_visible(timeout=MODEL_LOAD_MS)
+    expect(metric(page, "Parameters")).to_have_text(f"{param_count('resnet20'):,}", timeout=MODEL_LOAD_MS)
+    expect(sidebar(page)).to_contain_text("demo:resnet20")
+    expect(sidebar(page)).not_to_contain_text("demo:mnist-cnn")
+    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+    save_screenshot(page, screenshot_dir / "model-resnet20.png")
+
+
+def test_corrupt_model_upload_is_refused_and_app_keeps_running(page: Page, app_url: str) -> None:
+    open_model_page(page, app_url)
+
+    choose_radio(page, "Model source", "Upload a file")
+    expect(page.get_by_role("combobox", name="Architecture of a state_dict")).to_have_value(
+        re.compile(r"^\(whole model file")
+    )
+    upload(page, "Model file", "broken.pt", random.Random(0).randbytes(4096))
+    click_load(page)
+
+    error = page.locator('[data-testid="stAlertContentError"]')
+    expect(error).to_have_count(1, timeout=MODEL_LOAD_MS)
+    expect(error).to_contain_text("broken.pt")
+    expect(page.locator('[data-testid="stAlertContentSuccess"]')).to_have_count(0)
+    expect_demo_still_shown(page)
+
+
+def test_data_of_the_wrong_shape_is_refused_naming_both_shapes(page: Page, app_url: str) -> None:
+    open_model_page(page, app_url)
+
+    choose_radio(page, "Data source", "Upload a file")
+    buf = io.BytesIO()
+    rng = np.random.default_rng(0)
+    np.savez(buf, x=rng.random((10, 3, 32, 32), dtype=np.float32), y=np.arange(10) % 10)
+    upload(page, "Data file", "cifar-like.npz", buf.getvalue())
+    click_load(page)
+
+    error = page.locator('[data-testid="stAlertContentError"]')
+    expect(error).to_have_count(1, timeout=MODEL_LOAD_MS)
+    expect(error).to_contain_text("cifar-like.npz")
+    expect(error).to_contain_text("(3, 32, 32)")
+    expect(error).to_contain_text("(1, 28, 28)")
+    expect(page.locator('[data-testid="stAlertContentSuccess"]')).to_have_count(0)
+    expect_demo_still_shown(page)
+    expect(sidebar(page)).to_contain_text("demo:mnist5k")

@@ -1,0 +1,141 @@
+"""The Model page, driven as a user would: demo vital signs, switching models, bad files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from pages._common import DEFAULT_MODEL
+from pruner_core.models import MODELS_DIR
+
+
+def load_path(at: AppTest, model_path: Path | None = None, *, arch: str | None = None, trust: bool = False,
+              data_path: Path | None = None) -> AppTest:
+    """Fill the Model page's pickers with file paths (uploads go through the same code) and press Load."""
+    if model_path is not None:
+        at.radio(key="model.source").set_value("Path on this machine").run()
+        at.text_input(key="model.path").set_value(str(model_path))
+        at.selectbox(key="model.arch").set_value(arch or at.selectbox(key="model.arch").options[0])
+        at.checkbox(key="model.trust").set_value(trust)
+    if data_path is not None:
+        at.radio(key="model.data_source").set_value("Path on this machine").run()
+        at.text_input(key="model.data_path").set_value(str(data_path))
+    return at.button(key="model.load").click().run()
+
+
+def metric(at, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def table(at, column: str):
+    """The first table on the page that has ``column``."""
+    return next(df.value for df in at.dataframe if column in df.value.columns)
+
+
+def errors(at) -> str:
+    return " | ".join(e.value for e in at.error)
+
+
+def test_opens_on_demo_with_measured_vital_signs(app):
+    card = json.loads((MODELS_DIR / "mnist-cnn.json").read_text())
+    assert app.session_state["active.model"] == DEFAULT_MODEL
+    assert metric(app, "Parameters") == "421,834"  # the classic 421,642 + 192 BatchNorm
+    assert metric(app, "Test accuracy") == f"{card['test_accuracy']:.2%}"
+    assert card["test_accuracy"] >= 0.985
+    how = next(c.value for c in app.main.caption if c.value.startswith("Measured:"))
+    assert "runs" in how and "thread" in how and "CPU" in how  # latency says how it was measured
+    layers = table(app, "parameters")
+    assert list(layers["layer"]) == ["conv1", "conv2", "fc1", "fc2"]
+    assert list(layers["parameters"]) == [320, 18496, 401536, 1290]
+    assert layers["FLOPs"].tolist()[1] == 2 * 64 * 32 * 3 * 3 * 14 * 14  # conv2 runs on 14x14 after pooling
+    prun = table(app, "unstructured").set_index("layer")
+    assert prun.loc["conv2", "channel"] == "yes"
+    assert prun.loc["fc2", "channel"].startswith("no: its outputs are the model's outputs")
+    assert prun.loc["conv1", "nm"].startswith("no: 1 input channels")
+    assert not app.error
+
+
+def test_switching_demo_model_updates_figures_and_sidebar(app):
+    app.selectbox(key="model.demo").set_value("resnet20")
+    app.button(key="model.load").click().run()
+    assert not app.exception and not app.error
+    assert app.session_state["active.model"]["spec"] == "demo:resnet20"
+    assert metric(app, "Parameters") == "272,186"
+    assert any("demo:resnet20" in m.value for m in app.sidebar.markdown)
+    groups = table(app, "size")
+    stage1 = groups[groups["layers"].str.contains("layer1.0.conv2")].iloc[0]["layers"].split(", ")
+    assert set(stage1) == {"conv1", "layer1.0.conv2", "layer1.1.conv2", "layer1.2.conv2"}
+
+
+def test_corrupt_model_file_is_refused_and_nothing_is_lost(app, user_files):
+    load_path(app, user_files["corrupt_model"])
+    assert not app.exception
+    assert "broken.pt" in errors(app)
+    assert app.session_state["active.model"] == DEFAULT_MODEL  # the previous model stays active
+    assert metric(app, "Parameters") == "421,834"
+
+
+def test_state_dict_with_architecture_loads(app, user_files):
+    load_path(app, user_files["state_dict"], arch="mnist-cnn")
+    assert not app.exception and not app.error
+    assert app.session_state["active.model"] == {
+        "spec": "demo:mnist-cnn", "weights": str(user_files["state_dict"]), "trust": False,
+    }
+    assert metric(app, "Parameters") == "421,834"
+
+
+def test_state_dict_with_wrong_architecture_names_key_and_shapes(app, user_files):
+    load_path(app, user_files["state_dict"], arch="lenet300")
+    msg = errors(app)
+    assert "lenet300" in msg and "fc1.weight" in msg and "(300, 784)" in msg
+
+
+def test_state_dict_without_architecture_says_how(app, user_files):
+    load_path(app, user_files["state_dict"])
+    assert "demo:NAME" in errors(app)
+
+
+def test_pickled_module_needs_trust(app, user_files):
+    load_path(app, user_files["pickled"])
+    assert "trust" in errors(app).lower()
+    assert app.session_state["active.model"] == DEFAULT_MODEL
+    load_path(app, user_files["pickled"], trust=True)
+    assert not app.error and not app.exception
+    assert app.warning  # trusting shows a warning
+    assert app.session_state["active.model"]["spec"] == str(user_files["pickled"])
+    assert metric(app, "Parameters") == "421,834"
+
+
+def test_torchscript_is_mask_only(app, user_files):
+    load_path(app, user_files["torchscript"])
+    assert not app.error and not app.exception
+    assert any("cannot be physically removed" in i.value for i in app.info)
+    prun = table(app, "unstructured").set_index("layer")
+    assert all(v.startswith("no: TorchScript") for v in prun["channel"])
+    assert (prun["unstructured"] == "yes").all()
+
+
+def test_data_of_wrong_shape_is_refused(app, user_files):
+    load_path(app, data_path=user_files["wrong_shape_data"])
+    msg = errors(app)
+    assert "(3, 32, 32)" in msg and "(1, 28, 28)" in msg
+    assert app.session_state["active.data"] == "demo:mnist5k"
+
+
+def test_labels_outside_model_classes_are_refused(app, user_files):
+    load_path(app, data_path=user_files["bad_labels_data"])
+    msg = errors(app)
+    assert "label 12" in msg and "10 classes" in msg
+
+
+def test_empty_zip_is_refused(app, user_files):
+    load_path(app, data_path=user_files["empty_zip"])
+    assert "holds no images" in errors(app)
+    assert not app.exception
+
+
+def test_missing_model_file_is_named(app, tmp_path):
+    load_path(app, tmp_path / "nowhere.pt")
+    assert "nowhere.pt" in errors(app) and "does not exist" in errors(app)
