@@ -209,9 +209,19 @@ def _load_export(spec: str, weights: str | None, trust: bool) -> LoadedModel:
     except Exception as e:  # torch.export raises many types for a damaged archive
         raise ModelLoadError(f"'{path.name}' is not a readable torch.export program ({str(e).splitlines()[0][:200]})") from e
     module = program.module()
-    shapes = [tuple(n.meta["val"].shape) for n in program.graph.nodes if n.op == "placeholder" and n.name in
-              program.graph_signature.user_inputs and hasattr(n.meta.get("val"), "shape")]
-    input_shape = shapes[0][1:] if len(shapes) == 1 else None
+    shapes = [
+        tuple(n.meta["val"].shape)
+        for n in program.graph.nodes
+        if n.op == "placeholder" and n.name in program.graph_signature.user_inputs and hasattr(n.meta.get("val"), "shape")
+    ]
+    if len(shapes) != 1:
+        raise ModelLoadError(f"'{path.name}' takes {len(shapes)} tensor inputs; the explorer handles models with one input")
+    if isinstance(shapes[0][0], int):
+        raise ModelLoadError(
+            f"'{path.name}' was exported with a fixed batch size of {shapes[0][0]}; evaluation and latency need other"
+            " batch sizes: export with dynamic_shapes={'x': {0: torch.export.Dim('batch')}}"
+        )
+    input_shape = tuple(int(d) for d in shapes[0][1:])
     if weights:
         apply_state_dict(module, read_state_dict(weights), Path(weights).name, path.name)
     return LoadedModel(module, spec, "export", False, input_shape=input_shape, weights=weights)
