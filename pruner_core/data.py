@@ -128,6 +128,10 @@ def _from_arrays(
 
 
 def _load_npz(name: str, f: BinaryIO) -> Dataset:
+    head = f.read(4)
+    f.seek(0)
+    if head != b"PK\x03\x04":  # np.load would try a single .npy or a pickle: refuse both
+        raise DataError(f"{name} is not a readable .npz file (an .npz is a zip of arrays made by numpy.savez)")
     try:
         with np.load(f, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

@@ -38,6 +38,9 @@ class LayerInfo:
 
 
 def _layer_type(module: nn.Module) -> str | None:
+    for cls in (nn.Linear, nn.Conv1d, nn.Conv2d):
+        if isinstance(module, cls):
+            return cls.__name__
     kind = getattr(module, "original_name", type(module).__name__)  # TorchScript keeps the class name here
     if kind in PRUNABLE_TYPES:
         return kind
@@ -84,17 +87,23 @@ def coupled_groups(module: nn.Module, example: torch.Tensor, names: list[str]) -
     outputs: set[str] = set()
     for name in names:
         layer = by_name[name]
-        node = graph.module2node.get(layer)
-        if node is not None and not node.outputs:
-            outputs.add(name)
-        if name in group_of:
+        if graph.module2node.get(layer) is None:  # forward() never calls it: nothing is coupled to it
+            group_of.setdefault(name, len(set(group_of.values())))
             continue
-        gid = len(set(group_of.values()))
-        group_of[name] = gid
         fn = tp.prune_linear_out_channels if isinstance(layer, nn.Linear) else tp.prune_conv_out_channels
+        members, consumed = [name], False
         for dep, _ in graph.get_pruning_group(layer, fn, idxs=[0]):
             member = name_of.get(id(dep.target.module))
-            if member in names and getattr(dep.handler, "__name__", "") == "prune_out_channels":
+            handler = getattr(dep.handler, "__name__", "")
+            if member in names and handler == "prune_out_channels":
+                members.append(member)
+            elif member in names and handler == "prune_in_channels":
+                consumed = True
+        if not consumed:  # no layer reads these channels: they reach the model's output
+            outputs.add(name)
+        if name not in group_of:
+            gid = len(set(group_of.values()))
+            for member in members:
                 group_of.setdefault(member, gid)
     return group_of, outputs
 

@@ -101,7 +101,7 @@ def measure_latency(
         start = time.perf_counter()
         module(x)
         times.append((time.perf_counter() - start) * 1000)
-    q = statistics.quantiles(times, n=4) if runs > 1 else [times[0]] * 3
+    q = statistics.quantiles(times, n=4, method="inclusive") if runs > 1 else [times[0]] * 3
     return Latency(
         batch, statistics.median(times), q[0], q[2], min(times), runs, warmup, torch.get_num_threads(),
         device_name(), f"PyTorch {torch.__version__.split('+')[0]} eager",

@@ -85,7 +85,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """
     path = Path(path)
     _check_file(path)
-    if path.suffix == ".safetensors":
+    if path.suffix.lower() == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -97,15 +97,16 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             sd = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
-            if "Weights only load failed" in str(e):
+            if "Unsupported global" in str(e):  # real pickled objects, refused by the weights-only unpickler
                 raise TrustError(
                     f"'{path.name}' holds pickled Python objects, not only tensors; loading it runs code from the"
                     " file. Load it as a whole model with the trust switch (--trust / 'I trust this file') only if"
                     " you trust its source"
                 ) from e
-            raise ModelLoadError(f"'{path.name}' is not a readable PyTorch file ({e})") from e
-        except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, ValueError) as e:
-            raise ModelLoadError(f"'{path.name}' is not a readable PyTorch weights file ({str(e).splitlines()[0]})") from e
+            raise ModelLoadError(f"'{path.name}' is not a readable PyTorch weights file (damaged or not a .pt)") from e
+        except Exception as e:  # a damaged file can raise almost anything from the unpickler or the zip reader
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise ModelLoadError(f"'{path.name}' is not a readable PyTorch weights file ({first})") from e
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(sd, dict) and isinstance(sd.get(key), dict):
             sd = sd[key]
@@ -166,7 +167,7 @@ def _load_factory(spec: str, weights: str | None, trust: bool) -> LoadedModel:
     mod_name, fn_name = spec.split(":")
     try:
         mod = importlib.import_module(mod_name)
-    except ImportError as e:
+    except Exception as e:  # importing runs the module: ImportError, SyntaxError, anything it raises
         raise SpecError(f"cannot import module '{mod_name}' of '{spec}' ({e}); it must be importable in this environment") from e
     fn = getattr(mod, fn_name, None)
     if not callable(fn):
@@ -232,7 +233,7 @@ def _load_file(spec: str, weights: str | None, trust: bool) -> LoadedModel:
     _check_file(path)
     if _is_torchscript(path):
         return _load_torchscript(spec, weights, trust)
-    if path.suffix == ".safetensors":
+    if path.suffix.lower() == ".safetensors":
         read_state_dict(path)  # raises for a corrupt file
         raise SpecError(_state_dict_hint(path))
     try:
@@ -246,6 +247,8 @@ def _load_file(spec: str, weights: str | None, trust: bool) -> LoadedModel:
             raise ModelLoadError(f"'{path.name}' could not be unpickled ({str(e).splitlines()[0][:200]})") from e
         if not isinstance(module, nn.Module):
             raise ModelLoadError(f"'{path.name}' holds a {type(module).__name__}, not a torch.nn.Module") from None
+        if weights:
+            apply_state_dict(module, read_state_dict(weights), Path(weights).name, path.name)
         return LoadedModel(module.eval(), spec, "pickle", True, weights=weights)
     raise SpecError(_state_dict_hint(path))
 
@@ -269,11 +272,11 @@ class ModelFormat:
 
 MODEL_FORMATS: list[ModelFormat] = [
     ModelFormat("demo", "demo:NAME (shipped demo model)", lambda s: s.startswith("demo:"), _load_demo),
-    ModelFormat("export", "torch.export program (.pt2)", lambda s: s.endswith(".pt2"), _load_export),
+    ModelFormat("export", "torch.export program (.pt2)", lambda s: s.lower().endswith(".pt2"), _load_export),
     ModelFormat(
         "file",
         "TorchScript (.pt/.pth/.ts), pickled module (trust only) or state_dict with an architecture",
-        lambda s: s.endswith((".ts", ".jit", *STATE_DICT_SUFFIXES)),
+        lambda s: s.lower().endswith((".ts", ".jit", *STATE_DICT_SUFFIXES)),
         _load_file,
     ),
     ModelFormat(

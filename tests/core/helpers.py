@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 import zipfile
 from pathlib import Path
 
@@ -47,3 +48,8 @@ def write_zip(path: Path, members: dict[str, bytes]) -> Path:
         for name, payload in members.items():
             zf.writestr(name, payload)
     return path
+
+
+def noise(seed: int = 0, size: int = 1024) -> bytes:
+    """Seeded random bytes: a corrupt file that is the same on every run (what breaks depends on the bytes)."""
+    return random.Random(seed).randbytes(size)

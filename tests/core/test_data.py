@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 import torch
@@ -11,7 +9,7 @@ import torch
 from pruner_core.data import DEMO_DATA, LOADERS, load_data, load_data_bytes
 from pruner_core.errors import DataError, SpecError
 
-from .helpers import png_bytes, write_npz, write_zip
+from .helpers import noise, png_bytes, write_npz, write_zip
 
 # 20 flat samples whose single feature is their index, so a split can be traced back.
 X20 = np.arange(20, dtype=np.float32)[:, None]
@@ -185,7 +183,7 @@ def test_missing_file_names_it(tmp_path, suffix):
 @pytest.mark.parametrize("suffix", sorted(LOADERS))
 def test_corrupt_file_is_a_data_error(tmp_path, suffix):
     path = tmp_path / f"upload{suffix}"
-    path.write_bytes(os.urandom(512))
+    path.write_bytes(noise(0))
     with pytest.raises(DataError, match=rf"upload\{suffix}"):
         load_data(path)
 
@@ -196,23 +194,13 @@ def test_truncated_npz_is_not_readable(tmp_path):
         load_data_bytes("d.npz", payload[: len(payload) // 2])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: random bytes in a .npz are reported as 'cannot read arrays without unpickling ... save plain"
-    " numeric arrays' instead of 'not a readable .npz file' (np.load falls back to pickle for non-zip input)",
-)
 def test_random_bytes_npz_is_reported_as_unreadable_not_as_pickled(tmp_path):
     path = tmp_path / "noise.npz"
-    path.write_bytes(os.urandom(512))
+    path.write_bytes(noise(0))
     with pytest.raises(DataError, match=r"noise\.npz is not a readable \.npz"):
         load_data(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a single .npy array saved under a .npz name escapes as TypeError ('numpy.ndarray' object does not"
-    " support the context manager protocol) instead of a DataError",
-)
 def test_npy_content_under_npz_name_is_a_data_error(tmp_path):
     path = tmp_path / "single.npz"
     with path.open("wb") as f:

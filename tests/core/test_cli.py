@@ -1,0 +1,119 @@
+"""The `pruner` command line, driven as a user would: exit codes, one-line errors, JSON output."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+from pruner_core.archs import LeNet300
+from pruner_core.cli import app
+
+from .helpers import noise
+
+runner = CliRunner()
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_info_prints_vital_signs_and_writes_json(tmp_path):
+    out = tmp_path / "signs.json"
+    result = runner.invoke(app, ["info", "demo:lenet300", "--runs", "3", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    card = json.loads(out.read_text())
+    assert {"params", "nonzero_params", "flops", "size_bytes", "accuracy", "latency_ms", "latency", "layers", "how"} <= set(card)
+    assert set(card["latency_ms"]) == {"batch1", "batch64"}
+    assert card["latency"]["batch1"]["runs"] == 3 and card["latency"]["batch64"]["runs"] == 3
+    assert [layer["name"] for layer in card["layers"]] == ["fc1", "fc2", "fc3"]
+    assert {"name", "type", "shape", "params", "flops"} <= set(card["layers"][0])
+    assert "model      demo:lenet300 (demo)" in result.stdout
+    assert f"params     {card['params']:,}" in result.stdout
+    assert f"accuracy   {card['accuracy']:.2%}" in result.stdout
+    assert f"wrote {out}" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["info", "demo:nope"], ["unknown demo model 'nope'", "demo:lenet300"]),
+        (["info", "model.onnx"], ["cannot load a model from 'model.onnx'"]),
+        (["info", "demo:lenet300", "--data", "missing.npz"], ["'missing.npz' does not exist"]),
+        (["info", "demo:lenet300", "--data", "demo:mnist"], ["unknown demo data 'mnist'"]),
+        (["train-demo", "nope"], ["unknown demo model 'nope'", "lenet300"]),
+    ],
+    ids=["unknown demo", "unknown spec", "missing data", "unknown demo data", "train unknown"],
+)
+def test_user_errors_exit_2_with_one_line(args, fragments):
+    assert_one_line_error(runner.invoke(app, args), *fragments)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "seed"),
+    [
+        (".safetensors", 0),
+        (".pt", 0),
+        (".pt", 2),  # once escaped as IndexError with a traceback
+    ],
+)
+def test_info_with_corrupt_weights_exits_2(tmp_path, suffix, seed):
+    weights = tmp_path / f"noise{suffix}"
+    weights.write_bytes(noise(seed))
+    result = runner.invoke(app, ["info", "demo:lenet300", "--weights", str(weights), "--runs", "1"])
+    assert_one_line_error(result, f"noise{suffix}")
+
+
+def test_info_on_a_pickled_module_needs_trust(tmp_path):
+    torch.manual_seed(0)
+    torch.save(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), tmp_path / "whole.pt")
+    refused = runner.invoke(app, ["info", str(tmp_path / "whole.pt"), "--runs", "1"])
+    assert_one_line_error(refused, "whole.pt", "trust")
+    trusted = runner.invoke(app, ["info", str(tmp_path / "whole.pt"), "--trust", "--runs", "1"])
+    assert trusted.exit_code == 0, trusted.output
+    assert "(pickle)" in trusted.stdout
+    assert "params     7,850 (7,850 non-zero" in trusted.stdout
+
+
+def test_train_demo_writes_weights_and_card_that_load_back(tmp_path):
+    result = runner.invoke(app, ["train-demo", "lenet300", "--epochs", "1", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "lenet300: epoch 1 loss" in result.stdout
+    card = json.loads((tmp_path / "lenet300.json").read_text())
+    assert (card["architecture"], card["epochs"], card["train_samples"], card["test_samples"]) == ("lenet300", 1, 4000, 1000)
+    assert f"lenet300: test accuracy {card['test_accuracy']:.2%}" in result.stdout
+    info = runner.invoke(
+        app, ["info", "demo:lenet300", "--weights", str(tmp_path / "lenet300.safetensors"), "--runs", "1", "--json",
+              str(tmp_path / "signs.json")]
+    )
+    assert info.exit_code == 0, info.output
+    assert json.loads((tmp_path / "signs.json").read_text())["accuracy"] == card["test_accuracy"]
+
+
+@pytest.mark.filterwarnings("ignore:.*torch\\.jit.*is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("kind", ["torchscript", "export", "factory"])
+def test_info_on_other_model_formats(tmp_path, kind):
+    module = LeNet300().eval()
+    if kind == "torchscript":
+        spec = str(tmp_path / "scripted.pt")
+        torch.jit.script(module).save(spec)
+    elif kind == "export":
+        spec = str(tmp_path / "program.pt2")
+        dynamic = {"x": {0: torch.export.Dim("batch")}}
+        torch.export.save(torch.export.export(module, (torch.zeros(2, 1, 28, 28),), dynamic_shapes=dynamic), spec)
+    else:
+        spec = "pruner_core.archs:LeNet300"
+    result = runner.invoke(app, ["info", spec, "--runs", "1", "--json", str(tmp_path / "signs.json")])
+    assert result.exit_code == 0, result.output
+    assert f"model      {spec} ({kind})" in result.stdout
+    signs = json.loads((tmp_path / "signs.json").read_text())
+    assert signs["params"] == 266610 and signs["flops"] == 2 * (784 * 300 + 300 * 100 + 100 * 10)
+    assert [layer["name"] for layer in signs["layers"]] == ["fc1", "fc2", "fc3"]
