@@ -7,5 +7,5 @@ from pages._common import init_state, sidebar
 st.set_page_config(page_title="Pruning Explorer", page_icon=":material/content_cut:", layout="wide")
 init_state()
 page = st.navigation([st.Page("pages/model.py", title="Model", icon=":material/memory:", default=True)])
+sidebar()
 page.run()
-sidebar()  # after the page, so a model loaded on this run is the one it names

@@ -68,18 +68,37 @@ def get_data(spec: str) -> Dataset:
     return cached_data(spec, file_digest(spec))
 
 
-def activate(model_choice: dict, data_spec: str) -> bool:
-    """Load and check a model and data; make them active only if both load and fit. Errors go to ``st.error``."""
+def activate(model_choice: dict, data_spec: str | None) -> None:
+    """Button callback: load and check a model and data, and make them active only if both load and fit.
+
+    The outcome waits in ``st.session_state["model.outcome"]`` as ``(kind, message)`` for :func:`show_outcome`.
+    Running as a callback, it changes the state before the script runs, so every part of the page
+    (the sidebar too) shows the new model on this very run.
+    """
+    if not model_choice["spec"]:
+        st.session_state["model.outcome"] = ("error", "Choose a model file first.")
+        return
+    if not data_spec:
+        st.session_state["model.outcome"] = ("error", "Choose a data file first.")
+        return
     try:
         model = get_model(model_choice)
         data = get_data(data_spec)
         check_data_fits(model, data)
     except PrunerError as e:
-        st.error(str(e), icon=":material/error:")
-        return False
+        st.session_state["model.outcome"] = ("error", str(e))
+        return
     st.session_state["active.model"] = dict(model_choice)
     st.session_state["active.data"] = data_spec
-    return True
+    st.session_state["model.outcome"] = ("success", f"Loaded {model_label(model_choice)} with {data_label(data_spec)}.")
+
+
+def show_outcome() -> None:
+    """Show (once) the outcome of the last :func:`activate`."""
+    outcome = st.session_state.pop("model.outcome", None)
+    if outcome:
+        kind, message = outcome
+        (st.error if kind == "error" else st.success)(message, icon=f":material/{'error' if kind == 'error' else 'check'}:")
 
 
 @st.cache_data(max_entries=32, show_spinner="Measuring vital signs (accuracy, FLOPs, latency)…")

@@ -2,83 +2,103 @@
 
 import streamlit as st
 
-from pages._common import activate, active_vital_signs, get_model, save_upload
+from pages._common import activate, active_vital_signs, get_model, save_upload, show_outcome
 from pruner_core.archs import ARCHITECTURES
 from pruner_core.tables import coupled_groups_table, layer_table, prunability_table
 
 WHOLE_MODEL = "(whole model file: TorchScript, .pt2, or pickled)"
 SOURCES = ["Demo model", "Upload a file", "Path on this machine"]
+DATA_SOURCES = ["Demo MNIST-5k", "Upload a file", "Path on this machine"]
 
 st.title("Model")
 st.caption("Pick a model and data, then read its vital signs. Every figure below is measured on this machine.")
+
+
+def picked() -> tuple[dict, str | None]:
+    """The model and data the pickers name now (read from their state, so a click sees the latest values)."""
+    ss = st.session_state
+    source, spec, weights = ss.get("model.source", SOURCES[0]), None, None
+    if source == SOURCES[0]:
+        spec = f"demo:{ss.get('model.demo') or 'mnist-cnn'}"
+    else:
+        upload = ss.get("model.upload")
+        path = (save_upload(upload) if upload else None) if source == SOURCES[1] else (ss.get("model.path") or "").strip()
+        arch = ss.get("model.arch", WHOLE_MODEL)
+        spec, weights = (path or None, None) if arch == WHOLE_MODEL else (f"demo:{arch}" if path else None, path or None)
+    data_source = ss.get("model.data_source", DATA_SOURCES[0])
+    if data_source == DATA_SOURCES[0]:
+        data = "demo:mnist5k"
+    elif data_source == DATA_SOURCES[1]:
+        data = save_upload(ss["model.data_upload"]) if ss.get("model.data_upload") else None
+    else:
+        data = (ss.get("model.data_path") or "").strip() or None
+    trust = bool(ss.get("model.trust")) and source != SOURCES[0]
+    return {"spec": spec, "weights": weights, "trust": trust}, data
+
 
 with st.expander("Choose model and data", expanded=True):
     left, right = st.columns(2)
     with left:
         source = st.radio("Model source", SOURCES, key="model.source", horizontal=True)
-        weights_path = path = None
-        if source == "Demo model":
-            demo = st.selectbox(
+        if source == SOURCES[0]:
+            active = st.session_state["active.model"]["spec"].removeprefix("demo:")
+            st.selectbox(
                 "Demo model", list(ARCHITECTURES), key="model.demo",
+                index=list(ARCHITECTURES).index(active) if active in ARCHITECTURES else 0,
                 format_func=lambda n: f"{n} — {ARCHITECTURES[n].description}",
             )
-            spec = f"demo:{demo}"
         else:
-            if source == "Upload a file":
-                upload = st.file_uploader(
+            if source == SOURCES[1]:
+                st.file_uploader(
                     "Model file", type=["pt", "pth", "pt2", "ts", "safetensors"], key="model.upload",
                     help="TorchScript, torch.export (.pt2), a state_dict (pick its architecture) or a pickled module",
                 )
-                path = save_upload(upload) if upload else None
             else:
-                path = st.text_input("Model file path", key="model.path", placeholder="/path/to/model.pt").strip() or None
-            arch = st.selectbox("Architecture of a state_dict", [WHOLE_MODEL, *ARCHITECTURES], key="model.arch")
-            spec, weights_path = (path, None) if arch == WHOLE_MODEL else (f"demo:{arch}", path)
+                st.text_input("Model file path", key="model.path", placeholder="/path/to/model.pt")
+            st.selectbox("Architecture of a state_dict", [WHOLE_MODEL, *ARCHITECTURES], key="model.arch")
         trust = st.checkbox(
-            "I trust this file: allow unpickling a whole model", key="model.trust", disabled=source == "Demo model",
+            "I trust this file: allow unpickling a whole model", key="model.trust", disabled=source == SOURCES[0],
             help="Unpickling runs code stored in the file. Leave off for files from others; state_dicts, "
             "TorchScript and .pt2 load safely without it.",
         )
         if trust:
             st.warning("Unpickling executes code from the file. Only do this for files you made or fully trust.")
     with right:
-        data_source = st.radio("Data source", ["Demo MNIST-5k", "Upload a file", "Path on this machine"], key="model.data_source", horizontal=True)
-        data_spec = "demo:mnist5k"
-        if data_source == "Upload a file":
-            data_upload = st.file_uploader(
+        data_source = st.radio("Data source", DATA_SOURCES, key="model.data_source", horizontal=True)
+        if data_source == DATA_SOURCES[1]:
+            st.file_uploader(
                 "Data file", type=["npz", "zip"], key="model.data_upload",
                 help=".npz with x, y (and optionally x_test, y_test), or a .zip with one sub-folder per class",
             )
-            data_spec = save_upload(data_upload) if data_upload else None
-        elif data_source == "Path on this machine":
-            data_spec = st.text_input("Data file path", key="model.data_path", placeholder="/path/to/data.npz").strip() or None
-    if st.button("Load", key="model.load", type="primary"):
-        if source != "Demo model" and not path:
-            st.error("Choose a model file first.", icon=":material/error:")
-        elif not data_spec:
-            st.error("Choose a data file first.", icon=":material/error:")
-        elif activate({"spec": spec, "weights": weights_path, "trust": trust}, data_spec):
-            st.success("Loaded.", icon=":material/check:")
+        elif data_source == DATA_SOURCES[2]:
+            st.text_input("Data file path", key="model.data_path", placeholder="/path/to/data.npz")
+    st.button("Load", key="model.load", type="primary", on_click=lambda: activate(*picked()))
+    show_outcome()
 
 signs = active_vital_signs()
 if signs:
     model = get_model(st.session_state["active.model"])
     st.subheader(signs["model"])
-    cols = st.columns(6)
-    cols[0].metric("Parameters", f"{signs['params']:,}", help=f"{signs['nonzero_params']:,} non-zero")
-    cols[1].metric("Non-zero", f"{signs['nonzero_params']:,}", f"sparsity {signs['sparsity']:.1%}", delta_color="off")
-    cols[2].metric("FLOPs / sample", f"{signs['flops'] / 1e6:,.2f} M", help=signs["how"]["flops"])
-    cols[3].metric("Size (dense)", f"{signs['size_bytes'] / 1e6:,.3f} MB", help=signs["how"]["size_bytes"])
-    cols[4].metric("Test accuracy", f"{signs['accuracy']:.2%}", help=signs["how"]["accuracy"])
-    lat = signs["latency"]
-    cols[5].metric(
-        "Latency batch 1 / 64", f"{lat['batch1']['median_ms']:.2f} / {lat['batch64']['median_ms']:.1f} ms",
-        help=f"{lat['batch1']['label']}; {lat['batch64']['label']}",
+    top, bottom = st.columns(4), st.columns(4)
+    top[0].metric("Parameters", f"{signs['params']:,}", help="All parameter tensors, BatchNorm included")
+    top[1].metric(
+        "Non-zero", f"{signs['nonzero_params']:,}", f"sparsity {signs['sparsity']:.1%}", delta_color="off",
+        delta_arrow="off",
     )
+    top[2].metric("FLOPs / sample", f"{signs['flops'] / 1e6:,.2f} M", help=signs["how"]["flops"])
+    top[3].metric("Size (dense)", f"{signs['size_bytes'] / 1e6:,.3f} MB", help=signs["how"]["size_bytes"])
+    bottom[0].metric("Test accuracy", f"{signs['accuracy']:.2%}", help=signs["how"]["accuracy"])
+    lat = signs["latency"]
+    for col, key in zip(bottom[1:3], ("batch1", "batch64"), strict=False):
+        m = lat[key]
+        col.metric(
+            f"Latency batch {m['batch']}", f"{m['median_ms']:.2f} ms", f"IQR {m['p25_ms']:.2f}–{m['p75_ms']:.2f} ms",
+            delta_color="off", delta_arrow="off", help=m["label"],
+        )
     st.caption(
         f"Measured: latency {lat['batch1']['runtime']} on {lat['batch1']['device']}, {lat['batch1']['threads']} thread(s), "
-        f"median (IQR {lat['batch1']['p25_ms']:.2f}–{lat['batch1']['p75_ms']:.2f} ms at batch 1) of "
-        f"{lat['batch1']['runs']} / {lat['batch64']['runs']} runs after {lat['batch1']['warmup']} warm-up; "
+        f"median and inter-quartile range of {lat['batch1']['runs']} (batch 1) / {lat['batch64']['runs']} (batch 64) "
+        f"runs after {lat['batch1']['warmup']} warm-up; "
         f"{signs['how']['accuracy']}; {signs['how']['flops']}."
     )
     if not model.eager:
@@ -90,7 +110,12 @@ if signs:
     with layers_tab:
         st.dataframe(
             layer_table(signs), key="model.layers", hide_index=True,
-            column_config={"FLOPs share": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)},
+            column_config={
+                "layer": st.column_config.TextColumn(width="medium"),
+                "parameters": st.column_config.NumberColumn(format="localized"),
+                "FLOPs": st.column_config.NumberColumn(format="localized"),
+                "FLOPs share": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1),
+            },
         )
     with prunability_tab:
         st.caption("Which granularities apply to each layer, and why not where they do not.")

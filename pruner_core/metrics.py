@@ -154,7 +154,7 @@ def vital_signs(model, data, *, latency_runs: tuple[int, int] = (30, 10), warmup
         "how": {
             "flops": "torch.utils.flop_counter on one forward pass at batch 1 (a multiply-add counts as 2 FLOPs)",
             "size_bytes": "bytes of the weights (parameters and buffers) written as dense safetensors",
-            "accuracy": f"top-1 on the {len(data.y_test)} test samples of {data.name}",
+            "accuracy": f"top-1 on the {len(data.y_test):,} test samples of {data.name}",
             "latency": lat["batch1"].label.replace(", batch 1", "") + " (per batch size)",
             "device": device_name(),
         },

@@ -28,7 +28,7 @@ def metric(page: Page, label: str) -> Locator:
     """The value of the st.metric whose label is ``label``."""
     return (
         page.locator('[data-testid="stMetric"]')
-        .filter(has=page.locator('[data-testid="stMetricLabel"]', has_text=label))
+        .filter(has=page.locator('[data-testid="stMetricLabel"]', has_text=re.compile(rf"^{re.escape(label)}$")))
         .locator('[data-testid="stMetricValue"]')
     )
 
@@ -92,11 +92,13 @@ def test_model_page_shows_demo_vital_signs(page: Page, app_url: str, screenshot_
     expect(page.get_by_role("heading", name="demo:mnist-cnn")).to_be_visible()
     expect(sidebar(page)).to_contain_text("demo:mnist-cnn")
     expect(sidebar(page)).to_contain_text("demo:mnist5k")
-    expect(page.locator('[data-testid="stMetric"]')).to_have_count(6)
-    for label in ("Parameters", "Non-zero", "FLOPs / sample", "Size (dense)", "Test accuracy", "Latency batch 1 / 64"):
+    labels = ("Parameters", "Non-zero", "FLOPs / sample", "Size (dense)", "Test accuracy", "Latency batch 1", "Latency batch 64")
+    expect(page.locator('[data-testid="stMetric"]')).to_have_count(len(labels))
+    for label in labels:
         expect(metric(page, label)).to_be_visible()
     expect(metric(page, "Parameters")).to_have_text(f"{param_count('mnist-cnn'):,}")
-    expect(metric(page, "Latency batch 1 / 64")).to_have_text(re.compile(r"\d+\.\d+ / \d+\.\d+ ms"))
+    for label in ("Latency batch 1", "Latency batch 64"):
+        expect(metric(page, label)).to_have_text(re.compile(r"^\d+\.\d+ ms$"))
     accuracy = float(metric(page, "Test accuracy").inner_text().strip().rstrip("%"))
     assert accuracy >= MIN_DEMO_ACCURACY, f"demo test accuracy {accuracy}% < {MIN_DEMO_ACCURACY}%"
 
@@ -118,20 +120,30 @@ def test_navigation_links_model_page(page: Page, app_url: str) -> None:
     expect(page.get_by_role("link", name="Model")).to_be_visible()
 
 
-def test_switching_demo_model_updates_sidebar_and_metrics(page: Page, app_url: str, screenshot_dir: Path) -> None:
+def switch_demo_model(page: Page, name: str) -> None:
+    """Pick demo model ``name`` in the selectbox, press Load and wait until its vital signs are drawn."""
+    page.get_by_role("combobox", name="Demo model").click()
+    page.get_by_role("option", name=re.compile(rf"^{re.escape(name)}\b")).click()
+    expect(page.get_by_role("combobox", name="Demo model")).to_have_value(re.compile(rf"^{re.escape(name)}\b"))
+    click_load(page)
+    expect(page.locator('[data-testid="stAlertContentSuccess"]')).to_contain_text("Loaded", timeout=MODEL_LOAD_MS)
+    expect(page.get_by_role("heading", name=f"demo:{name}")).to_be_visible(timeout=MODEL_LOAD_MS)
+
+
+def test_switching_demo_model_updates_sidebar_and_vital_signs(page: Page, app_url: str, screenshot_dir: Path) -> None:
     open_model_page(page, app_url)
     expect(metric(page, "Parameters")).to_have_text(f"{param_count('mnist-cnn'):,}")
+    expect(sidebar(page)).to_contain_text("demo:mnist-cnn")
 
-    page.get_by_role("combobox", name="Demo model").click()
-    page.get_by_role("option", name=re.compile(r"^resnet20\b")).click()
-    expect(page.get_by_role("combobox", name="Demo model")).to_have_value(re.compile(r"^resnet20\b"))
-    click_load(page)
+    switch_demo_model(page, "resnet20")
 
-    expect(page.locator('[data-testid="stAlertContentSuccess"]')).to_contain_text("Loaded", timeout=MODEL_LOAD_MS)
-    expect(page.get_by_role("heading", name="demo:resnet20")).to_be_visible(timeout=MODEL_LOAD_MS)
     expect(metric(page, "Parameters")).to_have_text(f"{param_count('resnet20'):,}", timeout=MODEL_LOAD_MS)
+    expect(metric(page, "Test accuracy")).to_have_text(re.compile(r"^\s*\d+\.\d+%\s*$"))
+    expect(page.get_by_role("heading", name="demo:mnist-cnn")).to_have_count(0)
+    # The sidebar names the model loaded on this very run (it is drawn after the page).
     expect(sidebar(page)).to_contain_text("demo:resnet20")
     expect(sidebar(page)).not_to_contain_text("demo:mnist-cnn")
+    expect(page.locator('[data-testid="stAlertContentError"]')).to_have_count(0)
     expect(page.locator('[data-testid="stException"]')).to_have_count(0)
     save_screenshot(page, screenshot_dir / "model-resnet20.png")
 
@@ -149,6 +161,7 @@ def test_corrupt_model_upload_is_refused_and_app_keeps_running(page: Page, app_u
     error = page.locator('[data-testid="stAlertContentError"]')
     expect(error).to_have_count(1, timeout=MODEL_LOAD_MS)
     expect(error).to_contain_text("broken.pt")
+    expect(error).not_to_contain_text("trust")  # damaged bytes are not a reason to allow unpickling
     expect(page.locator('[data-testid="stAlertContentSuccess"]')).to_have_count(0)
     expect_demo_still_shown(page)
 
