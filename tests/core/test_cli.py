@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from pruner_core.archs import LeNet300
 from pruner_core.cli import app
+from pruner_core.models import MODELS_DIR
 
 from .helpers import noise
 
@@ -117,3 +118,16 @@ def test_info_on_other_model_formats(tmp_path, kind):
     signs = json.loads((tmp_path / "signs.json").read_text())
     assert signs["params"] == 266610 and signs["flops"] == 2 * (784 * 300 + 300 * 100 + 100 * 10)
     assert [layer["name"] for layer in signs["layers"]] == ["fc1", "fc2", "fc3"]
+
+
+@pytest.mark.parametrize(("name", "floor"), [("lenet300", 0.96), ("mnist-cnn", 0.985), ("resnet20", 0.985)])
+def test_info_on_each_demo_meets_its_accuracy_bar_and_matches_its_card(tmp_path, name, floor):
+    out = tmp_path / "out.json"
+    result = runner.invoke(app, ["info", f"demo:{name}", "--runs", "3", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    signs = json.loads(out.read_text())
+    card = json.loads((MODELS_DIR / f"{name}.json").read_text())
+    assert signs["data"]["test"] == 1000
+    assert signs["accuracy"] >= floor
+    assert signs["card_accuracy"] == card["test_accuracy"]
+    assert signs["accuracy"] == pytest.approx(card["test_accuracy"], abs=1e-3)  # one image of slack across CPUs
