@@ -151,7 +151,7 @@ def test_vital_signs_of_lenet300(lenet300_signs, demo_data):
         assert (lat["batch"], lat["runs"], lat["warmup"]) == (batch, runs, 1)
         assert signs["latency_ms"][key] == lat["median_ms"] > 0
     assert set(signs["how"]) == {"flops", "size_bytes", "accuracy", "latency", "device"}
-    assert "1000 test samples of demo:mnist5k" in signs["how"]["accuracy"]
+    assert "1,000 test samples of demo:mnist5k" in signs["how"]["accuracy"]
 
 
 def test_vital_signs_layers(lenet300_signs):
