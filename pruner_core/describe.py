@@ -119,9 +119,14 @@ def describe_model(model: LoadedModel, input_shape: tuple[int, ...]) -> list[Lay
     layers = prunable_layers(model.module)
     names = [n for n, _, _ in layers]
     _, flops = layer_flops(model.module, example)
+    groups: dict[str, int] | None = None
+    traced = model.eager
     if model.eager and names:
-        groups, outputs = coupled_groups(model.module, example, names)
-    else:
+        try:
+            groups, outputs = coupled_groups(model.module, example, names)
+        except Exception:  # torch-pruning cannot trace every model: then channel coupling is unknown
+            groups, traced = None, False
+    if groups is None:
         groups = {n: i for i, n in enumerate(names)}
         outputs = {names[-1]} if names else set()
     infos = []
@@ -129,7 +134,7 @@ def describe_model(model: LoadedModel, input_shape: tuple[int, ...]) -> list[Lay
         shape = [int(s) for s in mod.weight.shape]
         bias = getattr(mod, "bias", None)
         params = mod.weight.numel() + (bias.numel() if isinstance(bias, torch.Tensor) else 0)
-        facts = LayerFacts(kind, tuple(shape), model.eager, name in outputs)
+        facts = LayerFacts(kind, tuple(shape), model.eager, name in outputs, traced)
         infos.append(
             LayerInfo(name, kind, shape, int(params), flops.get(name), groups[name], name in outputs, prunability(facts))
         )

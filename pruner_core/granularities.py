@@ -20,6 +20,7 @@ class LayerFacts:
     shape: tuple[int, ...]  # weight shape [out, in, *kernel]
     eager: bool  # an ordinary nn.Module whose layers can be physically removed
     is_output: bool  # its outputs are the model's outputs
+    traced: bool = True  # torch-pruning's dependency graph could be built, so coupled channels are known
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ def _kernel(layer: LayerFacts) -> str | None:
 def _channel(layer: LayerFacts) -> str | None:
     if not layer.eager:
         return "TorchScript / torch.export programs cannot have channels physically removed (mask only)"
+    if not layer.traced:
+        return "torch-pruning could not trace the model, so which channels are coupled is unknown"
     if layer.is_output:
         return "its outputs are the model's outputs (the classes)"
     if layer.shape[0] < 2:

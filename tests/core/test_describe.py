@@ -273,3 +273,28 @@ def test_layer_info_is_plain_data():
     d = layers[0].to_dict()
     assert set(d) == {"name", "type", "shape", "params", "flops", "group", "is_output", "granularities"}
     assert d["name"] == "fc1" and d["shape"] == [300, 784]
+
+
+class Untraceable(nn.Module):
+    """Data-dependent control flow that torch-pruning's graph builder cannot follow."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(4, 8)
+        self.fc2 = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def test_untraceable_model_refuses_channel_pruning_with_reason(monkeypatch):
+    import pruner_core.describe as describe
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("cannot trace")
+
+    monkeypatch.setattr(describe, "coupled_groups", fail)
+    layers = describe_model(loaded(Untraceable()), (4,))
+    assert [layer.group for layer in layers] == [0, 1]
+    assert all("could not trace" in layer.granularities["channel"] for layer in layers)
+    assert all(layer.granularities["unstructured"] is None for layer in layers)
