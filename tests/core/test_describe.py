@@ -276,7 +276,7 @@ def test_layer_info_is_plain_data():
 
 
 class Untraceable(nn.Module):
-    """Data-dependent control flow that torch-pruning's graph builder cannot follow."""
+    """A small model; the test makes the dependency-graph build fail, as it does for some user models."""
 
     def __init__(self) -> None:
         super().__init__()
