@@ -1,0 +1,220 @@
+"""Per-layer redundancy signals: weight magnitudes at every granularity, APoZ, mean activation, BN scale.
+
+Pure functions of (model, data, settings); nothing here mutates the model. Activations are read in one
+pass without gradients by running the model's torch.fx graph through an interpreter that counts, for each
+prunable layer, the zeros after the non-linearity that follows it (through BatchNorm and residual additions).
+"""
+
+from __future__ import annotations
+
+import operator
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.fx as fx
+from torch import nn
+
+from .data import Dataset
+from .describe import prunable_layers
+from .granularities import NM_DEFAULT
+from .models import LoadedModel
+
+ACTIVATION_MODULES = (nn.ReLU, nn.ReLU6)
+ACTIVATION_FUNCTIONS = {torch.relu, torch.nn.functional.relu, torch.nn.functional.relu6, torch.relu_}
+ACTIVATION_METHODS = {"relu", "relu_"}
+NORM_MODULES = (nn.BatchNorm1d, nn.BatchNorm2d)
+ADD_FUNCTIONS = {operator.add, operator.iadd, torch.add}
+HIST_BINS = 60
+
+
+@dataclass
+class LayerAnalysis:
+    """Every signal for one prunable layer; lists run over output channels, ``None`` where undefined."""
+
+    name: str
+    type: str
+    shape: list[int]
+    channel_l1: list[float]
+    channel_l2: list[float]
+    kernel_l1: np.ndarray  # [out, in]: L1 norm of each kernel (each single weight for Linear)
+    kernel_l2: np.ndarray  # [out, in]
+    nm_l1: np.ndarray | None  # [out, in // M]: L1 of each group of M consecutive input weights
+    hist_counts: list[int]
+    hist_edges: list[float]
+    sparsity: float
+    apoz: list[float] | None = None
+    mean_activation: list[float] | None = None
+    activation: str | None = None  # the non-linearity APoZ is read after, or why there is none
+    bn_scale: list[float] | None = None
+    bn: str | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "shape": self.shape,
+            "channel_l1": self.channel_l1,
+            "channel_l2": self.channel_l2,
+            "kernel_norms": self.kernel_l2.tolist(),
+            "kernel_norms_l1": self.kernel_l1.tolist(),
+            "nm_group_l1": self.nm_l1.tolist() if self.nm_l1 is not None else None,
+            "histogram": {"counts": self.hist_counts, "edges": self.hist_edges},
+            "sparsity": self.sparsity,
+            "apoz": self.apoz,
+            "mean_activation": self.mean_activation,
+            "activation": self.activation,
+            "bn_scale": self.bn_scale,
+            "bn": self.bn,
+        }
+
+
+@dataclass
+class Analysis:
+    """The analysis of one model on one data set, with the settings it was made with."""
+
+    layers: list[LayerAnalysis]
+    samples: int
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    def layer(self, name: str) -> LayerAnalysis:
+        return next(la for la in self.layers if la.name == name)
+
+
+def weight_stats(name: str, kind: str, weight: torch.Tensor) -> LayerAnalysis:
+    """Magnitudes of one layer's weight ``[out, in, *kernel]`` at every granularity, plus a histogram."""
+    w = weight.detach().float()
+    a = w.abs()
+    out_dims = tuple(range(1, w.dim()))
+    kernel_dims = tuple(range(2, w.dim()))
+    kernel_l1 = a.sum(kernel_dims) if kernel_dims else a
+    kernel_l2 = torch.linalg.vector_norm(w, dim=kernel_dims) if kernel_dims else a
+    m = NM_DEFAULT[1]
+    nm = None
+    if w.shape[1] % m == 0:
+        along_in = a.movedim(1, -1) if kernel_dims else a  # [out, *kernel, in]
+        nm = along_in.reshape(*along_in.shape[:-1], -1, m).sum(-1)
+        nm = nm.reshape(w.shape[0], -1) if kernel_dims else nm
+    counts, edges = np.histogram(w.numpy().ravel(), bins=HIST_BINS)
+    return LayerAnalysis(
+        name=name,
+        type=kind,
+        shape=list(w.shape),
+        channel_l1=a.sum(out_dims).tolist(),
+        channel_l2=torch.linalg.vector_norm(w, dim=out_dims).tolist(),
+        kernel_l1=kernel_l1.numpy(),
+        kernel_l2=kernel_l2.numpy(),
+        nm_l1=nm.numpy() if nm is not None else None,
+        hist_counts=counts.tolist(),
+        hist_edges=edges.tolist(),
+        sparsity=float((w == 0).float().mean()),
+    )
+
+
+def _is_activation(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    if node.op == "call_module":
+        return isinstance(modules.get(node.target), ACTIVATION_MODULES)
+    if node.op == "call_function":
+        return node.target in ACTIVATION_FUNCTIONS
+    return node.op == "call_method" and node.target in ACTIVATION_METHODS
+
+
+def follow(graph: fx.GraphModule, layer_names: list[str]) -> dict[str, tuple[fx.Node | None, str | None]]:
+    """For each layer: the activation node its output reaches (through BN and additions), and its BN's name."""
+    modules = dict(graph.named_modules())
+    found: dict[str, tuple[fx.Node | None, str | None]] = {}
+    for node in graph.graph.nodes:
+        if node.op != "call_module" or node.target not in layer_names:
+            continue
+        cur, bn = node, None
+        act = None
+        while len(cur.users) == 1:
+            user = next(iter(cur.users))
+            if _is_activation(user, modules):
+                act = user
+                break
+            if user.op == "call_module" and isinstance(modules.get(user.target), NORM_MODULES):
+                if cur is node:  # the BatchNorm right after the layer scales its channels
+                    bn = user.target
+                cur = user
+            elif user.op == "call_function" and user.target in ADD_FUNCTIONS:
+                cur = user
+            else:
+                break
+        found[node.target] = (act, bn)
+    return found
+
+
+class _Counter(fx.Interpreter):
+    """Runs the graph and, for the watched activation nodes, counts zeros and sums per output channel."""
+
+    def __init__(self, graph: fx.GraphModule, watched: set[fx.Node]) -> None:
+        super().__init__(graph)
+        self.watched = watched
+        self.zeros: dict[fx.Node, torch.Tensor] = {}
+        self.sums: dict[fx.Node, torch.Tensor] = {}
+        self.counts: dict[fx.Node, int] = {}
+
+    def run_node(self, n: fx.Node):
+        out = super().run_node(n)
+        if n in self.watched and isinstance(out, torch.Tensor) and out.dim() >= 2:
+            dims = [d for d in range(out.dim()) if d != 1]
+            self.zeros[n] = self.zeros.get(n, 0) + (out == 0).sum(dims)
+            self.sums[n] = self.sums.get(n, 0) + out.sum(dims)
+            self.counts[n] = self.counts.get(n, 0) + out.numel() // out.shape[1]
+        return out
+
+
+def analyze(model: LoadedModel, data: Dataset, *, samples: int = 256, batch_size: int = 64) -> Analysis:
+    """Compute every redundancy signal of ``model``'s prunable layers.
+
+    Args:
+        model: the loaded model (not modified).
+        data: calibration samples are the first ``samples`` training samples.
+        samples: calibration samples for APoZ and mean activation (at least 1).
+        batch_size: calibration batch size.
+
+    Returns:
+        The analysis; APoZ is ``None`` (with the reason in ``activation``) where no ReLU follows a layer or
+        the model cannot be traced by torch.fx.
+
+    Raises:
+        ValueError: ``samples`` below 1.
+    """
+    if samples < 1:
+        raise ValueError(f"samples must be at least 1; got {samples}")
+    start = time.perf_counter()
+    layers = prunable_layers(model.module)
+    result = [weight_stats(name, kind, mod.weight) for name, mod, kind in layers]
+    notes: list[str] = []
+    try:
+        graph = fx.symbolic_trace(model.module) if model.eager else None
+    except Exception as e:  # data-dependent control flow and the like
+        graph = None
+        notes.append(f"torch.fx could not trace the model ({type(e).__name__}); APoZ and BN scale are unavailable")
+    if graph is None:
+        for la in result:
+            la.activation = "n/a: the model cannot be traced by torch.fx"
+    else:
+        links = follow(graph, [la.name for la in result])
+        watched = {act for act, _ in links.values() if act is not None}
+        counter = _Counter(graph, watched)
+        x = data.x_train[:samples]
+        with torch.no_grad():
+            for i in range(0, len(x), batch_size):
+                counter.run(x[i : i + batch_size])
+        modules = dict(model.module.named_modules())
+        for la in result:
+            act, bn = links.get(la.name, (None, None))
+            if bn is not None:
+                la.bn, la.bn_scale = bn, modules[bn].weight.detach().abs().tolist()
+            if act is None or act not in counter.counts:
+                la.activation = "n/a: no ReLU follows this layer"
+                continue
+            la.activation = str(act.target) if act.op == "call_module" else f"{act.op}:{getattr(act.target, '__name__', act.target)}"
+            n = counter.counts[act]
+            la.apoz = (counter.zeros[act].double() / n).tolist()
+            la.mean_activation = (counter.sums[act].double() / n).tolist()
+    return Analysis(result, min(samples, len(data.x_train)), time.perf_counter() - start, notes)
