@@ -93,6 +93,36 @@ def info(
         typer.echo(f"\nwrote {json_path}")
 
 
+@app.command()
+@user_errors
+def analyze(
+    model: Annotated[str, typer.Argument(help="demo:NAME, package.module:factory, or a .pt2/.pt/.pth/.ts file")],
+    json_path: Annotated[Path, typer.Option("--json", help="write the per-layer statistics as JSON to this path")],
+    weights: WeightsOpt = None,
+    data: DataOpt = "demo:mnist5k",
+    trust: TrustOpt = False,
+    samples: Annotated[int, typer.Option(help="calibration samples for APoZ and mean activation", min=1)] = 256,
+) -> None:
+    """Per-layer redundancy signals: channel L1/L2, kernel norms, APoZ, BN scale, coupled group."""
+    from .analysis import analyze as run_analysis
+    from .data import load_data
+    from .describe import describe_model
+    from .models import check_data_fits, load_model
+
+    loaded = load_model(model, weights=weights, trust=trust)
+    dataset = load_data(data)
+    shape = check_data_fits(loaded, dataset)
+    result = run_analysis(loaded, dataset, samples=samples)
+    groups = {layer.name: layer.group for layer in describe_model(loaded, shape)}
+    layers = [la.to_dict() | {"group": groups.get(la.name)} for la in result.layers]
+    json_path.write_text(json.dumps({"model": loaded.label, "data": dataset.name, "samples": result.samples,
+                                     "notes": result.notes, "layers": layers}) + "\n")
+    for la in result.layers:
+        apoz = f"{sum(la.apoz) / len(la.apoz):.1%}" if la.apoz else "n/a"
+        typer.echo(f"{la.name:<24} mean APoZ {apoz:>6}  BN {la.bn or 'n/a'}  group {groups.get(la.name)}")
+    typer.echo(f"wrote {json_path} ({result.samples} calibration samples, {result.seconds:.2f} s)")
+
+
 @app.command("train-demo")
 @user_errors
 def train_demo_cmd(

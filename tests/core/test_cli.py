@@ -131,3 +131,22 @@ def test_info_on_each_demo_meets_its_accuracy_bar_and_matches_its_card(tmp_path,
     assert signs["accuracy"] >= floor
     assert signs["card_accuracy"] == card["test_accuracy"]
     assert signs["accuracy"] == pytest.approx(card["test_accuracy"], abs=1e-3)  # one image of slack across CPUs
+
+
+def test_analyze_writes_per_layer_signals(tmp_path):
+    out = tmp_path / "a.json"
+    result = runner.invoke(app, ["analyze", "demo:resnet20", "--samples", "32", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    layers = {layer["name"]: layer for layer in json.loads(out.read_text())["layers"]}
+    assert {"name", "type", "shape", "channel_l1", "channel_l2", "apoz", "bn_scale", "kernel_norms", "group"} <= set(layers["conv1"])
+    assert len(layers["layer3.0.conv2"]["channel_l2"]) == 64 and len(layers["layer3.0.conv2"]["kernel_norms"][0]) == 64
+    assert layers["fc"]["apoz"] is None and layers["fc"]["bn_scale"] is None
+    assert layers["layer1.0.conv2"]["group"] == layers["conv1"]["group"]  # tied by the residual additions
+
+
+def test_analyze_refuses_bad_data_in_one_line(tmp_path):
+    bad = tmp_path / "rgb.npz"
+    import numpy as np
+
+    np.savez(bad, x=np.zeros((4, 3, 32, 32), np.uint8), y=np.zeros(4, np.int64))
+    assert_one_line_error(runner.invoke(app, ["analyze", "demo:mnist-cnn", "--data", str(bad), "--json", str(tmp_path / "a.json")]), "(3, 32, 32)")

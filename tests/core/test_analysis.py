@@ -1,0 +1,140 @@
+"""Redundancy signals checked against independent computations on nets whose numbers the test controls."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from pruner_core.analysis import analyze, weight_stats
+from pruner_core.archs import ARCHITECTURES, ResNet20
+from pruner_core.data import Dataset
+from pruner_core.models import LoadedModel
+
+
+def loaded(module: nn.Module, eager: bool = True) -> LoadedModel:
+    return LoadedModel(module.eval(), "test", "factory" if eager else "torchscript", eager)
+
+
+def dataset(x: torch.Tensor) -> Dataset:
+    y = torch.zeros(len(x), dtype=torch.long)
+    return Dataset("test", x, y, x, y, ["0"])
+
+
+class Controlled(nn.Module):
+    """fc: channel 0 is always positive, channel 1 always negative, channel 2 has the input's sign."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(1, 3)
+        self.head = nn.Linear(3, 2)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.tensor([[0.0], [0.0], [1.0]]))
+            self.fc.bias.copy_(torch.tensor([1.0, -1.0, 0.0]))
+
+    def forward(self, x):
+        return self.head(torch.relu(self.fc(x)))
+
+
+def test_apoz_counts_zeros_after_the_following_relu():
+    x = torch.tensor([[1.0], [2.0], [-1.0], [-3.0]])  # half positive
+    result = analyze(loaded(Controlled()), dataset(x), samples=4, batch_size=3)
+    fc = result.layer("fc")
+    assert fc.apoz == pytest.approx([0.0, 1.0, 0.5])
+    assert fc.mean_activation == pytest.approx([1.0, 0.0, 0.75])
+    head = result.layer("head")
+    assert head.apoz is None and head.activation.startswith("n/a")  # nothing follows the classifier
+
+
+class ConvBN(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 1, bias=False)
+        self.bn = nn.BatchNorm2d(2)
+        self.act = nn.ReLU()
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.tensor([1.0, -1.0]).view(2, 1, 1, 1))
+            self.bn.weight.copy_(torch.tensor([0.5, -2.0]))
+
+    def forward(self, x):
+        return self.act(self.bn(self.conv(x))).mean((2, 3))
+
+
+def test_apoz_over_spatial_positions_and_bn_scale_is_abs_gamma():
+    x = torch.tensor([[[[1.0, -1.0], [2.0, 3.0]]]])  # 3 of 4 positions positive
+    result = analyze(loaded(ConvBN()), dataset(x), samples=1)
+    conv = result.layer("conv")
+    # channel 0: +x * 0.5 > 0 where x > 0 -> 1 zero of 4; channel 1: -x * -2 > 0 where x > 0 -> 1 zero of 4
+    assert conv.apoz == pytest.approx([0.25, 0.25])
+    assert conv.bn == "bn" and conv.bn_scale == pytest.approx([0.5, 2.0])
+
+
+@pytest.mark.parametrize("shape", [(6, 8), (6, 4, 3, 3), (4, 3, 5)])
+def test_weight_norms_match_torch_at_every_granularity(shape):
+    torch.manual_seed(0)
+    w = torch.randn(shape)
+    w[0, 0] = 0.0
+    kind = {2: "Linear", 3: "Conv1d", 4: "Conv2d"}[len(shape)]
+    stats = weight_stats("l", kind, w)
+    dims = tuple(range(1, w.dim()))
+    assert stats.channel_l1 == pytest.approx(torch.linalg.vector_norm(w, ord=1, dim=dims).tolist(), rel=1e-5)
+    assert stats.channel_l2 == pytest.approx(torch.linalg.vector_norm(w, dim=dims).tolist(), rel=1e-5)
+    kernel = w.reshape(shape[0], shape[1], -1)
+    np.testing.assert_allclose(stats.kernel_l2, torch.linalg.vector_norm(kernel, dim=2).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(stats.kernel_l1, kernel.abs().sum(2).numpy(), rtol=1e-5)
+    assert stats.sparsity == pytest.approx((w == 0).sum().item() / w.numel())
+    assert sum(stats.hist_counts) == w.numel()
+
+
+def test_nm_groups_are_m_consecutive_input_weights():
+    w = torch.arange(2 * 8, dtype=torch.float32).reshape(2, 8) - 5
+    stats = weight_stats("fc", "Linear", w)
+    expected = w.abs().reshape(2, 2, 4).sum(-1)
+    np.testing.assert_allclose(stats.nm_l1, expected.numpy())
+    assert weight_stats("fc", "Linear", torch.ones(2, 6)).nm_l1 is None  # 6 inputs: no groups of 4
+
+
+def test_residual_partners_read_the_relu_after_the_addition():
+    torch.manual_seed(0)
+    model = ResNet20().eval()
+    result = analyze(loaded(model), dataset(torch.rand(8, 1, 28, 28)), samples=8)
+    conv2, shortcut = result.layer("layer2.0.conv2"), result.layer("layer2.0.shortcut.0")
+    assert conv2.activation == shortcut.activation == "layer2.0.relu2"
+    assert conv2.apoz == shortcut.apoz
+    assert conv2.bn == "layer2.0.bn2" and shortcut.bn == "layer2.0.shortcut.1"
+    assert result.layer("layer2.0.conv1").activation == "layer2.0.relu1"
+
+
+class Branchy(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(2, 2)
+
+    def forward(self, x):
+        if x.sum() > 0:  # data-dependent control flow: torch.fx cannot trace it
+            return torch.relu(self.fc(x))
+        return self.fc(x)
+
+
+def test_untraceable_model_gets_weights_only_and_says_why():
+    result = analyze(loaded(Branchy()), dataset(torch.rand(4, 2)), samples=4)
+    assert result.notes and "torch.fx" in result.notes[0]
+    assert result.layer("fc").apoz is None and result.layer("fc").channel_l2
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_analysis_leaves_the_model_untouched(name, demo_data):
+    torch.manual_seed(0)
+    module = ARCHITECTURES[name].build().eval()
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    result = analyze(loaded(module), demo_data, samples=16)
+    assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())
+    assert not module.training
+    assert [la.name for la in result.layers][-1] in ("fc3", "fc2", "fc")
+    assert result.layers[-1].apoz is None
+
+
+def test_samples_must_be_positive(demo_data):
+    with pytest.raises(ValueError, match="samples must be at least 1; got 0"):
+        analyze(loaded(ARCHITECTURES["lenet300"].build()), demo_data, samples=0)
