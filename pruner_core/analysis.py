@@ -189,14 +189,17 @@ def analyze(model: LoadedModel, data: Dataset, *, samples: int = 256, batch_size
     layers = prunable_layers(model.module)
     result = [weight_stats(name, kind, mod.weight) for name, mod, kind in layers]
     notes: list[str] = []
-    try:
-        graph = fx.symbolic_trace(model.module) if model.eager else None
-    except Exception as e:  # data-dependent control flow and the like
-        graph = None
-        notes.append(f"torch.fx could not trace the model ({type(e).__name__}); APoZ and BN scale are unavailable")
+    graph = None
+    if not model.eager:
+        notes.append(f"a {model.fmt} program hides its layer graph: APoZ and BN scale need an ordinary nn.Module")
+    else:
+        try:
+            graph = fx.symbolic_trace(model.module)
+        except Exception as e:  # data-dependent control flow and the like
+            notes.append(f"torch.fx could not trace the model ({type(e).__name__}); APoZ and BN scale are unavailable")
     if graph is None:
         for la in result:
-            la.activation = "n/a: the model cannot be traced by torch.fx"
+            la.activation = "n/a: " + notes[-1].split(":")[0].split(";")[0]
     else:
         links = follow(graph, [la.name for la in result])
         watched = {act for act, _ in links.values() if act is not None}

@@ -138,3 +138,12 @@ def test_analysis_leaves_the_model_untouched(name, demo_data):
 def test_samples_must_be_positive(demo_data):
     with pytest.raises(ValueError, match="samples must be at least 1; got 0"):
         analyze(loaded(ARCHITECTURES["lenet300"].build()), demo_data, samples=0)
+
+
+def test_torchscript_gets_weights_only_and_says_why(demo_data):
+    torch.manual_seed(0)
+    scripted = torch.jit.script(ARCHITECTURES["lenet300"].build().eval())
+    result = analyze(loaded(scripted, eager=False), demo_data, samples=4)
+    assert "torchscript program" in result.notes[0]
+    assert all(la.apoz is None and la.activation.startswith("n/a") for la in result.layers)
+    assert result.layer("fc1").channel_l2
