@@ -6,6 +6,9 @@ from pages._common import init_state, sidebar
 
 st.set_page_config(page_title="Pruning Explorer", page_icon=":material/content_cut:", layout="wide")
 init_state()
-page = st.navigation([st.Page("pages/model.py", title="Model", icon=":material/memory:", default=True)])
+page = st.navigation([
+    st.Page("pages/model.py", title="Model", icon=":material/memory:", default=True),
+    st.Page("pages/inspect.py", title="Inspect", icon=":material/grid_on:"),
+])
 sidebar()
 page.run()

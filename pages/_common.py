@@ -6,12 +6,14 @@ every session, so nothing here or in a page may mutate them: a page that changes
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import tempfile
 from pathlib import Path
 
 import streamlit as st
 
+from pruner_core.analysis import Analysis, analyze
 from pruner_core.data import Dataset, load_data
 from pruner_core.errors import PrunerError
 from pruner_core.metrics import vital_signs
@@ -44,6 +46,13 @@ def file_digest(path: str | None) -> str:
     """Content hash of a file (empty for specs that are not files), so edited files reload."""
     if not path or not Path(path).is_file():
         return ""
+    stat = Path(path).stat()
+    return _hash_file(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _hash_file(path: str, size: int, mtime_ns: int) -> str:
+    """Hash a file once per (size, mtime): page reruns do not re-read large models."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
@@ -121,6 +130,33 @@ def active_vital_signs() -> dict | None:
     except PrunerError as e:
         st.error(str(e), icon=":material/error:")
         return None
+
+
+@st.cache_data(max_entries=16, show_spinner="Analysing layers (weight magnitudes, APoZ, BN scale)…")
+def cached_analysis(model_choice: tuple, model_digest: str, data_spec: str, data_digest: str, samples: int) -> Analysis:
+    """The analysis of a model on ``samples`` calibration samples, keyed like :func:`cached_vital_signs`.
+
+    Only what changes the statistics is in the key: norm, colour scale and layer only change the figures.
+    """
+    model = get_model(dict(zip(("spec", "weights", "trust"), model_choice, strict=True)))
+    return analyze(model, get_data(data_spec), samples=samples)
+
+
+def active_analysis(samples: int) -> Analysis:
+    """The analysis of the active model on the active data (computed once per sample count, then cached).
+
+    Raises:
+        PrunerError, ValueError: from the core, for the page to show.
+    """
+    choice = st.session_state["active.model"]
+    data_spec = st.session_state["active.data"]
+    return cached_analysis(
+        (choice["spec"], choice["weights"], choice["trust"]),
+        file_digest(choice["spec"]) + file_digest(choice["weights"]),
+        data_spec,
+        file_digest(data_spec),
+        int(samples),
+    )
 
 
 def model_label(choice: dict) -> str:

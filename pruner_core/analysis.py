@@ -40,7 +40,7 @@ class LayerAnalysis:
     channel_l2: list[float]
     kernel_l1: np.ndarray  # [out, in]: L1 norm of each kernel (each single weight for Linear)
     kernel_l2: np.ndarray  # [out, in]
-    nm_l1: np.ndarray | None  # [out, in // M]: L1 of each group of M consecutive input weights
+    nm_l1: np.ndarray | None  # [out, kernel positions * in // M]: L1 of each group of M consecutive input weights
     hist_counts: list[int]
     hist_edges: list[float]
     sparsity: float
@@ -185,6 +185,18 @@ def analyze(model: LoadedModel, data: Dataset, *, samples: int = 256, batch_size
     """
     if samples < 1:
         raise ValueError(f"samples must be at least 1; got {samples}")
+    was_training = model.module.training
+    model.module.eval()  # every pass below shares the modules: never update BatchNorm statistics
+    try:
+        return _analyze(model, data, samples, batch_size)
+    finally:
+        model.module.train(was_training)
+
+
+def _analyze(model: LoadedModel, data: Dataset, samples: int, batch_size: int) -> Analysis:
+    from .models import check_data_fits
+
+    check_data_fits(model, data)  # names both shapes instead of failing inside the graph
     start = time.perf_counter()
     layers = prunable_layers(model.module)
     result = [weight_stats(name, kind, mod.weight) for name, mod, kind in layers]

@@ -147,3 +147,21 @@ def test_torchscript_gets_weights_only_and_says_why(demo_data):
     assert "torchscript program" in result.notes[0]
     assert all(la.apoz is None and la.activation.startswith("n/a") for la in result.layers)
     assert result.layer("fc1").channel_l2
+
+
+def test_model_in_training_mode_keeps_its_batchnorm_statistics(demo_data):
+    torch.manual_seed(0)
+    module = ARCHITECTURES["mnist-cnn"].build().train()
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    analyze(LoadedModel(module, "test", "factory", True), demo_data, samples=8)
+    assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())
+    assert module.training  # the mode is restored
+
+
+def test_calibration_data_of_wrong_shape_names_both_shapes():
+    from pruner_core.errors import CompatibilityError
+
+    rgb = dataset(torch.rand(4, 3, 32, 32))
+    model = LoadedModel(ARCHITECTURES["mnist-cnn"].build().eval(), "demo:mnist-cnn", "demo", True, "mnist-cnn", (1, 28, 28), 10)
+    with pytest.raises(CompatibilityError, match=r"\(3, 32, 32\).*\(1, 28, 28\)"):
+        analyze(model, rgb)

@@ -1,0 +1,85 @@
+"""Inspect page: where the active network is redundant, layer by layer and channel by channel.
+
+Three independent signals side by side (weight magnitude, APoZ, BatchNorm scale). The statistics are computed
+once per model, data and sample count (cached); norm, colour scale and layer only redraw the figures.
+"""
+
+import streamlit as st
+
+from pages._common import active_analysis, get_data, model_label
+from pruner_core.errors import PrunerError
+from pruner_core.viz import channel_signal_heatmap, kernel_heatmap, layer_signal_table, weight_histogram
+
+COLORSCALES = ["Viridis", "Cividis", "Plasma", "Inferno", "Magma", "Blues", "Greys", "RdBu"]
+NORMS = {"L2": "l2", "L1": "l1"}
+DEFAULT_SAMPLES = 256
+
+st.title("Inspect")
+st.caption(
+    "Where does the network carry little? Low weight magnitude, high APoZ (average percentage of zeros after the "
+    "activation) and small BatchNorm scale |γ| each point at channels that pruning could remove."
+)
+
+try:
+    train_size = len(get_data(st.session_state["active.data"]).x_train)
+except PrunerError as e:
+    st.error(str(e), icon=":material/error:")
+    st.stop()
+
+if st.session_state.get("inspect.samples", 0) > train_size:  # another data set became active
+    del st.session_state["inspect.samples"]
+
+controls = st.columns(3)
+samples = controls[0].number_input(
+    "Calibration samples", min_value=1, max_value=train_size, value=min(DEFAULT_SAMPLES, train_size), step=64,
+    key="inspect.samples", help="First training samples run through the model to measure APoZ and mean activation",
+)
+norm_label = controls[1].radio("Norm", list(NORMS), key="inspect.norm", horizontal=True,
+                               help="Norm of a kernel (heatmap) and of a channel's weights (magnitude signal)")
+colorscale = controls[2].selectbox("Colour scale", COLORSCALES, key="inspect.colorscale")
+norm = NORMS[norm_label]
+
+try:
+    analysis = active_analysis(samples)
+except (PrunerError, ValueError) as e:
+    st.error(str(e), icon=":material/error:")
+    st.stop()
+
+if not analysis.layers:
+    st.warning(f"{model_label(st.session_state['active.model'])} has no prunable layers (Conv1d, Conv2d, Linear).")
+    st.stop()
+
+st.caption(
+    f"{model_label(st.session_state['active.model'])}: {len(analysis.layers)} prunable layers, APoZ over "
+    f"{analysis.samples} calibration samples; analysed in {analysis.seconds:.2f} s."
+)
+for note in analysis.notes:
+    st.info(note, icon=":material/info:")
+
+names = [la.name for la in analysis.layers]
+if st.session_state.get("inspect.layer") not in names:  # a new model: its layers have other names
+    st.session_state.pop("inspect.layer", None)
+
+st.subheader("One layer")
+name = st.selectbox("Layer", names, key="inspect.layer")
+la = analysis.layer(name)
+left, right = st.columns([3, 2])
+left.plotly_chart(kernel_heatmap(la, norm=norm, colorscale=colorscale), key="inspect.kernel")
+right.plotly_chart(weight_histogram(la), key="inspect.histogram")
+if la.apoz is None:
+    right.caption(f"APoZ {la.activation or 'n/a'}.")
+
+st.subheader("Across layers")
+st.caption("Each row is one layer's output channels, divided by that layer's largest value; hover for raw values.")
+for signal in ("magnitude", "apoz", "bn_scale"):
+    fig = channel_signal_heatmap(analysis, signal, norm=norm, colorscale=colorscale)
+    st.plotly_chart(fig, key=f"inspect.signal.{signal}")
+
+st.subheader("Layers")
+st.dataframe(
+    layer_signal_table(analysis), key="inspect.table", hide_index=True,
+    column_config={
+        "weight params": st.column_config.NumberColumn(format="localized"),
+        "sparsity": st.column_config.NumberColumn(format="percent"),
+    },
+)

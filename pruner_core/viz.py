@@ -1,0 +1,193 @@
+"""Plotly figure builders and display tables for the redundancy signals of :mod:`pruner_core.analysis`.
+
+Pure functions: data in, ``go.Figure`` (or ``pd.DataFrame``) out. Nothing here imports streamlit, computes a
+statistic, or touches a model; the numbers drawn are exactly those of the :class:`~pruner_core.analysis.Analysis`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from .analysis import Analysis, LayerAnalysis
+
+NORMS = ("l1", "l2")
+CHANNEL_SIGNALS = ("magnitude", "apoz", "bn_scale")
+SIGNAL_LABELS = {"magnitude": "weight magnitude", "apoz": "APoZ", "bn_scale": "BN scale |γ|"}
+NA = "n/a"
+
+
+def _check(name: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ValueError(f"The '{name}' parameter must be one of {', '.join(map(repr, valid))}. Got {value!r} instead.")
+
+
+def _fmt(value: float) -> str:
+    """The value as shown on hover: enough digits to read it back exactly as the analysis holds it."""
+    return f"{value:.6g}"
+
+
+def kernel_heatmap(layer: LayerAnalysis, norm: str = "l2", colorscale: str = "Viridis") -> go.Figure:
+    """Heatmap of one layer's kernel norms, output channels x input channels.
+
+    Args:
+        layer: the layer's analysis; ``kernel_l1`` / ``kernel_l2`` are drawn as they are.
+        norm: ``"l1"`` or ``"l2"``.
+        colorscale: any plotly colour scale name.
+
+    Returns:
+        A figure whose one trace has ``z`` equal to the layer's ``[out, in]`` kernel-norm matrix; hovering a cell
+        shows its output and input channel and the exact norm.
+
+    Raises:
+        ValueError: an unknown ``norm``.
+    """
+    _check("norm", norm, NORMS)
+    z = np.asarray(layer.kernel_l1 if norm == "l1" else layer.kernel_l2)
+    unit = "weight" if layer.type == "Linear" else "kernel"
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            colorscale=colorscale,
+            colorbar={"title": {"text": norm.upper()}},
+            hovertemplate=f"out %{{y}}<br>in %{{x}}<br>{norm.upper()} %{{z}}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=f"{layer.name}: {norm.upper()} norm of each {unit} ({z.shape[0]} out x {z.shape[1]} in)",
+        xaxis_title="input channel",
+        yaxis_title="output channel",
+        margin={"t": 50, "l": 60, "r": 20, "b": 50},
+    )
+    # Channel indices are integers: no fractional ticks, even for a single input channel.
+    fig.update_xaxes(tick0=0, dtick=_dtick(z.shape[1]))
+    fig.update_yaxes(tick0=0, dtick=_dtick(z.shape[0]), autorange="reversed")  # channel 0 on top, as in the tensor
+    return fig
+
+
+def _dtick(n: int) -> int:
+    """A whole-number tick step giving at most about ten ticks over ``n`` channels."""
+    return max(1, math.ceil(n / 10))
+
+
+def _signal(layer: LayerAnalysis, signal: str, norm: str) -> list[float] | None:
+    if signal == "magnitude":
+        return layer.channel_l1 if norm == "l1" else layer.channel_l2
+    return layer.apoz if signal == "apoz" else layer.bn_scale
+
+
+def channel_signal_heatmap(
+    analysis: Analysis, signal: str = "magnitude", norm: str = "l2", colorscale: str = "Viridis"
+) -> go.Figure:
+    """Cross-layer heatmap of one per-channel signal: one row per layer, one column per output channel.
+
+    Each row is divided by its own maximum so that layers of different scales share one colour bar (a row whose
+    maximum is 0 stays 0). Rows are padded with NaN (drawn blank) to the widest layer. Layers where the signal
+    is undefined (no ReLU after the layer for APoZ, no BatchNorm for BN scale) are left out and named in the
+    title after "n/a:", never drawn as 0.
+
+    Args:
+        analysis: the model's analysis.
+        signal: ``"magnitude"`` (channel L1/L2 norm of the weights), ``"apoz"`` or ``"bn_scale"``.
+        norm: for ``"magnitude"``, which channel norm: ``"l1"`` or ``"l2"``.
+        colorscale: any plotly colour scale name.
+
+    Returns:
+        A figure whose heatmap ``z`` holds the normalised rows, ``y`` the layer names and ``text`` the raw
+        values shown on hover.
+
+    Raises:
+        ValueError: an unknown ``signal`` or ``norm``.
+    """
+    _check("signal", signal, CHANNEL_SIGNALS)
+    _check("norm", norm, NORMS)
+    rows = [(la.name, _signal(la, signal, norm)) for la in analysis.layers]
+    shown = [(name, values) for name, values in rows if values is not None]
+    missing = [name for name, values in rows if values is None]
+    label = SIGNAL_LABELS[signal] + (f" ({norm.upper()})" if signal == "magnitude" else "")
+    width = max((len(values) for _, values in shown), default=0)
+    z, text = [], []
+    for _, values in shown:
+        top = max(values, default=0.0)
+        scaled = [v / top if top > 0 else 0.0 for v in values]
+        pad = width - len(values)
+        z.append(scaled + [math.nan] * pad)
+        text.append([_fmt(v) for v in values] + [""] * pad)
+    title = f"Channel {label} per layer (each row divided by its max)"
+    if missing:
+        title += f"<br><sup>{NA}: {', '.join(missing)}</sup>"
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=list(range(width)),
+            y=[name for name, _ in shown],
+            text=text,
+            colorscale=colorscale,
+            zmin=0,
+            zmax=1,
+            colorbar={"title": {"text": "/ row max"}},
+            hovertemplate=f"layer %{{y}}<br>channel %{{x}}<br>{label} %{{text}}<br>/ row max %{{z:.3f}}<extra></extra>",
+            hoverongaps=False,
+        )
+    )
+    fig.update_layout(
+        title=title,
+        xaxis_title="output channel",
+        yaxis_title="layer",
+        margin={"t": 70, "l": 60, "r": 20, "b": 50},
+        height=max(260, 60 + 28 * len(shown) + 90),
+    )
+    fig.update_yaxes(autorange="reversed", type="category")  # first layer on top
+    if not shown:
+        fig.add_annotation(text=f"{label}: {NA} for every layer", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
+    return fig
+
+
+def weight_histogram(layer: LayerAnalysis) -> go.Figure:
+    """Bar chart of the layer's weight histogram (``hist_counts`` over ``hist_edges``)."""
+    edges = np.asarray(layer.hist_edges, dtype=float)
+    centers = (edges[:-1] + edges[1:]) / 2
+    fig = go.Figure(
+        go.Bar(
+            x=centers,
+            y=layer.hist_counts,
+            width=np.diff(edges),
+            customdata=np.stack([edges[:-1], edges[1:]], axis=1),
+            hovertemplate="weight %{customdata[0]:.4g} to %{customdata[1]:.4g}<br>count %{y}<extra></extra>",
+            marker_line_width=0,
+        )
+    )
+    fig.update_layout(
+        title=f"{layer.name}: weight histogram (sparsity {layer.sparsity:.1%})",
+        xaxis_title="weight value",
+        yaxis_title="count",
+        bargap=0,
+        margin={"t": 50, "l": 60, "r": 20, "b": 50},
+    )
+    return fig
+
+
+def layer_signal_table(analysis: Analysis) -> pd.DataFrame:
+    """One row per prunable layer: what it is and a summary of each redundancy signal.
+
+    Columns: ``layer``, ``type``, ``shape``, ``weight params`` (elements of the weight tensor), ``sparsity``
+    (fraction of zero weights), ``mean APoZ`` (percent over output channels, or "n/a" where no ReLU follows the
+    layer) and ``BN`` (the BatchNorm that scales its channels, or "n/a").
+    """
+    rows = []
+    for la in analysis.layers:
+        rows.append(
+            {
+                "layer": la.name,
+                "type": la.type,
+                "shape": " x ".join(map(str, la.shape)),
+                "weight params": int(np.prod(la.shape)),
+                "sparsity": la.sparsity,
+                "mean APoZ": f"{float(np.mean(la.apoz)):.1%}" if la.apoz else NA,
+                "BN": la.bn or NA,
+            }
+        )
+    return pd.DataFrame(rows, columns=["layer", "type", "shape", "weight params", "sparsity", "mean APoZ", "BN"])

@@ -1,0 +1,118 @@
+"""The Inspect page, driven as a user would: pick a layer, change norm and samples, read the layer table."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+from torch import nn
+
+
+@pytest.fixture
+def inspect(app: AppTest) -> AppTest:
+    """The app switched to Inspect on the demo model and data."""
+    at = app.switch_page("pages/inspect.py").run()
+    assert not at.exception
+    return at
+
+
+def layer_table(at: AppTest):
+    return next(df.value for df in at.dataframe if "mean APoZ" in df.value.columns).set_index("layer")
+
+
+def charts(at: AppTest) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def titles(at: AppTest) -> list[str]:
+    return [c["layout"]["title"]["text"] for c in charts(at)]
+
+
+def test_opens_with_heatmaps_histogram_and_table_of_the_demo(inspect):
+    assert not inspect.error
+    assert [t.value for t in inspect.title] == ["Inspect"]
+    assert inspect.selectbox(key="inspect.layer").options == ["conv1", "conv2", "fc1", "fc2"]
+    assert inspect.selectbox(key="inspect.layer").value == "conv1"
+    assert inspect.number_input(key="inspect.samples").value == 256
+    assert inspect.radio(key="inspect.norm").value == "L2"
+    assert len(charts(inspect)) == 5  # kernel heatmap, histogram, three channel signals
+    shown = titles(inspect)
+    assert shown[0].startswith("conv1: L2 norm of each kernel (32 out x 1 in)")
+    assert any(t.startswith("Channel APoZ") and "n/a: fc2" in t for t in shown)  # never drawn as 0
+    assert any(t.startswith("Channel BN scale") and "n/a: fc1, fc2" in t for t in shown)
+
+
+def test_layer_table_values(inspect):
+    table = layer_table(inspect)
+    assert list(table.index) == ["conv1", "conv2", "fc1", "fc2"]
+    assert table.loc["conv1", "BN"] == "bn1"
+    assert table.loc["conv2", "BN"] == "bn2"
+    assert table.loc["fc1", "BN"] == "n/a"
+    assert table.loc["fc2", "mean APoZ"] == "n/a"  # the logits: no ReLU follows
+    for name in ("conv1", "conv2", "fc1"):
+        assert table.loc[name, "mean APoZ"].endswith("%")
+    assert table.loc["conv2", "shape"] == "64 x 32 x 3 x 3"
+    assert list(table["weight params"]) == [32 * 9, 64 * 32 * 9, 128 * 64 * 7 * 7, 10 * 128]
+    assert list(table["type"]) == ["Conv2d", "Conv2d", "Linear", "Linear"]
+
+
+def test_picking_another_layer_redraws_its_heatmap_and_histogram(inspect):
+    at = inspect.selectbox(key="inspect.layer").set_value("fc1").run()
+    assert not at.exception and not at.error
+    kernel, hist = charts(at)[:2]
+    assert kernel["layout"]["title"]["text"].startswith("fc1: L2 norm of each weight (128 out x 3136 in)")
+    assert hist["layout"]["title"]["text"].startswith("fc1: weight histogram")
+    at = at.selectbox(key="inspect.layer").set_value("fc2").run()
+    assert not at.exception
+    assert any("APoZ n/a: no ReLU follows" in c.value for c in at.caption)
+
+
+@pytest.fixture
+def analyses(monkeypatch) -> list[int]:
+    """Sample counts of every analysis actually computed (not served from the cache) from now on."""
+    import pages._common as common
+
+    calls: list[int] = []
+
+    def counting(model, data, *, samples):
+        calls.append(samples)
+        return real(model, data, samples=samples)
+
+    real = common.analyze
+    monkeypatch.setattr(common, "analyze", counting)
+    return calls
+
+
+def test_changing_norm_colour_scale_and_layer_redraws_without_recomputing(inspect, analyses):
+    viridis = charts(inspect)[0]["data"][0]["colorscale"]
+    at = inspect.radio(key="inspect.norm").set_value("L1").run()
+    assert not at.exception
+    assert titles(at)[0].startswith("conv1: L1 norm")
+    assert any(t.startswith("Channel weight magnitude (L1)") for t in titles(at))
+    at = at.selectbox(key="inspect.colorscale").set_value("Cividis").run()
+    assert not at.exception
+    assert charts(at)[0]["data"][0]["colorscale"] != viridis
+    at = at.selectbox(key="inspect.layer").set_value("conv2").run()
+    assert not at.exception
+    assert analyses == []
+
+
+def test_changing_samples_recomputes_on_that_many(inspect, analyses):
+    at = inspect.number_input(key="inspect.samples").set_value(37).run()
+    assert not at.exception and not at.error
+    assert analyses == [37]
+    assert any("APoZ over 37 calibration samples" in c.value for c in at.caption)
+    assert layer_table(at).loc["fc2", "mean APoZ"] == "n/a"
+
+
+def test_model_without_prunable_layers_is_explained_and_page_keeps_working(app, tmp_path):
+    path = tmp_path / "no_prunable.pt"
+    torch.save(nn.Sequential(nn.Flatten(), nn.ReLU()), path)
+    at = app
+    at.session_state["active.model"] = {"spec": str(path), "weights": None, "trust": True}
+    at.switch_page("pages/inspect.py").run()
+    assert not at.exception
+    assert any("no prunable layers" in w.value for w in at.warning), [e.value for e in at.error]
+    assert not at.get("plotly_chart")
