@@ -110,23 +110,31 @@ def show_outcome() -> None:
         (st.error if kind == "error" else st.success)(message, icon=f":material/{'error' if kind == 'error' else 'check'}:")
 
 
+def _active_key() -> tuple:
+    """Cache key of the active model and data: the model choice, the data spec and their file digests."""
+    choice = st.session_state["active.model"]
+    data_spec = st.session_state["active.data"]
+    return (
+        (choice["spec"], choice["weights"], choice["trust"]),
+        file_digest(choice["spec"]) + file_digest(choice["weights"]),
+        data_spec,
+        file_digest(data_spec),
+    )
+
+
+def _model_of(model_choice: tuple) -> LoadedModel:
+    return get_model(dict(zip(("spec", "weights", "trust"), model_choice, strict=True)))
+
+
 @st.cache_data(max_entries=32, show_spinner="Measuring vital signs (accuracy, FLOPs, latency)…")
 def cached_vital_signs(model_choice: tuple, model_digest: str, data_spec: str, data_digest: str) -> dict:
-    model = get_model(dict(zip(("spec", "weights", "trust"), model_choice, strict=True)))
-    return vital_signs(model, get_data(data_spec))
+    return vital_signs(_model_of(model_choice), get_data(data_spec))
 
 
 def active_vital_signs() -> dict | None:
     """Vital signs of the active model on the active data (measured once, then cached); None after an error."""
-    choice = st.session_state["active.model"]
-    data_spec = st.session_state["active.data"]
     try:
-        return cached_vital_signs(
-            (choice["spec"], choice["weights"], choice["trust"]),
-            file_digest(choice["spec"]) + file_digest(choice["weights"]),
-            data_spec,
-            file_digest(data_spec),
-        )
+        return cached_vital_signs(*_active_key())
     except PrunerError as e:
         st.error(str(e), icon=":material/error:")
         return None
@@ -138,8 +146,7 @@ def cached_analysis(model_choice: tuple, model_digest: str, data_spec: str, data
 
     Only what changes the statistics is in the key: norm, colour scale and layer only change the figures.
     """
-    model = get_model(dict(zip(("spec", "weights", "trust"), model_choice, strict=True)))
-    return analyze(model, get_data(data_spec), samples=samples)
+    return analyze(_model_of(model_choice), get_data(data_spec), samples=samples)
 
 
 def active_analysis(samples: int) -> Analysis:
@@ -148,15 +155,7 @@ def active_analysis(samples: int) -> Analysis:
     Raises:
         PrunerError, ValueError: from the core, for the page to show.
     """
-    choice = st.session_state["active.model"]
-    data_spec = st.session_state["active.data"]
-    return cached_analysis(
-        (choice["spec"], choice["weights"], choice["trust"]),
-        file_digest(choice["spec"]) + file_digest(choice["weights"]),
-        data_spec,
-        file_digest(data_spec),
-        int(samples),
-    )
+    return cached_analysis(*_active_key(), int(samples))
 
 
 def model_label(choice: dict) -> str:
