@@ -108,17 +108,20 @@ def coupled_groups(module: nn.Module, example: torch.Tensor, names: list[str]) -
     return group_of, outputs
 
 
-def describe_model(model: LoadedModel, input_shape: tuple[int, ...]) -> list[LayerInfo]:
+def describe_model(
+    model: LoadedModel, input_shape: tuple[int, ...], per_layer_flops: dict[str, int] | None = None
+) -> list[LayerInfo]:
     """List the prunable layers of ``model`` with params, measured FLOPs, coupled group and prunability.
 
     Args:
         model: the loaded model (not modified).
         input_shape: one sample's shape, e.g. ``(1, 28, 28)``.
+        per_layer_flops: FLOPs already counted by :func:`layer_flops` (counted here when not given).
     """
     example = torch.zeros(1, *input_shape)
     layers = prunable_layers(model.module)
     names = [n for n, _, _ in layers]
-    _, flops = layer_flops(model.module, example)
+    flops = per_layer_flops if per_layer_flops is not None else layer_flops(model.module, example)[1]
     groups: dict[str, int] | None = None
     traced = model.eager
     if model.eager and names:

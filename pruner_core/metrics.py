@@ -130,8 +130,8 @@ def vital_signs(model, data, *, latency_runs: tuple[int, int] = (30, 10), warmup
 
     shape = check_data_fits(model, data)
     params, nonzero = count_parameters(model.module)
-    flops, _ = layer_flops(model.module, torch.zeros(1, *shape))
-    layers = describe_model(model, shape)
+    flops, per_layer = layer_flops(model.module, torch.zeros(1, *shape))
+    layers = describe_model(model, shape, per_layer)  # one FLOP count serves the total and the layers
     lat = {
         f"batch{b}": measure_latency(model.module, shape, b, runs=runs, warmup=warmup)
         for b, runs in zip((1, 64), latency_runs, strict=True)
