@@ -24,8 +24,9 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from pruner_core.analysis import analyze  # noqa: E402
 from pruner_core.archs import ARCHITECTURES  # noqa: E402
-from pruner_core.data import load_data  # noqa: E402
+from pruner_core.data import Dataset, load_data  # noqa: E402
 from pruner_core.metrics import device_name, vital_signs  # noqa: E402
 from pruner_core.models import load_model  # noqa: E402
 
@@ -59,7 +60,74 @@ def bench_vitals() -> dict:
     return figures
 
 
-BENCHMARKS: dict[str, Callable[[], dict]] = {"vitals": bench_vitals}
+def resnet50_model():
+    """The ResNet-50-sized benchmark network (bench/resnet50.py) as a loaded factory model."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from resnet50 import INPUT_SHAPE
+
+    return load_model("resnet50:resnet50"), INPUT_SHAPE
+
+
+def random_data(shape: tuple[int, ...], n: int, classes: int = 1000, seed: int = 0) -> Dataset:
+    """``n`` seeded random samples of ``shape`` (timing only: their labels mean nothing)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, *shape, generator=g)
+    y = torch.randint(0, classes, (n,), generator=g)
+    return Dataset("random", x, y, x[:8], y[:8], [str(c) for c in range(classes)], "random")
+
+
+def _overhead(model, data: Dataset, samples: int, repeats: int, batch_size: int = 64) -> dict:
+    """Full analysis time over ``samples`` calibration samples / one plain forward over the same samples."""
+    x = data.x_train[:samples]
+
+    def plain() -> None:
+        with torch.no_grad():
+            for i in range(0, len(x), batch_size):
+                model.module(x[i : i + batch_size])
+
+    plain()  # warm-up (allocator, kernels)
+    forward, full = [], []
+    for _ in range(repeats):  # interleaved so drift in the machine's speed hits both alike
+        start = time.perf_counter()
+        plain()
+        forward.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        analyze(model, data, samples=samples, batch_size=batch_size)
+        full.append(time.perf_counter() - start)
+    f, a = sorted(forward)[len(forward) // 2], sorted(full)[len(full) // 2]
+    return {"ratio": round(a / f, 3), "analysis_s": round(a, 3), "forward_s": round(f, 3)}
+
+
+def bench_analysis() -> dict:
+    """``analysis_overhead`` (target <= 1.3) on resnet20 and a ResNet-50-sized net; ``analysis_seconds`` per demo.
+
+    The analysis is everything the Inspect page computes: weight statistics at every granularity, histograms,
+    measured FLOPs, coupled groups (torch-pruning's dependency graph), and one calibration pass that counts
+    APoZ, mean activations and per-layer time.
+    """
+    figures: dict = {}
+    data = load_data("demo:mnist5k")
+    samples = 256
+    for name in ARCHITECTURES:
+        model = load_model(f"demo:{name}")
+        analyze(model, data, samples=samples)  # warm-up
+        runs = []
+        for _ in range(3):
+            start = time.perf_counter()
+            analyze(model, data, samples=samples)
+            runs.append(time.perf_counter() - start)
+        figures[f"analysis_seconds.{name}"] = round(sorted(runs)[1], 3)
+    o = _overhead(load_model("demo:resnet20"), data, samples, repeats=5)
+    figures |= {f"analysis_overhead.resnet20.{k}": v for k, v in o.items()}
+    big, shape = resnet50_model()
+    o = _overhead(big, random_data(shape, samples), samples, repeats=3)
+    figures |= {f"analysis_overhead.resnet50.{k}": v for k, v in o.items()}
+    figures["analysis_overhead.samples"] = samples
+    figures["analysis_overhead.resnet50.input_shape"] = list(shape)
+    return figures
+
+
+BENCHMARKS: dict[str, Callable[[], dict]] = {"vitals": bench_vitals, "analysis": bench_analysis}
 
 
 def machine() -> dict:

@@ -59,6 +59,7 @@ for note in analysis.notes:
 names = [la.name for la in analysis.layers]
 if st.session_state.get("inspect.layer") not in names:  # a new model: its layers have other names
     st.session_state.pop("inspect.layer", None)
+    st.session_state.pop("inspect.group", None)
 
 st.subheader("One layer")
 name = st.selectbox("Layer", names, key="inspect.layer")
@@ -75,11 +76,36 @@ for signal in ("magnitude", "apoz", "bn_scale"):
     fig = channel_signal_heatmap(analysis, signal, norm=norm, colorscale=colorscale)
     st.plotly_chart(fig, key=f"inspect.signal.{signal}")
 
+groups = analysis.groups()
+st.subheader("Coupled groups")
+if not groups:
+    st.caption("No coupled layers: every layer's output channels can be pruned on their own.")
+else:
+    st.caption(
+        "Layers whose outputs are added together (residual connections) must lose the same output channels: "
+        "channel pruning scores each channel over the whole group. Rows are the members; columns the shared channels."
+    )
+    labels = {f"group {g}: {', '.join(members)}": g for g, members in groups.items()}
+    picked = st.selectbox("Group", list(labels), key="inspect.group")
+    members = groups[labels[picked]]
+    for signal in ("magnitude", "apoz", "bn_scale"):
+        fig = channel_signal_heatmap(
+            analysis, signal, norm=norm, colorscale=colorscale, layers=members, heading=f"in group {labels[picked]}"
+        )
+        st.plotly_chart(fig, key=f"inspect.group.{signal}")
+
 st.subheader("Layers")
+if analysis.forward_ms is not None:
+    st.caption(
+        f"Time share: the fraction of the calibration forward ({analysis.forward_ms:,.0f} ms over {analysis.samples} "
+        "samples, this machine, PyTorch eager) spent inside each layer. FLOPs at batch 1 (a multiply-add counts as 2)."
+    )
 st.dataframe(
     layer_signal_table(analysis), key="inspect.table", hide_index=True,
     column_config={
-        "weight params": st.column_config.NumberColumn(format="localized"),
+        "params": st.column_config.NumberColumn(format="localized"),
+        "FLOPs": st.column_config.NumberColumn(format="compact"),
+        "time share": st.column_config.NumberColumn(format="percent"),
         "sparsity": st.column_config.NumberColumn(format="percent"),
     },
 )

@@ -106,20 +106,18 @@ def analyze(
     """Per-layer redundancy signals: channel L1/L2, kernel norms, APoZ, BN scale, coupled group."""
     from .analysis import analyze as run_analysis
     from .data import load_data
-    from .describe import describe_model
-    from .models import check_data_fits, load_model
+    from .models import load_model
 
     loaded = load_model(model, weights=weights, trust=trust)
     dataset = load_data(data)
-    shape = check_data_fits(loaded, dataset)
     result = run_analysis(loaded, dataset, samples=samples)
-    groups = {layer.name: layer.group for layer in describe_model(loaded, shape)}
-    layers = [la.to_dict() | {"group": groups.get(la.name)} for la in result.layers]
     json_path.write_text(json.dumps({"model": loaded.label, "data": dataset.name, "samples": result.samples,
-                                     "notes": result.notes, "layers": layers}) + "\n")
+                                     "forward_ms": result.forward_ms, "notes": result.notes,
+                                     "layers": [la.to_dict() for la in result.layers]}) + "\n")
     for la in result.layers:
         apoz = f"{sum(la.apoz) / len(la.apoz):.1%}" if la.apoz else "n/a"
-        typer.echo(f"{la.name:<24} mean APoZ {apoz:>6}  BN {la.bn or 'n/a'}  group {groups.get(la.name)}")
+        share = f"{la.time_share:.1%}" if la.time_share is not None else "n/a"
+        typer.echo(f"{la.name:<24} mean APoZ {apoz:>6}  BN {la.bn or 'n/a'}  group {la.group}  time {share:>6}")
     typer.echo(f"wrote {json_path} ({result.samples} calibration samples, {result.seconds:.2f} s)")
 
 

@@ -80,7 +80,12 @@ def _signal(layer: LayerAnalysis, signal: str, norm: str) -> list[float] | None:
 
 
 def channel_signal_heatmap(
-    analysis: Analysis, signal: str = "magnitude", norm: str = "l2", colorscale: str = "Viridis"
+    analysis: Analysis,
+    signal: str = "magnitude",
+    norm: str = "l2",
+    colorscale: str = "Viridis",
+    layers: list[str] | None = None,
+    heading: str | None = None,
 ) -> go.Figure:
     """Cross-layer heatmap of one per-channel signal: one row per layer, one column per output channel.
 
@@ -94,6 +99,8 @@ def channel_signal_heatmap(
         signal: ``"magnitude"`` (channel L1/L2 norm of the weights), ``"apoz"`` or ``"bn_scale"``.
         norm: for ``"magnitude"``, which channel norm: ``"l1"`` or ``"l2"``.
         colorscale: any plotly colour scale name.
+        layers: only these layers (e.g. the members of one coupled group), in this order; all when None.
+        heading: what the rows are, for the title (default "per layer").
 
     Returns:
         A figure whose heatmap ``z`` holds the normalised rows, ``y`` the layer names and ``text`` the raw
@@ -104,7 +111,8 @@ def channel_signal_heatmap(
     """
     _check("signal", signal, CHANNEL_SIGNALS)
     _check("norm", norm, NORMS)
-    rows = [(la.name, _signal(la, signal, norm)) for la in analysis.layers]
+    chosen = analysis.layers if layers is None else [analysis.layer(name) for name in layers]
+    rows = [(la.name, _signal(la, signal, norm)) for la in chosen]
     shown = [(name, values) for name, values in rows if values is not None]
     missing = [name for name, values in rows if values is None]
     label = SIGNAL_LABELS[signal] + (f" ({norm.upper()})" if signal == "magnitude" else "")
@@ -116,7 +124,7 @@ def channel_signal_heatmap(
         pad = width - len(values)
         z.append(scaled + [math.nan] * pad)
         text.append([_fmt(v) for v in values] + [""] * pad)
-    title = f"Channel {label} per layer (each row divided by its max)"
+    title = f"Channel {label} {heading or 'per layer'} (each row divided by its max)"
     if missing:
         title += f"<br><sup>{NA}: {', '.join(missing)}</sup>"
     fig = go.Figure(
@@ -171,12 +179,15 @@ def weight_histogram(layer: LayerAnalysis) -> go.Figure:
 
 
 def layer_signal_table(analysis: Analysis) -> pd.DataFrame:
-    """One row per prunable layer: what it is and a summary of each redundancy signal.
+    """One row per prunable layer: what it is, what it costs and a summary of each redundancy signal.
 
-    Columns: ``layer``, ``type``, ``shape``, ``weight params`` (elements of the weight tensor), ``sparsity``
-    (fraction of zero weights), ``mean APoZ`` (percent over output channels, or "n/a" where no ReLU follows the
-    layer) and ``BN`` (the BatchNorm that scales its channels, or "n/a").
+    Columns: ``layer``, ``type``, ``shape``, ``params`` (weight and bias), ``FLOPs`` (measured at batch 1),
+    ``time share`` (fraction of the calibration forward spent in the layer, None where not measured),
+    ``group`` (coupled-group id; layers sharing one lose channels together), ``sparsity`` (fraction of zero
+    weights), ``mean APoZ`` (percent over output channels, or "n/a" where no ReLU follows the layer) and ``BN``
+    (the BatchNorm that scales its channels, or "n/a").
     """
+    columns = ["layer", "type", "shape", "params", "FLOPs", "time share", "group", "sparsity", "mean APoZ", "BN"]
     rows = []
     for la in analysis.layers:
         rows.append(
@@ -184,10 +195,13 @@ def layer_signal_table(analysis: Analysis) -> pd.DataFrame:
                 "layer": la.name,
                 "type": la.type,
                 "shape": " x ".join(map(str, la.shape)),
-                "weight params": int(np.prod(la.shape)),
+                "params": la.params,
+                "FLOPs": la.flops,
+                "time share": la.time_share,
+                "group": la.group,
                 "sparsity": la.sparsity,
                 "mean APoZ": f"{float(np.mean(la.apoz)):.1%}" if la.apoz else NA,
                 "BN": la.bn or NA,
             }
         )
-    return pd.DataFrame(rows, columns=["layer", "type", "shape", "weight params", "sparsity", "mean APoZ", "BN"])
+    return pd.DataFrame(rows, columns=columns)

@@ -165,3 +165,35 @@ def test_calibration_data_of_wrong_shape_names_both_shapes():
     model = LoadedModel(ARCHITECTURES["mnist-cnn"].build().eval(), "demo:mnist-cnn", "demo", True, "mnist-cnn", (1, 28, 28), 10)
     with pytest.raises(CompatibilityError, match=r"\(3, 32, 32\).*\(1, 28, 28\)"):
         analyze(model, rgb)
+
+
+def test_resnet20_groups_in_the_analysis_are_the_residual_stages():
+    torch.manual_seed(0)
+    result = analyze(loaded(ResNet20().eval()), dataset(torch.rand(8, 1, 28, 28)), samples=8)
+    groups = sorted(result.groups().values(), key=len)
+    # each stage's block outputs (conv2 of every block) are added together, with the projection shortcut
+    # of the stage's first block (and the stem for stage 1, which has no projection): three groups of four
+    stages = [
+        {"conv1", "layer1.0.conv2", "layer1.1.conv2", "layer1.2.conv2"},
+        *[{f"layer{s}.0.shortcut.0"} | {f"layer{s}.{b}.conv2" for b in range(3)} for s in (2, 3)],
+    ]
+    assert sorted(map(set, groups), key=sorted) == sorted(stages, key=sorted)
+    for la in result.layers:  # inner convs stand alone
+        if la.name.endswith("conv1") and la.name != "conv1":
+            assert la.group not in result.groups()
+
+
+def test_layer_times_flops_and_params_are_measured(demo_data):
+    from pruner_core.describe import layer_flops
+
+    torch.manual_seed(0)
+    module = ARCHITECTURES["mnist-cnn"].build().eval()
+    result = analyze(loaded(module), demo_data, samples=64)
+    _, flops = layer_flops(module, torch.zeros(1, 1, 28, 28))
+    assert {la.name: la.flops for la in result.layers} == {k: v for k, v in flops.items() if k in {la.name for la in result.layers}}
+    assert result.layer("conv2").params == 64 * 32 * 9 + 64
+    shares = [la.time_share for la in result.layers]
+    assert all(0 < s < 1 for s in shares) and sum(shares) < 1
+    assert result.forward_ms > sum(la.forward_ms for la in result.layers) > 0
+    conv2, fc2 = result.layer("conv2"), result.layer("fc2")
+    assert conv2.time_share > fc2.time_share  # 7 M FLOPs against 2,560

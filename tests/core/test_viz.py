@@ -27,6 +27,8 @@ def layer(name: str, out: int, inp: int, *, apoz=None, bn=None, kind="Conv2d", s
         channel_l1=(rng.random(out) * 5 + 0.5).tolist(), channel_l2=(rng.random(out) * 3 + 0.25).tolist(),
         kernel_l1=k2 * 2, kernel_l2=k2, nm_l1=None, hist_counts=[1, 4, 6, 2], hist_edges=edges.tolist(),
         sparsity=0.25, apoz=apoz, bn_scale=bn, bn="bn_" + name if bn is not None else None,
+        params=out * inp * (9 if kind == "Conv2d" else 1) + out, flops=1000 * out, group=seed % 2,
+        time_share=0.1 * seed,
     )
 
 
@@ -137,12 +139,25 @@ def test_weight_histogram_bars_are_the_histogram():
 def test_layer_signal_table_summarises_each_layer_with_na_not_zero():
     table = layer_signal_table(ANALYSIS).set_index("layer")
     assert list(table.index) == ["conv1", "conv2", "fc"]
-    assert list(table.columns) == ["type", "shape", "weight params", "sparsity", "mean APoZ", "BN"]
+    assert list(table.columns) == [
+        "type", "shape", "params", "FLOPs", "time share", "group", "sparsity", "mean APoZ", "BN"
+    ]
     assert table.loc["conv1", "shape"] == "4 x 1 x 3 x 3"
-    assert table.loc["conv2", "weight params"] == 6 * 4 * 9
+    assert table.loc["conv2", "params"] == 6 * 4 * 9 + 6
+    assert table["FLOPs"].tolist() == [4000, 6000, 3000]
+    assert table["time share"].tolist() == pytest.approx([0.1, 0.2, 0.3])
+    assert table["group"].tolist() == [1, 0, 1]
     assert table.loc["fc", "type"] == "Linear"
     assert table.loc["conv1", "mean APoZ"] == "43.8%"  # mean of 0, 0.5, 0.25, 1
     assert table.loc["fc", "mean APoZ"] == "n/a"
     assert table.loc["conv1", "BN"] == "bn_conv1"
     assert table.loc["conv2", "BN"] == "n/a"
     assert table["sparsity"].tolist() == [0.25] * 3
+
+
+def test_channel_heatmap_of_one_group_shows_only_its_members_in_order():
+    fig = channel_signal_heatmap(ANALYSIS, "apoz", layers=["conv2", "conv1"], heading="of group 1")
+    heat = fig.data[0]
+    assert list(heat.y) == ["conv2", "conv1"]
+    assert fig.layout.title.text.startswith("Channel APoZ of group 1")
+    assert list(heat.z[1][:4]) == [0.0, 0.5, 0.25, 1.0]

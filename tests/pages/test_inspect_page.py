@@ -54,8 +54,12 @@ def test_layer_table_values(inspect):
     for name in ("conv1", "conv2", "fc1"):
         assert table.loc[name, "mean APoZ"].endswith("%")
     assert table.loc["conv2", "shape"] == "64 x 32 x 3 x 3"
-    assert list(table["weight params"]) == [32 * 9, 64 * 32 * 9, 128 * 64 * 7 * 7, 10 * 128]
+    assert list(table["params"]) == [32 * 9 + 32, 64 * 32 * 9 + 64, 128 * 64 * 7 * 7 + 128, 10 * 128 + 10]
+    assert list(table["FLOPs"]) == [2 * 32 * 9 * 28 * 28, 2 * 64 * 32 * 9 * 14 * 14, 2 * 128 * 3136, 2 * 10 * 128]
     assert list(table["type"]) == ["Conv2d", "Conv2d", "Linear", "Linear"]
+    assert table["time share"].between(0, 1, inclusive="neither").all() and table["time share"].sum() < 1
+    assert table["group"].nunique() == 4  # a plain chain: nothing is coupled
+    assert any(c.value.startswith("No coupled layers") for c in inspect.caption)
 
 
 def test_picking_another_layer_redraws_its_heatmap_and_histogram(inspect):
@@ -116,3 +120,34 @@ def test_model_without_prunable_layers_is_explained_and_page_keeps_working(app, 
     assert not at.exception
     assert any("no prunable layers" in w.value for w in at.warning), [e.value for e in at.error]
     assert not at.get("plotly_chart")
+
+
+def test_resnet20_coupled_group_view_shows_every_member(app):
+    at = app
+    at.session_state["active.model"] = {"spec": "demo:resnet20", "weights": None, "trust": False}
+    at.switch_page("pages/inspect.py").run()
+    assert not at.exception and not at.error
+    group = at.selectbox(key="inspect.group")
+    assert len(group.options) == 3  # one per residual stage
+    assert group.value.endswith("conv1, layer1.0.conv2, layer1.1.conv2, layer1.2.conv2")
+    at = group.set_value(group.options[2]).run()
+    assert not at.exception
+    heatmaps = [c for c in charts(at) if "in group" in c["layout"]["title"]["text"]]
+    assert len(heatmaps) == 3  # magnitude, APoZ and BN scale of the chosen group
+    members = ["layer3.0.shortcut.0", "layer3.0.conv2", "layer3.1.conv2", "layer3.2.conv2"]
+    assert sorted(heatmaps[0]["data"][0]["y"]) == sorted(members)
+    assert all(len(row) == 64 for row in heatmaps[0]["data"][0]["z"])  # stage 3 has 64 channels
+    table = layer_table(at)
+    assert table.loc["layer3.1.conv2", "group"] == table.loc["layer3.0.shortcut.0", "group"]
+
+
+def test_calibration_data_of_the_wrong_shape_is_an_error_and_the_page_keeps_working(app, user_files):
+    at = app
+    at.session_state["active.data"] = str(user_files["wrong_shape_data"])  # 3 x 32 x 32 for a 1 x 28 x 28 model
+    at.switch_page("pages/inspect.py").run()
+    assert not at.exception
+    assert any("(3, 32, 32)" in e.value and "(1, 28, 28)" in e.value for e in at.error), [e.value for e in at.error]
+    at.session_state["active.data"] = "demo:mnist5k"
+    at.run()
+    assert not at.exception and not at.error
+    assert len(charts(at)) == 5
