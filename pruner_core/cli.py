@@ -73,9 +73,9 @@ def format_info(signs: dict) -> str:
 @app.command()
 @user_errors
 def info(
-    model: Annotated[str, typer.Argument(help="demo:NAME, package.module:factory, or a .pt2/.pt/.pth/.ts file")],
+    model: Annotated[str, typer.Argument(help="demo:NAME, package.module:factory, a .pt2/.pt/.pth/.ts file or a run folder")],
     weights: WeightsOpt = None,
-    data: DataOpt = "demo:mnist5k",
+    data: Annotated[str | None, typer.Option("--data", help="as for prune; default: a run's own data, else demo:mnist5k")] = None,
     trust: TrustOpt = False,
     json_path: JsonOpt = None,
     runs: Annotated[int, typer.Option(help="timed runs at batch 1 (batch 64 uses a third)", min=1)] = 30,
@@ -86,11 +86,63 @@ def info(
     from .models import load_model
 
     loaded = load_model(model, weights=weights, trust=trust)
+    if data is None:
+        data = _run_data(model) or "demo:mnist5k"
     signs = vital_signs(loaded, load_data(data), latency_runs=(runs, max(3, runs // 3)))
     typer.echo(format_info(signs))
     if json_path:
         json_path.write_text(json.dumps(signs, indent=2) + "\n")
         typer.echo(f"\nwrote {json_path}")
+
+
+def _run_data(spec: str) -> str | None:
+    """The data a run folder was pruned with, when ``spec`` is one."""
+    from .experiments import load_run
+
+    if not Path(spec).is_dir():
+        return None
+    return load_run(spec).base.get("data")
+
+
+@app.command()
+@user_errors
+def prune(
+    model: Annotated[str, typer.Argument(help="demo:NAME, package.module:factory, or a .pt2/.pt/.pth/.ts file")],
+    recipe: Annotated[Path, typer.Option("--recipe", help="the recipe (YAML) to apply")],
+    out: Annotated[Path, typer.Option("--out", help="the run folder to create (must not exist or be empty)")],
+    weights: WeightsOpt = None,
+    data: DataOpt = "demo:mnist5k",
+    trust: TrustOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="no progress lines")] = False,
+) -> None:
+    """Prune and fine-tune MODEL with a recipe; write the experiment folder (weights, masks, metrics, history)."""
+    from .data import load_data
+    from .models import load_model
+    from .pipeline import run_experiment
+    from .recipe import Recipe
+
+    plan = Recipe.load(recipe)
+    loaded = load_model(model, weights=weights, trust=trust)
+    dataset = load_data(data)
+    last = [""]
+
+    def show(update) -> None:
+        line = update.message if update.progress is None else f"fine-tuning epoch {update.progress.epoch:.2f}"
+        if update.progress is not None and update.progress.test_accuracy is not None:
+            line += f": test accuracy {update.progress.test_accuracy:.2%}"
+        elif update.progress is not None:
+            return  # one line per epoch, not per step
+        if not quiet and line != last[0]:
+            typer.echo(line)
+            last[0] = line
+
+    run = run_experiment(loaded, dataset, plan, data_spec=data, folder=out, callback=show)
+    m = run.metrics
+    typer.echo(
+        f"done: accuracy {m['accuracy']:.2%}, {m['nonzero_params']:,} of {m['params']:,} parameters non-zero, "
+        f"{m['flops']:,} FLOPs, latency {m['latency_ms']['batch1']:.3f} ms (batch 1) / {m['latency_ms']['batch64']:.3f} ms (batch 64)"
+    )
+    typer.echo(f"wrote {run.path}")
 
 
 @app.command()

@@ -3,6 +3,7 @@
 Specs (``MODEL_FORMATS`` is the registry, tried in order):
 
 - ``demo:NAME``: a demo architecture with its shipped weights (or ``weights=FILE`` for your own).
+- ``runs/ID``: a pruning run folder: its pruned model (see :mod:`pruner_core.experiments`).
 - ``pkg.module:factory``: a callable importable in this environment, optionally with ``weights``.
 - ``FILE.pt2``: a ``torch.export`` program.
 - ``FILE.pt`` / ``.pth`` / ``.ts`` TorchScript archive.
@@ -260,6 +261,19 @@ def _state_dict_hint(path: Path) -> str:
     )
 
 
+def _is_run_folder(spec: str) -> bool:
+    path = Path(spec)
+    return path.is_dir() and any((path / name).is_file() for name in ("status.json", "recipe.yaml", "base.json"))
+
+
+def _load_run(spec: str, weights: str | None, trust: bool) -> LoadedModel:
+    from .experiments import load_run_model  # experiments imports this module
+
+    if weights:
+        raise SpecError(f"'{spec}' is a pruning run folder, which carries its own pruned weights; load it without weights")
+    return load_run_model(spec, trust=trust)
+
+
 @dataclass(frozen=True)
 class ModelFormat:
     """One way to load a model; ``eager`` says whether layers can be physically removed."""
@@ -272,6 +286,7 @@ class ModelFormat:
 
 MODEL_FORMATS: list[ModelFormat] = [
     ModelFormat("demo", "demo:NAME (shipped demo model)", lambda s: s.startswith("demo:"), _load_demo),
+    ModelFormat("run", "a pruning run folder (runs/ID: its pruned model)", _is_run_folder, _load_run),
     ModelFormat("export", "torch.export program (.pt2)", lambda s: s.lower().endswith(".pt2"), _load_export),
     ModelFormat(
         "file",

@@ -221,6 +221,16 @@ def test_pickled_module_as_weights_needs_trust_too(tmp_path):
         load_model("demo:lenet300", weights=tmp_path / "whole.pt")
 
 
+def finished_run(root) -> str:
+    """A finished pruning run folder of demo:lenet300 (its weights unchanged)."""
+    from pruner_core.experiments import create_run, finish_run
+    from pruner_core.recipe import Recipe
+
+    run = create_run(root, {"spec": "demo:lenet300"}, Recipe())
+    finish_run(run, state_dict=load_model("demo:lenet300").module.state_dict(), metrics={})
+    return str(run.path)
+
+
 @JIT_DEPRECATED
 def test_every_model_format_has_a_working_example(tmp_path, user_module):
     """Each registered format loads something (a new format must be added here with an example)."""
@@ -231,6 +241,7 @@ def test_every_model_format_has_a_working_example(tmp_path, user_module):
         "export": (str(tmp_path / "p.pt2"), "export"),
         "file": (str(tmp_path / "s.pt"), "torchscript"),
         "factory": (f"{user_module}:make", "factory"),
+        "run": (finished_run(tmp_path / "runs"), "run"),
     }
     assert set(examples) == {f.name for f in MODEL_FORMATS}
     for fmt in MODEL_FORMATS:

@@ -1,0 +1,278 @@
+"""Fine-tuning after pruning: a seeded training loop that keeps pruned weights exactly zero.
+
+Masks are ``{layer name: bool keep-mask shaped like layer.weight}``. They are enforced by one
+multiply after every optimizer step, so neither weight decay nor momentum can bring a pruned
+weight back. A schedule (gradual magnitude pruning, ...) can hand in new masks before any step
+through ``on_step``; a teacher turns the loss into Hinton distillation. Progress is reported
+after every step, test accuracy at every epoch end, and a cancel event stops the loop between
+steps.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import Dataset, batches
+from .errors import PrunerError
+from .metrics import accuracy
+from .train import augment as augment_batch
+
+WEIGHT_DECAY = 1e-4  # the demo models were trained with this; fine-tuning keeps it
+
+OPTIMIZERS: dict[str, Callable[[Iterable[nn.Parameter], float], torch.optim.Optimizer]] = {
+    "adamw": lambda params, lr: torch.optim.AdamW(params, lr=lr, weight_decay=WEIGHT_DECAY),
+    "adam": lambda params, lr: torch.optim.Adam(params, lr=lr),
+    "sgd": lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=WEIGHT_DECAY),
+}
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a fine-tuning run stands, passed to the callback after every step.
+
+    ``test_accuracy`` is set only on the steps that end an epoch (and on the last step);
+    ``sparsity`` (fraction of masked-out weights over the masked layers) only when masks are set.
+    """
+
+    step: int
+    steps: int
+    epoch: float
+    loss: float
+    seconds: float
+    test_accuracy: float | None = None
+    sparsity: float | None = None
+
+    @property
+    def fraction(self) -> float:
+        """Share of the run done, in [0, 1]."""
+        return self.step / self.steps if self.steps else 1.0
+
+
+class Cancelled(PrunerError):
+    """The cancel event was set: fine-tuning stopped between two steps (the module is partially trained)."""
+
+
+def _masked_weights(module: nn.Module, masks: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Validate ``masks`` against ``module``; return (weights, float masks) in matching order."""
+    weights, floats = [], []
+    for name, mask in masks.items():
+        try:
+            layer = module.get_submodule(name)
+        except AttributeError as e:
+            raise ValueError(f"mask given for layer '{name}', which the model does not have") from e
+        weight = getattr(layer, "weight", None)
+        if not isinstance(weight, torch.Tensor):
+            raise ValueError(f"mask given for layer '{name}', which has no weight tensor")
+        if tuple(mask.shape) != tuple(weight.shape):
+            raise ValueError(
+                f"mask for layer '{name}' has shape {tuple(mask.shape)} but the layer's weight has shape"
+                f" {tuple(weight.shape)}; they must match"
+            )
+        weights.append(weight)
+        floats.append(mask.detach().to(device=weight.device, dtype=weight.dtype))
+    return weights, floats
+
+
+def _mask_sparsity(masks: list[torch.Tensor]) -> float | None:
+    total = sum(m.numel() for m in masks)
+    return 1 - sum(float(m.sum()) for m in masks) / total if total else None
+
+
+@torch.no_grad()
+def _weight_sparsity(weights: list[torch.Tensor]) -> float | None:
+    total = sum(w.numel() for w in weights)
+    return 1 - sum(int(torch.count_nonzero(w)) for w in weights) / total if total else None
+
+
+def _distillation_loss(
+    logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor, temperature: float, alpha: float
+) -> torch.Tensor:
+    # Hinton et al. 2015: KL(teacher || student) on softened outputs, times T^2 so its gradients keep their scale.
+    soft = F.kl_div(
+        F.log_softmax(logits / temperature, 1),
+        F.log_softmax(teacher_logits / temperature, 1),
+        reduction="batchmean",
+        log_target=True,
+    )
+    return alpha * soft * temperature**2 + (1 - alpha) * F.cross_entropy(logits, y)
+
+
+def finetune(
+    module: nn.Module,
+    data: Dataset,
+    *,
+    epochs: float,
+    lr: float = 1e-3,
+    optimizer: str = "adamw",
+    batch_size: int = 64,
+    masks: dict[str, torch.Tensor] | None = None,
+    teacher: nn.Module | None = None,
+    temperature: float = 4.0,
+    alpha: float = 0.5,
+    seed: int = 0,
+    augment: bool = True,
+    on_step: Callable[[int, int], dict[str, torch.Tensor] | None] | None = None,
+    callback: Callable[[Progress], None] | None = None,
+    cancel: threading.Event | None = None,
+    eval_batch_size: int = 256,
+) -> list[dict]:
+    """Fine-tune ``module`` in place on ``data``'s training split, keeping masked-out weights at exactly zero.
+
+    The learning rate decays from ``lr`` to 0 along a cosine over the steps. Shuffling and augmentation
+    use a generator seeded with ``seed`` and the global RNG is seeded inside a fork of it, so the same
+    inputs give bit-identical weights and the caller's RNG state is left as it was. BatchNorm running
+    statistics are updated (the module trains in train mode); the module is left in eval mode.
+
+    Args:
+        module: the (pruned) model; modified in place.
+        data: trained on ``x_train``/``y_train``; test accuracy measured on ``x_test``/``y_test``.
+        epochs: passes over the training split; may be fractional (0.5 = half an epoch's steps, rounded,
+            at least 1 step). 0 returns ``[]`` without touching the module.
+        lr: peak learning rate (the first step's).
+        optimizer: a key of :data:`OPTIMIZERS` (``adamw``, ``adam``, ``sgd`` with Nesterov momentum 0.9).
+        batch_size: training mini-batch size.
+        masks: layer name -> bool keep-mask shaped like that layer's ``weight``. The weights are zeroed at the
+            start and after every optimizer step.
+        teacher: a frozen model to distil from (run in eval mode without gradients; its mode is restored).
+            The loss becomes ``alpha * KL(teacher || student at temperature T) * T^2 + (1 - alpha) * CE``.
+        temperature: distillation temperature ``T``.
+        alpha: weight of the distillation term, in [0, 1].
+        seed: seeds shuffling, augmentation and any randomness in the module (dropout).
+        augment: apply :func:`pruner_core.train.augment` (small rotation, scale, shift) to image batches.
+        on_step: called as ``on_step(step, steps)`` before each step (``step`` = steps done so far). A dict it
+            returns replaces the masks from that step on (the new masks are applied at once); ``None`` keeps them.
+        callback: called with a :class:`Progress` after every step; the epoch-end steps carry test accuracy.
+            An exception it raises propagates.
+        cancel: checked before each step; once set, the run stops with :class:`Cancelled`.
+        eval_batch_size: batch size of the test-accuracy measurement.
+
+    Returns:
+        One history row per epoch end (and one for a final partial epoch): ``epoch`` (epochs done),
+        ``step``, ``train_loss`` (mean over that epoch's samples), ``test_accuracy``, ``lr`` (of the epoch's
+        last step), ``seconds`` (since the start) and ``sparsity`` (measured zeros over the masked weights,
+        ``None`` without masks).
+
+    Raises:
+        ValueError: a bad argument (negative epochs, unknown optimizer, alpha outside [0, 1], ...), no
+            training samples, or a mask for a layer the module lacks or of the wrong shape (the message
+            names the layer and both shapes).
+        Cancelled: the cancel event was set. The module is then partially trained and its masks may not
+            be the final ones: discard it (reload or restore a copy).
+
+    >>> from pruner_core.data import load_data
+    >>> from pruner_core.models import load_model
+    >>> model = load_model("demo:lenet300").module
+    >>> keep = {"fc1": model.fc1.weight.abs() >= model.fc1.weight.abs().median()}
+    >>> history = finetune(model, load_data("demo:mnist5k"), epochs=0.1, masks=keep)
+    >>> history[-1]["sparsity"] >= 0.5
+    True
+    """
+    if not math.isfinite(epochs) or epochs < 0:
+        raise ValueError(f"epochs must be a finite number >= 0; got {epochs}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer '{optimizer}'; available: {', '.join(OPTIMIZERS)}")
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0; got {lr}")
+    if batch_size < 1 or eval_batch_size < 1:
+        raise ValueError(f"batch sizes must be >= 1; got batch_size={batch_size}, eval_batch_size={eval_batch_size}")
+    if teacher is not None:
+        if teacher is module:
+            raise ValueError("the teacher must be a separate model (e.g. a copy of the dense model), not the student")
+        if not 0 <= alpha <= 1 or not temperature > 0:
+            raise ValueError(f"alpha must be in [0, 1] and temperature > 0; got alpha={alpha}, temperature={temperature}")
+    weights, float_masks = _masked_weights(module, masks or {})
+    if epochs == 0:
+        return []
+    n = len(data.y_train)
+    if n == 0:
+        raise ValueError(f"{data.name} has no training samples to fine-tune on")
+    per_epoch = math.ceil(n / batch_size)
+    steps = max(1, round(epochs * per_epoch))
+
+    teacher_was_training = teacher.training if teacher is not None else False
+    history: list[dict] = []
+    start = time.perf_counter()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            gen = torch.Generator().manual_seed(seed)
+            opt = OPTIMIZERS[optimizer]([p for p in module.parameters() if p.requires_grad], lr)
+            if teacher is not None:
+                teacher.eval()
+            module.train()
+            with torch.no_grad():
+                if weights:
+                    torch._foreach_mul_(weights, float_masks)
+            mask_sparsity = _mask_sparsity(float_masks)
+            step = 0
+            while step < steps:
+                epoch_loss, epoch_count = 0.0, 0
+                for xb, yb in batches(data.x_train, data.y_train, batch_size, shuffle=True, generator=gen):
+                    if step == steps:
+                        break
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled(f"fine-tuning cancelled before step {step + 1} of {steps} ({step} steps done)")
+                    if on_step is not None and (new := on_step(step, steps)) is not None:
+                        weights, float_masks = _masked_weights(module, new)
+                        with torch.no_grad():
+                            if weights:
+                                torch._foreach_mul_(weights, float_masks)
+                        mask_sparsity = _mask_sparsity(float_masks)
+                    step_lr = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+                    for group in opt.param_groups:
+                        group["lr"] = step_lr
+                    if augment and xb.dim() == 4:
+                        xb = augment_batch(xb, gen)
+                    logits = module(xb)
+                    if teacher is None:
+                        loss = F.cross_entropy(logits, yb)
+                    else:
+                        with torch.no_grad():
+                            teacher_logits = teacher(xb)
+                        loss = _distillation_loss(logits, teacher_logits, yb, temperature, alpha)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    if weights:
+                        with torch.no_grad():
+                            torch._foreach_mul_(weights, float_masks)
+                    step += 1
+                    loss_value = loss.item()
+                    epoch_loss, epoch_count = epoch_loss + loss_value * len(yb), epoch_count + len(yb)
+                    test_accuracy = sparsity = None
+                    if step % per_epoch == 0 or step == steps:
+                        module.eval()
+                        test_accuracy = accuracy(module, data.x_test, data.y_test, eval_batch_size)
+                        module.train()
+                        sparsity = _weight_sparsity(weights)
+                        history.append(
+                            {
+                                "epoch": step / per_epoch,
+                                "step": step,
+                                "train_loss": epoch_loss / epoch_count,
+                                "test_accuracy": test_accuracy,
+                                "lr": step_lr,
+                                "seconds": time.perf_counter() - start,
+                                "sparsity": sparsity,
+                            }
+                        )
+                    if callback is not None:
+                        callback(
+                            Progress(
+                                step, steps, step / per_epoch, loss_value, time.perf_counter() - start,
+                                test_accuracy, mask_sparsity if sparsity is None else sparsity,
+                            )
+                        )
+    finally:
+        module.eval()
+        if teacher is not None:
+            teacher.train(teacher_was_training)
+    return history

@@ -1,0 +1,271 @@
+"""Run a recipe: prune a copy of a model on a schedule, fine-tune it, measure it, save it as an experiment.
+
+``SCHEDULES`` is the registry of schedules. Each gets the working copy and yields to fine-tuning:
+
+- ``oneshot``: prune once to the target, then fine-tune.
+- ``iterative`` (Han et al. 2015): ``steps`` rounds of prune -> fine-tune; after round i the kept fraction is
+  ``(1 - ratio) ** (i / steps)``, so the last round reaches the target; the epochs are shared between rounds.
+- ``gmp`` (Zhu & Gupta 2017): masks are recomputed ``steps`` times during fine-tuning, sparsity following
+  ``s_j = s_f * (1 - (1 - j / steps) ** 3)``; the pruning updates span the first 3/4 of the steps and the
+  last quarter fine-tunes at the final sparsity.
+
+The original model is never modified: everything happens on a deep copy. The same model, data and recipe
+give the same masks and weights (every random choice is seeded by the recipe), from the page or the CLI.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import nn
+
+from .data import Dataset
+from .describe import describe_model, prunable_layers
+from .errors import PrunerError, SpecError
+from .finetune import Cancelled, Progress, finetune
+from .methods import Target, apply_masks, compute_masks, plan_channels, prune_channels
+from .models import LoadedModel, check_data_fits
+from .recipe import Recipe
+
+GMP_PRUNING_SPAN = 0.75  # share of the fine-tuning steps during which GMP raises sparsity
+
+
+@dataclass
+class Update:
+    """What the pipeline is doing, for a progress bar: ``phase`` is pruning, finetune, measuring or done."""
+
+    phase: str
+    fraction: float  # of the whole run, in [0, 1]
+    message: str
+    progress: Progress | None = None  # the fine-tuning step, while fine-tuning
+    history: list[dict] = field(default_factory=list)  # fine-tuning history so far (epoch rows)
+
+
+@dataclass
+class Pruned:
+    """A pruned (and fine-tuned) copy: masks for mask granularities, the channel plan for ``channel``."""
+
+    module: nn.Module
+    masks: dict[str, torch.Tensor] | None
+    structure: list[dict]
+    history: list[dict]
+    target: Target
+
+
+@dataclass
+class _Context:
+    work: nn.Module
+    data: Dataset
+    recipe: Recipe
+    target: Target
+    example: torch.Tensor
+    teacher: nn.Module | None
+    report: Callable[[Update], None]
+    cancel: threading.Event | None
+    masks: dict[str, torch.Tensor] | None = None
+    structure: list[dict] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
+
+
+def _scaled(target: Target, scale: float) -> Target:
+    """The target with every ratio multiplied by ``scale`` (a fraction of the way to the final sparsity)."""
+    return replace(target, ratios={k: r * scale for k, r in target.ratios.items()})
+
+
+def _prune_to(ctx: _Context, target: Target) -> None:
+    """Prune ``ctx.work`` to ``target``: masks ANDed with earlier ones (pruned weights stay pruned), or channels."""
+    if ctx.cancel is not None and ctx.cancel.is_set():
+        raise Cancelled("cancelled before pruning")
+    if target.granularity == "channel":
+        plan = plan_channels(ctx.work, target, ctx.example, ctx.data)
+        prune_channels(ctx.work, plan, ctx.example)
+        ctx.structure.extend(plan)
+        return
+    masks = compute_masks(ctx.work, target, ctx.data)
+    if ctx.masks is not None:
+        masks = {k: m & ctx.masks[k] if k in ctx.masks else m for k, m in masks.items()}
+    apply_masks(ctx.work, masks)
+    ctx.masks = masks
+
+
+def _finetune(ctx: _Context, epochs: float, start: float, span: float, on_step=None) -> None:
+    """Fine-tune ``ctx.work`` for ``epochs``, reporting progress as ``start + span * fraction`` of the run."""
+    ft = ctx.recipe.finetune
+
+    def callback(p: Progress) -> None:
+        if p.test_accuracy is not None:
+            ctx.history.append(
+                {"epoch": p.epoch + sum(h.get("_offset", 0) for h in ctx.history[-1:]), "step": p.step,
+                 "loss": p.loss, "test_accuracy": p.test_accuracy, "sparsity": p.sparsity, "seconds": p.seconds}
+            )
+        ctx.report(Update("finetune", start + span * p.fraction, f"fine-tuning: step {p.step}/{p.steps}", p, ctx.history))
+
+    finetune(
+        ctx.work, ctx.data, epochs=epochs, lr=ft.lr, optimizer=ft.optimizer, batch_size=ft.batch_size,
+        masks=ctx.masks, teacher=ctx.teacher, temperature=ft.temperature, alpha=ft.alpha, seed=ctx.recipe.seed,
+        on_step=on_step, callback=callback, cancel=ctx.cancel,
+    )
+
+
+def _oneshot(ctx: _Context) -> None:
+    ctx.report(Update("pruning", 0.0, "pruning"))
+    _prune_to(ctx, ctx.target)
+    _finetune(ctx, ctx.recipe.finetune.epochs, 0.05, 0.9)
+
+
+def _iterative(ctx: _Context) -> None:
+    rounds = ctx.recipe.schedule.steps
+    done = 0.0  # fraction of the original removed so far, per layer ratio r: 1 - (1 - r) ** (i / rounds)
+    for i in range(1, rounds + 1):
+        ctx.report(Update("pruning", 0.9 * (i - 1) / rounds, f"round {i}/{rounds}: pruning", history=ctx.history))
+        if ctx.target.granularity == "channel":
+            # channel plans index the current (already shrunk) model: remove the share of what is left
+            ratios = {}
+            for name, r in ctx.target.ratios.items():
+                before, after = 1 - (1 - r) ** ((i - 1) / rounds), 1 - (1 - r) ** (i / rounds)
+                ratios[name] = 1 - (1 - after) / (1 - before)
+            _prune_to(ctx, replace(ctx.target, ratios=ratios))
+        else:
+            _prune_to(ctx, replace(ctx.target, ratios={k: 1 - (1 - r) ** (i / rounds) for k, r in ctx.target.ratios.items()}))
+        _finetune(ctx, ctx.recipe.finetune.epochs / rounds, 0.9 * (i - 1) / rounds + 0.02, 0.9 / rounds - 0.02)
+    del done
+
+
+def _gmp(ctx: _Context) -> None:
+    if ctx.target.granularity in ("channel", "nm"):
+        raise SpecError(
+            f"schedule 'gmp' raises sparsity gradually through masks; granularity '{ctx.target.granularity}' "
+            "cannot be ramped that way (use schedule 'iterative' or 'oneshot')"
+        )
+    updates = ctx.recipe.schedule.steps
+
+    def on_step(step: int, steps: int) -> dict[str, torch.Tensor] | None:
+        every = max(1, int(steps * GMP_PRUNING_SPAN) // updates)
+        if step == 0 or step % every or step // every > updates:
+            return None
+        j = step // every
+        _prune_to(ctx, _scaled(ctx.target, 1 - (1 - j / updates) ** 3))
+        return ctx.masks
+
+    ctx.report(Update("finetune", 0.0, "gradual magnitude pruning"))
+    _finetune(ctx, ctx.recipe.finetune.epochs, 0.0, 0.95, on_step)
+    if ctx.masks is None or any(
+        float((~m).float().mean()) + 1e-9 < _removed_fraction(ctx, k) for k, m in ctx.masks.items()
+    ):  # too few steps for every update: finish at the target
+        _prune_to(ctx, ctx.target)
+
+
+def _removed_fraction(ctx: _Context, name: str) -> float:
+    return ctx.target.ratios.get(name, 0.0) * 0.999
+
+
+SCHEDULES: dict[str, Callable[[_Context], None]] = {"oneshot": _oneshot, "iterative": _iterative, "gmp": _gmp}
+
+
+def prune(
+    model: LoadedModel,
+    data: Dataset,
+    recipe: Recipe,
+    *,
+    callback: Callable[[Update], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> Pruned:
+    """Apply ``recipe`` to a copy of ``model``: prune on its schedule and fine-tune.
+
+    Args:
+        model: the model to prune (never modified).
+        data: training split for fine-tuning and calibration; test split for accuracy.
+        recipe: what to do.
+        callback: called with an :class:`Update` after each step.
+        cancel: when set, the run stops between two steps with :class:`~pruner_core.finetune.Cancelled`.
+
+    Raises:
+        SpecError / RecipeError: the recipe does not fit the model (names the layer, value and what is valid).
+        CompatibilityError: the data does not fit the model.
+        Cancelled: the cancel event was set.
+    """
+    shape = check_data_fits(model, data)
+    if recipe.granularity == "channel" and not model.eager:
+        raise SpecError(f"channel pruning needs an ordinary nn.Module; '{model.label}' is a {model.fmt} program (mask only)")
+    target = recipe.target(describe_model(model, shape))
+    if not target.ratios:
+        raise SpecError("the recipe prunes no layer: every layer is excluded or has ratio 0")
+    work = copy.deepcopy(model.module).eval()
+    teacher = copy.deepcopy(model.module).eval() if recipe.finetune.distill and recipe.finetune.epochs > 0 else None
+    ctx = _Context(work, data, recipe, target, torch.zeros(1, *shape), teacher, callback or (lambda u: None), cancel)
+    SCHEDULES[recipe.schedule.kind](ctx)
+    if ctx.masks is not None:
+        apply_masks(ctx.work, ctx.masks)
+    ctx.work.eval()
+    return Pruned(ctx.work, ctx.masks, ctx.structure, ctx.history, target)
+
+
+def layer_sparsity(module: nn.Module) -> dict[str, float]:
+    """Fraction of exactly-zero weights of every prunable layer."""
+    return {name: float((mod.weight == 0).float().mean()) for name, mod, _ in prunable_layers(module)}
+
+
+def run_experiment(
+    model: LoadedModel,
+    data: Dataset,
+    recipe: Recipe,
+    *,
+    data_spec: str,
+    root=None,
+    folder=None,
+    callback: Callable[[Update], None] | None = None,
+    cancel: threading.Event | None = None,
+    latency_runs: tuple[int, int] = (30, 10),
+):
+    """Prune and fine-tune as :func:`prune`, saved as an experiment folder (see :mod:`pruner_core.experiments`).
+
+    The run is created (status "running") before any work, its history is written at each epoch end, and it
+    ends "done" with weights, masks, structure and vital signs, or "cancelled" / "failed" with the reason.
+
+    Args:
+        data_spec: how ``data`` was loaded (stored so the run can be re-measured later).
+        root: the runs folder (default: :func:`~pruner_core.experiments.default_root`).
+        folder: the exact run folder instead of a new one under ``root`` (the CLI's ``--out``).
+
+    Returns:
+        The finished run.
+
+    Raises:
+        Everything :func:`prune` raises, after marking the run failed or cancelled.
+    """
+    from .experiments import base_info, create_run, fail_run, finish_run, write_history
+    from .metrics import vital_signs
+
+    shape = check_data_fits(model, data)
+    recipe.target(describe_model(model, shape))  # refuse a recipe that does not fit before making a folder
+    run = create_run(root, base_info(model, data=data_spec, input_shape=shape), recipe, folder=folder)
+    written = [0]
+
+    def report(update: Update) -> None:
+        if len(update.history) != written[0]:
+            write_history(run, update.history)
+            written[0] = len(update.history)
+        if callback is not None:
+            callback(update)
+
+    try:
+        pruned = prune(model, data, recipe, callback=report, cancel=cancel)
+        report(Update("measuring", 0.96, "measuring accuracy, size and latency", history=pruned.history))
+        signs = vital_signs(replace(model, module=pruned.module), data, latency_runs=latency_runs)
+        signs["sparsity_per_layer"] = layer_sparsity(pruned.module)
+        signs["recipe"] = recipe.summary()
+        write_history(run, pruned.history)
+        run = finish_run(run, state_dict=pruned.module.state_dict(), masks=pruned.masks, structure=pruned.structure,
+                         metrics=signs)
+    except Cancelled as e:
+        fail_run(run, str(e), cancelled=True)
+        raise
+    except BaseException as e:
+        fail_run(run, str(e) if isinstance(e, PrunerError) else f"{type(e).__name__}: {e}")
+        raise
+    report(Update("done", 1.0, f"saved {run.path}", history=pruned.history))
+    return run

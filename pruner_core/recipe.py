@@ -1,0 +1,410 @@
+"""The declarative pruning recipe: a pydantic model that is read from and written to YAML.
+
+A recipe says *what* to prune (granularity x criterion x scope, how much, which layers), *how often*
+(the schedule) and how to recover (fine-tuning). It is model-independent; :meth:`Recipe.target`
+resolves it against one described model into a :class:`~pruner_core.methods.Target`.
+
+.. code-block:: yaml
+
+    granularity: unstructured   # a key of granularities.GRANULARITIES
+    criterion: l1               # a key of methods.CRITERIA (the pair must be valid)
+    scope: layerwise            # layerwise | global
+    sparsity: 0.5               # fraction removed: of weights, or of output channels for `channel`
+    layers: {conv1: 0.3}        # per-layer overrides by module name
+    exclude: [fc2]              # null = the layers whose outputs are the model's outputs
+    nm: {n: 2, m: 4}            # N:M: keep n weights in every m along the input dimension
+    round_to: null              # channel only: keep a multiple of this many channels
+    schedule: {kind: oneshot, steps: 1}
+    finetune: {epochs: 1, lr: 0.001, optimizer: adamw, batch_size: 64, distill: false, temperature: 4.0, alpha: 0.5}
+    seed: 0
+
+Every unknown key, wrong type, out-of-range value or impossible combination raises
+:class:`RecipeError` with one line naming the source, the key path, the bad value and the valid
+ones. YAML is read with ``yaml.safe_load`` only; nothing from a recipe is ever evaluated.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
+
+from .errors import SpecError
+from .finetune import OPTIMIZERS
+from .granularities import GRANULARITIES
+from .methods import CRITERIA, Target, check_pair
+
+_CONFIG = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+Fraction = Annotated[float, Field(ge=0, lt=1)]
+_SOURCE: ContextVar[str] = ContextVar("recipe_source", default="recipe")  # named in messages from __init__
+
+
+class RecipeError(SpecError):
+    """A recipe that cannot be read, or that does not fit the model it is applied to."""
+
+
+class NM(BaseModel):
+    """N:M sparsity: at most ``n`` non-zero weights in every ``m`` consecutive ones along the input dimension."""
+
+    model_config = _CONFIG
+    n: Annotated[int, Field(ge=1)] = 2
+    m: Annotated[int, Field(ge=2)] = 4
+
+    @model_validator(mode="after")
+    def _n_below_m(self) -> NM:
+        if self.n >= self.m:
+            raise ValueError(f"n must be smaller than m (1 <= n < m); got n={self.n}, m={self.m}")
+        return self
+
+
+class Schedule(BaseModel):
+    """When to prune: at once, in ``steps`` rounds with fine-tuning between, or gradually (GMP)."""
+
+    model_config = _CONFIG
+    kind: Literal["oneshot", "iterative", "gmp"] = "oneshot"
+    steps: Annotated[int, Field(ge=1)] = 1
+
+    @model_validator(mode="after")
+    def _oneshot_is_one_step(self) -> Schedule:
+        if self.kind == "oneshot" and self.steps != 1:
+            raise ValueError(f"oneshot prunes in 1 step; got steps={self.steps} (use kind: iterative or gmp for more)")
+        return self
+
+
+class Finetune(BaseModel):
+    """Fine-tuning after (or, for iterative and gmp, during) pruning; ``epochs`` may be fractional."""
+
+    model_config = _CONFIG
+    epochs: Annotated[float, Field(ge=0)] = 1
+    lr: Annotated[float, Field(gt=0)] = 0.001
+    optimizer: str = "adamw"
+    batch_size: Annotated[int, Field(ge=1)] = 64
+    distill: bool = False
+    temperature: Annotated[float, Field(gt=0)] = 4.0
+    alpha: Annotated[float, Field(ge=0, le=1)] = 0.5
+
+    @field_validator("optimizer")
+    @classmethod
+    def _known_optimizer(cls, value: str) -> str:
+        if value not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer; valid: {', '.join(OPTIMIZERS)}")
+        return value
+
+    @field_serializer("epochs")
+    def _epochs_plain(self, epochs: float) -> int | float:
+        return int(epochs) if epochs == int(epochs) else epochs  # "epochs: 1", not "epochs: 1.0"
+
+
+class Recipe(BaseModel):
+    """One pruning recipe; construct it with keywords, :meth:`from_yaml`, :meth:`load` or :meth:`from_dict`.
+
+    Constructing it directly (``Recipe(sparsity=2)``) raises :class:`RecipeError` too.
+
+    >>> r = Recipe.from_yaml("granularity: channel\\nsparsity: 0.25\\nround_to: 8")
+    >>> r.summary()
+    'channel l1 layerwise 25% of channels (round to 8), oneshot, 1 epoch fine-tune'
+    >>> Recipe.from_yaml(r.to_yaml()) == r
+    True
+    """
+
+    model_config = _CONFIG
+    granularity: str = "unstructured"
+    criterion: str = "l1"
+    scope: Literal["layerwise", "global"] = "layerwise"
+    sparsity: Fraction = 0.5
+    layers: dict[str, Fraction] = Field(default_factory=dict)
+    exclude: list[str] | None = None
+    nm: NM = Field(default_factory=NM)
+    round_to: Annotated[int, Field(ge=1)] | None = None
+    schedule: Schedule = Field(default_factory=Schedule)
+    finetune: Finetune = Field(default_factory=Finetune)
+    seed: int = 0
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as e:
+            raise RecipeError(_flatten(e, _SOURCE.get())) from None
+
+    @field_validator("granularity")
+    @classmethod
+    def _known_granularity(cls, value: str) -> str:
+        if value not in GRANULARITIES:
+            raise ValueError(f"unknown granularity; valid: {', '.join(GRANULARITIES)}")
+        return value
+
+    @field_validator("criterion")
+    @classmethod
+    def _known_criterion(cls, value: str) -> str:
+        if value not in CRITERIA:
+            raise ValueError(f"unknown criterion; valid: {', '.join(CRITERIA)}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Recipe:
+        try:
+            check_pair(self.granularity, self.criterion)
+        except SpecError as e:
+            raise ValueError(f"granularity/criterion: {e}") from None
+        if self.round_to is not None and self.granularity != "channel":
+            raise ValueError(
+                f"round_to: applies only to granularity channel; got round_to={self.round_to} with granularity"
+                f" {self.granularity} (set it to null)"
+            )
+        if self.schedule.kind != "oneshot" and self.finetune.epochs == 0:
+            raise ValueError(
+                f"schedule.kind: {self.schedule.kind} fine-tunes between pruning steps, so it needs finetune.epochs"
+                " > 0; got 0 (use kind: oneshot, or give epochs)"
+            )
+        return self
+
+    # --- reading and writing -----------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "recipe") -> Recipe:
+        """Validate a plain mapping (e.g. from ``yaml.safe_load`` or the UI's widgets).
+
+        Raises:
+            RecipeError: one line naming ``source``, each bad key path, its value and the valid ones.
+        """
+        if not isinstance(data, dict):
+            kind = "empty" if data is None else f"a {type(data).__name__}"
+            raise RecipeError(f"{source}: a recipe is a mapping of keys ({', '.join(cls.model_fields)}); got {kind}")
+        token = _SOURCE.set(source)
+        try:
+            return cls.model_validate(data)  # pydantic runs our __init__, which flattens the errors
+        except ValidationError as e:
+            raise RecipeError(_flatten(e, source)) from None
+        finally:
+            _SOURCE.reset(token)
+
+    @classmethod
+    def from_yaml(cls, text: str, source: str = "recipe") -> Recipe:
+        """Parse a YAML recipe (``yaml.safe_load``; duplicate keys are refused).
+
+        Raises:
+            RecipeError: a YAML syntax error (with its line), not a mapping, or an invalid recipe.
+        """
+        try:
+            data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no object construction
+        except yaml.YAMLError as e:
+            where = getattr(e, "problem_mark", None)
+            line = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise RecipeError(f"{source}: not valid YAML{line}: {problem}") from None
+        return cls.from_dict(data, source)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Recipe:
+        """Read a recipe file.
+
+        Raises:
+            RecipeError: the file is missing or unreadable, or its recipe is invalid.
+        """
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise RecipeError(f"recipe file '{path}' cannot be read ({type(e).__name__}: {e})") from None
+        return cls.from_yaml(text, source=str(path))
+
+    def to_dict(self) -> dict:
+        """Plain data in the documented key order (``from_dict(r.to_dict()) == r``)."""
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        """Human-readable YAML, one top-level key per line, that round-trips: ``from_yaml(r.to_yaml()) == r``."""
+        lines = ["# Pruning Explorer recipe (pruner prune --recipe FILE)"]
+        for key, value in self.to_dict().items():
+            if isinstance(value, dict | list):  # small collections read best on one line: nm: {n: 2, m: 4}
+                flow = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10_000).strip()
+                lines.append(f"{key}: {flow}")
+            else:
+                lines.append(yaml.safe_dump({key: value}, default_flow_style=False, sort_keys=False).rstrip())
+        return "\n".join(lines) + "\n"
+
+    def save(self, path: str | Path) -> Path:
+        """Write :meth:`to_yaml` to ``path`` atomically (a temp file beside it, then ``os.replace``)."""
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(self.to_yaml())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    def replace(self, **changes: Any) -> Recipe:
+        """A validated copy with ``changes`` (top-level keys); raises :class:`RecipeError` like construction."""
+        return type(self).from_dict({**self.to_dict(), **changes})
+
+    # --- for people ----------------------------------------------------------------------------------
+
+    def summary(self) -> str:
+        """One line for lists and logs, e.g. ``unstructured l1 layerwise 50%, oneshot, 1 epoch fine-tune``."""
+        if self.granularity == "nm":
+            what = f"nm {self.nm.n}:{self.nm.m} {self.criterion} {self.scope}"
+        else:
+            of = " of channels" if self.granularity == "channel" else ""
+            what = f"{self.granularity} {self.criterion} {self.scope} {_percent(self.sparsity)}{of}"
+        if self.round_to:
+            what += f" (round to {self.round_to})"
+        if self.layers:
+            what += f" (+{len(self.layers)} layer override{'s' if len(self.layers) > 1 else ''})"
+        if self.schedule.kind == "oneshot":
+            when = "oneshot"
+        else:
+            unit = "rounds" if self.schedule.kind == "iterative" else "steps"
+            when = f"{self.schedule.kind} {self.schedule.steps} {unit}"
+        ft = self.finetune
+        if ft.epochs == 0:
+            tune = "no fine-tune"
+        else:
+            tune = f"{ft.epochs:g} epoch{'' if ft.epochs == 1 else 's'} fine-tune" + (" + distill" if ft.distill else "")
+        return f"{what}, {when}, {tune}"
+
+    # --- resolving against a model -------------------------------------------------------------------
+
+    def target(self, layers: list) -> Target:
+        """Resolve the recipe against a described model into a :class:`~pruner_core.methods.Target`.
+
+        Args:
+            layers: :class:`~pruner_core.describe.LayerInfo` of every prunable layer
+                (:func:`~pruner_core.describe.describe_model`).
+
+        Returns:
+            A Target whose ``ratios`` hold every layer to prune: its ``layers`` override, else ``sparsity``.
+            Excluded layers (``exclude``, or by default the layers whose outputs are the model's outputs),
+            layers with ratio 0 and layers the granularity does not apply to are left out. For ``nm`` each
+            ratio is the fraction N:M removes, ``1 - n/m``.
+
+        Raises:
+            RecipeError: a name in ``layers`` or ``exclude`` that is not a prunable layer (the valid names
+                are listed), or a ``layers`` override for a layer that is excluded or that the granularity
+                does not apply to (naming the layer and why).
+        """
+        by_name = {info.name: info for info in layers}
+        for key, names in (("layers", list(self.layers)), ("exclude", self.exclude or [])):
+            unknown = [n for n in names if n not in by_name]
+            if unknown:
+                raise RecipeError(
+                    f"recipe: {key}: no prunable layer named {', '.join(repr(n) for n in unknown)}; valid:"
+                    f" {', '.join(by_name) or '(none)'}"
+                )
+        if self.exclude is None:
+            excluded = {info.name: "by default: its outputs are the model's outputs" for info in layers if info.is_output}
+        else:
+            excluded = {name: "it is listed in exclude" for name in self.exclude}
+        ratios: dict[str, float] = {}
+        for info in layers:
+            explicit = info.name in self.layers
+            ratio = self.layers[info.name] if explicit else self.sparsity
+            if info.name in excluded:
+                if explicit and ratio > 0:
+                    raise RecipeError(
+                        f"recipe: layers.{info.name}: layer '{info.name}' is excluded ({excluded[info.name]}); remove"
+                        " the override, or list the layers to leave alone in exclude (exclude: [] prunes every layer)"
+                    )
+                continue
+            why_not = self._why_not(info)
+            if why_not is not None:
+                if explicit and ratio > 0:
+                    raise RecipeError(
+                        f"recipe: layers.{info.name}: granularity {self.granularity} does not apply to layer"
+                        f" '{info.name}': {why_not}"
+                    )
+                continue
+            if ratio > 0:
+                ratios[info.name] = 1 - self.nm.n / self.nm.m if self.granularity == "nm" else ratio
+        return Target(
+            granularity=self.granularity,
+            criterion=self.criterion,
+            scope=self.scope,
+            ratios=ratios,
+            nm=(self.nm.n, self.nm.m),
+            round_to=self.round_to,
+            seed=self.seed,
+        )
+
+    def _why_not(self, info) -> str | None:
+        if self.granularity == "nm" and len(info.shape) >= 2:
+            # the described reason assumes the default M; the recipe's own M decides
+            n_in = info.shape[1]
+            if n_in % self.nm.m:
+                unit = "features" if info.type == "Linear" else "channels"
+                return f"{n_in} input {unit} is not a multiple of M={self.nm.m}"
+            return None
+        return info.granularities.get(self.granularity)
+
+
+def _percent(fraction: float) -> str:
+    return f"{round(fraction * 100, 2):g}%"
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML silently keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' is given twice", key_node.start_mark
+                )
+            if isinstance(key, str | int | float | bool):
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _loc(loc: tuple) -> str:
+    parts = [str(p) for p in loc if p != "[key]"]
+    return ".".join(parts)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _fields_at(loc: tuple) -> list[str]:
+    """The keys allowed in the mapping that holds ``loc`` (for 'unknown key' messages)."""
+    model: type[BaseModel] = Recipe
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        ann = field.annotation if field else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        model = ann
+    return list(model.model_fields)
+
+
+def _flatten(error: ValidationError, source: str) -> str:
+    """One line from pydantic's errors: ``SOURCE: key.path: what is wrong; got VALUE``."""
+    parts = []
+    for err in error.errors():
+        loc, kind = tuple(err["loc"]), err["type"]
+        path = _loc(loc)
+        if kind == "extra_forbidden":
+            valid = _fields_at(loc)
+            parts.append(f"unknown key '{path}'" + (f"; valid keys here: {', '.join(valid)}" if valid else ""))
+            continue
+        msg = err["msg"].removeprefix("Value error, ")
+        msg = msg[:1].lower() + msg[1:]
+        if kind == "string_type" and isinstance(err["input"], int | float) and loc and loc[0] in ("layers", "exclude"):
+            msg += " (layer names are strings: quote a numeric name, e.g. '0')"
+        if "[key]" in loc:
+            parts.append(f"{_loc(loc[:-2])}: key {_short(err['input'])}: {msg}")
+            continue
+        if not loc or (kind == "value_error" and isinstance(err["input"], dict)):
+            parts.append(f"{path}: {msg}" if path else msg)  # a cross-field rule names its keys and values itself
+        else:
+            parts.append(f"{path}: {msg}; got {_short(err['input'])}")
+    return f"{source}: " + "; ".join(parts)
