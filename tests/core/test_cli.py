@@ -150,3 +150,50 @@ def test_analyze_refuses_bad_data_in_one_line(tmp_path):
 
     np.savez(bad, x=np.zeros((4, 3, 32, 32), np.uint8), y=np.zeros(4, np.int64))
     assert_one_line_error(runner.invoke(app, ["analyze", "demo:mnist-cnn", "--data", str(bad), "--json", str(tmp_path / "a.json")]), "(3, 32, 32)")
+
+
+def test_prune_writes_a_run_with_the_same_masks_as_the_app_and_info_reads_it(tmp_path):
+    import subprocess
+    import sys
+
+    from pruner_core.data import load_data
+    from pruner_core.experiments import load_run_masks
+    from pruner_core.models import load_model
+    from pruner_core.pipeline import run_experiment
+    from pruner_core.recipe import Recipe
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("granularity: kernel\ncriterion: taylor\nsparsity: 0.4\nfinetune: {epochs: 0.05}\nseed: 7\n")
+    out = tmp_path / "cli-run"
+    # a separate process, as a user would run it: nothing shared with this one
+    done = subprocess.run(
+        [sys.executable, "-m", "pruner_core.cli", "prune", "demo:mnist-cnn", "--recipe", str(recipe), "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"wrote {out}" in done.stdout and "fine-tuning epoch 0.05: test accuracy" in done.stdout
+    app_run = run_experiment(load_model("demo:mnist-cnn"), load_data("demo:mnist5k"), Recipe.load(recipe),
+                             data_spec="demo:mnist5k", root=tmp_path / "app-runs", latency_runs=(3, 2))
+    cli_masks, app_masks = load_run_masks(out), load_run_masks(app_run.path)
+    assert set(cli_masks) == set(app_masks) == {"conv1", "conv2"}  # kernels: not the Linear layers
+    assert all(torch.equal(cli_masks[k], app_masks[k]) for k in cli_masks)
+    result = runner.invoke(app, ["info", str(out), "--runs", "3"])
+    assert result.exit_code == 0, result.output
+    assert f"model      {out} (run)" in result.stdout
+    assert "sparsity" in result.stdout
+
+
+def test_prune_refuses_a_bad_recipe_and_an_existing_folder_in_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("granularity: unstructured\ncriterion: apoz\n")
+    result = runner.invoke(app, ["prune", "demo:mnist-cnn", "--recipe", str(bad), "--out", str(tmp_path / "r")])
+    assert_one_line_error(result, "apoz", "unstructured")
+    assert not (tmp_path / "r").exists()
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("mine")
+    good = tmp_path / "good.yaml"
+    good.write_text("sparsity: 0.5\nfinetune: {epochs: 0}\n")
+    result = runner.invoke(app, ["prune", "demo:mnist-cnn", "--recipe", str(good), "--out", str(taken)])
+    assert_one_line_error(result, str(taken), "not an empty folder")
+    assert (taken / "notes.txt").read_text() == "mine"
