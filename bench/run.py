@@ -235,12 +235,52 @@ def bench_structured() -> dict:
     return figures
 
 
+def bench_quality() -> dict:
+    """The classic notebook's table on mnist-cnn, from the CLI: each recipe in bench/recipes/ run with
+    ``pruner prune`` (accuracy after fine-tuning), and the same recipe without fine-tuning (accuracy before)."""
+    import subprocess
+    import tempfile
+
+    from pruner_core.metrics import accuracy
+    from pruner_core.pipeline import prune
+    from pruner_core.recipe import Recipe
+
+    data = load_data("demo:mnist5k")
+    model = load_model("demo:mnist-cnn")
+    figures = {"quality.dense.accuracy": accuracy(model.module, data.x_test, data.y_test),
+               "quality.dense.params": sum(p.numel() for p in model.module.parameters())}
+    for path in sorted((ROOT / "bench" / "recipes").glob("*.yaml")):
+        name = path.stem
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "run"
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "pruner_core.cli", "prune", "demo:mnist-cnn", "--recipe", str(path),
+                            "--out", str(out), "--quiet"], check=True, cwd=ROOT)
+            seconds = time.perf_counter() - start
+            metrics = json.loads((out / "metrics.json").read_text())
+        recipe = Recipe.load(path)
+        no_finetune = recipe.replace(finetune={**recipe.to_dict()["finetune"], "epochs": 0},
+                                     schedule={"kind": "oneshot", "steps": 1})
+        before = prune(model, data, no_finetune)
+        figures |= {
+            f"quality.{name}.recipe": recipe.summary(),
+            f"quality.{name}.accuracy_before_finetune": accuracy(before.module, data.x_test, data.y_test),
+            f"quality.{name}.accuracy": metrics["accuracy"],
+            f"quality.{name}.params": metrics["params"],
+            f"quality.{name}.nonzero_params": metrics["nonzero_params"],
+            f"quality.{name}.size_bytes": metrics["size_bytes"],
+            f"quality.{name}.cli_seconds": round(seconds, 1),
+        }
+    return figures
+
+
 BENCHMARKS: dict[str, Callable[[], dict]] = {
     "vitals": bench_vitals,
     "analysis": bench_analysis,
     "apply": bench_apply,
     "finetune": bench_finetune,
     "structured": bench_structured,
+    "quality": bench_quality,
 }
 
 
