@@ -203,7 +203,7 @@ def finetune(
     history: list[dict] = []
     start = time.perf_counter()
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), torch.enable_grad():  # callers may hold no_grad
             torch.manual_seed(seed)
             gen = torch.Generator().manual_seed(seed)
             opt = OPTIMIZERS[optimizer]([p for p in module.parameters() if p.requires_grad], lr)

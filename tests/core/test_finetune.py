@@ -236,3 +236,13 @@ def test_half_pruned_mnist_cnn_recovers_its_accuracy(demo_data):
     assert history[-1]["test_accuracy"] >= pruned_accuracy + 0.1
     assert history[-1]["sparsity"] >= 0.5 - 1e-4
     assert accuracy(model, demo_data.x_test, demo_data.y_test) == history[-1]["test_accuracy"]
+
+
+def test_finetuning_works_inside_no_grad():
+    from .helpers import tiny_dataset, tiny_mlp
+
+    module, data = tiny_mlp(), tiny_dataset(shape=(4,), classes=2)
+    before = [p.clone() for p in module.parameters()]
+    with torch.no_grad():
+        finetune(module, data, epochs=1, augment=False)
+    assert any(not torch.equal(a, b) for a, b in zip(before, module.parameters(), strict=True))
