@@ -15,13 +15,22 @@ import streamlit as st
 
 from pruner_core.analysis import Analysis, analyze
 from pruner_core.data import Dataset, load_data
+from pruner_core.describe import LayerInfo, describe_model
 from pruner_core.errors import PrunerError
+from pruner_core.experiments import default_root, list_runs
 from pruner_core.metrics import vital_signs
 from pruner_core.models import LoadedModel, check_data_fits, load_model
+from pruner_core.preview import Preview, preview
+from pruner_core.recipe import Recipe
 
 UPLOAD_DIR = Path(tempfile.gettempdir()) / "pruning-explorer-uploads"
 DEFAULT_MODEL = {"spec": "demo:mnist-cnn", "weights": None, "trust": False}
 DEFAULT_DATA = "demo:mnist5k"
+SIDEBAR_RUNS = 5
+RUN_STATUS_ICONS = {
+    "running": ":material/pending:", "done": ":material/check_circle:", "failed": ":material/error:",
+    "cancelled": ":material/cancel:", "interrupted": ":material/warning:", "damaged": ":material/broken_image:",
+}
 
 
 def init_state() -> None:
@@ -112,8 +121,11 @@ def show_outcome() -> None:
 
 def _active_key() -> tuple:
     """Cache key of the active model and data: the model choice, the data spec and their file digests."""
-    choice = st.session_state["active.model"]
-    data_spec = st.session_state["active.data"]
+    return _key_of(st.session_state["active.model"], st.session_state["active.data"])
+
+
+def _key_of(choice: dict, data_spec: str) -> tuple:
+    """Cache key of a model choice and data spec (see :func:`_active_key`)."""
     return (
         (choice["spec"], choice["weights"], choice["trust"]),
         file_digest(choice["spec"]) + file_digest(choice["weights"]),
@@ -158,6 +170,45 @@ def active_analysis(samples: int) -> Analysis:
     return cached_analysis(*_active_key(), int(samples))
 
 
+def vital_signs_of(choice: dict, data_spec: str) -> dict:
+    """Vital signs of a model on a data set, from the same cache as :func:`active_vital_signs` (raises PrunerError)."""
+    return cached_vital_signs(*_key_of(choice, data_spec))
+
+
+@st.cache_data(max_entries=16, show_spinner="Describing layers…")
+def cached_layers(model_choice: tuple, model_digest: str, data_spec: str, data_digest: str) -> list[LayerInfo]:
+    model, data = _model_of(model_choice), get_data(data_spec)
+    return describe_model(model, check_data_fits(model, data))
+
+
+def active_layers() -> list[LayerInfo]:
+    """The prunable layers of the active model (:func:`~pruner_core.describe.describe_model`), cached.
+
+    Raises:
+        PrunerError: from the core, for the page to show.
+    """
+    return cached_layers(*_active_key())
+
+
+@st.cache_data(max_entries=32, show_spinner="Previewing what the recipe removes…")
+def cached_preview(model_choice: tuple, model_digest: str, data_spec: str, data_digest: str, recipe_yaml: str) -> Preview:
+    return preview(_model_of(model_choice), get_data(data_spec), Recipe.from_yaml(recipe_yaml))
+
+
+def active_preview(recipe: Recipe) -> Preview:
+    """What ``recipe`` would remove from the active model (:func:`~pruner_core.preview.preview`), cached per recipe.
+
+    Raises:
+        PrunerError: the recipe does not fit the model, or the criterion cannot score it.
+    """
+    return cached_preview(*_active_key(), recipe.to_yaml())
+
+
+def runs_root() -> Path:
+    """The folder runs are saved to: ``$PRUNER_RUNS``, else ``./runs`` (read on every call)."""
+    return default_root()
+
+
 def model_label(choice: dict) -> str:
     name = Path(choice["spec"]).name if not choice["spec"].startswith("demo:") else choice["spec"]
     return name + (f" + {Path(choice['weights']).name}" if choice["weights"] else "")
@@ -174,3 +225,11 @@ def sidebar() -> None:
         st.markdown(f"**{model_label(st.session_state['active.model'])}**", help="Pick another on the Model page")
         st.caption("Active data")
         st.markdown(f"**{data_label(st.session_state['active.data'])}**")
+        runs = list_runs(runs_root())
+        st.caption("Runs", help=f"Saved under {runs_root()}, newest first")
+        if not runs:
+            st.caption("none yet")
+        for run in runs[:SIDEBAR_RUNS]:
+            st.caption(f"{RUN_STATUS_ICONS.get(run.status, '')} `{run.id}` {run.status}", help=run.label)
+        if len(runs) > SIDEBAR_RUNS:
+            st.caption(f"and {len(runs) - SIDEBAR_RUNS} older")

@@ -6,7 +6,7 @@ once per model, data and sample count (cached); norm, colour scale and layer onl
 
 import streamlit as st
 
-from pages._common import active_analysis, get_data, model_label
+from pages._common import active_analysis, get_data, init_state, model_label
 from pruner_core.errors import PrunerError
 from pruner_core.viz import channel_signal_heatmap, kernel_heatmap, layer_signal_table, weight_histogram
 
@@ -14,6 +14,7 @@ COLORSCALES = ["Viridis", "Cividis", "Plasma", "Inferno", "Magma", "Blues", "Gre
 NORMS = {"L2": "l2", "L1": "l1"}
 DEFAULT_SAMPLES = 256
 
+init_state()  # also when Streamlit runs this file before app.py's first run (a fresh server)
 st.title("Inspect")
 st.caption(
     "Where does the network carry little? Low weight magnitude, high APoZ (average percentage of zeros after the "

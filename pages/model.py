@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages._common import activate, active_vital_signs, get_model, save_upload, show_outcome
+from pages._common import activate, active_vital_signs, get_model, init_state, save_upload, show_outcome
 from pruner_core.archs import ARCHITECTURES
 from pruner_core.tables import coupled_groups_table, layer_table, prunability_table
 
@@ -10,6 +10,7 @@ WHOLE_MODEL = "(whole model file: TorchScript, .pt2, or pickled)"
 SOURCES = ["Demo model", "Upload a file", "Path on this machine"]
 DATA_SOURCES = ["Demo MNIST-5k", "Upload a file", "Path on this machine"]
 
+init_state()  # also when Streamlit runs this file before app.py's first run (a fresh server)
 st.title("Model")
 st.caption("Pick a model and data, then read its vital signs. Every figure below is measured on this machine.")
 

@@ -69,6 +69,7 @@ class _Context:
     masks: dict[str, torch.Tensor] | None = None
     structure: list[dict] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
+    epochs_done: float = 0.0  # fine-tuning epochs of earlier rounds (iterative), so history epochs keep counting
 
 
 def _scaled(target: Target, scale: float) -> Target:
@@ -99,8 +100,8 @@ def _finetune(ctx: _Context, epochs: float, start: float, span: float, on_step=N
     def callback(p: Progress) -> None:
         if p.test_accuracy is not None:
             ctx.history.append(
-                {"epoch": p.epoch + sum(h.get("_offset", 0) for h in ctx.history[-1:]), "step": p.step,
-                 "loss": p.loss, "test_accuracy": p.test_accuracy, "sparsity": p.sparsity, "seconds": p.seconds}
+                {"epoch": ctx.epochs_done + p.epoch, "step": p.step, "loss": p.loss, "test_accuracy": p.test_accuracy,
+                 "sparsity": p.sparsity, "seconds": p.seconds}
             )
         ctx.report(Update("finetune", start + span * p.fraction, f"fine-tuning: step {p.step}/{p.steps}", p, ctx.history))
 
@@ -109,6 +110,7 @@ def _finetune(ctx: _Context, epochs: float, start: float, span: float, on_step=N
         masks=ctx.masks, teacher=ctx.teacher, temperature=ft.temperature, alpha=ft.alpha, seed=ctx.recipe.seed,
         on_step=on_step, callback=callback, cancel=ctx.cancel,
     )
+    ctx.epochs_done += epochs
 
 
 def _oneshot(ctx: _Context) -> None:
@@ -119,7 +121,6 @@ def _oneshot(ctx: _Context) -> None:
 
 def _iterative(ctx: _Context) -> None:
     rounds = ctx.recipe.schedule.steps
-    done = 0.0  # fraction of the original removed so far, per layer ratio r: 1 - (1 - r) ** (i / rounds)
     for i in range(1, rounds + 1):
         ctx.report(Update("pruning", 0.9 * (i - 1) / rounds, f"round {i}/{rounds}: pruning", history=ctx.history))
         if ctx.target.granularity == "channel":
@@ -132,7 +133,6 @@ def _iterative(ctx: _Context) -> None:
         else:
             _prune_to(ctx, replace(ctx.target, ratios={k: 1 - (1 - r) ** (i / rounds) for k, r in ctx.target.ratios.items()}))
         _finetune(ctx, ctx.recipe.finetune.epochs / rounds, 0.9 * (i - 1) / rounds + 0.02, 0.9 / rounds - 0.02)
-    del done
 
 
 def _gmp(ctx: _Context) -> None:
@@ -142,25 +142,21 @@ def _gmp(ctx: _Context) -> None:
             "cannot be ramped that way (use schedule 'iterative' or 'oneshot')"
         )
     updates = ctx.recipe.schedule.steps
+    reached = [0]  # the last update applied
 
     def on_step(step: int, steps: int) -> dict[str, torch.Tensor] | None:
         every = max(1, int(steps * GMP_PRUNING_SPAN) // updates)
-        if step == 0 or step % every or step // every > updates:
-            return None
         j = step // every
+        if step == 0 or step % every or j > updates:
+            return None
         _prune_to(ctx, _scaled(ctx.target, 1 - (1 - j / updates) ** 3))
+        reached[0] = j
         return ctx.masks
 
     ctx.report(Update("finetune", 0.0, "gradual magnitude pruning"))
     _finetune(ctx, ctx.recipe.finetune.epochs, 0.0, 0.95, on_step)
-    if ctx.masks is None or any(
-        float((~m).float().mean()) + 1e-9 < _removed_fraction(ctx, k) for k, m in ctx.masks.items()
-    ):  # too few steps for every update: finish at the target
+    if reached[0] < updates:  # fewer fine-tuning steps than updates: end at the target all the same
         _prune_to(ctx, ctx.target)
-
-
-def _removed_fraction(ctx: _Context, name: str) -> float:
-    return ctx.target.ratios.get(name, 0.0) * 0.999
 
 
 SCHEDULES: dict[str, Callable[[_Context], None]] = {"oneshot": _oneshot, "iterative": _iterative, "gmp": _gmp}

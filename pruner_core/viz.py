@@ -205,3 +205,83 @@ def layer_signal_table(analysis: Analysis) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows, columns=columns)
+
+
+def mask_overlay_heatmap(name: str, weight: np.ndarray, keep: np.ndarray, colorscale: str = "Viridis") -> go.Figure:
+    """Heatmap of what a mask keeps of one layer: the L2 norm of each kernel's kept weights, out x in.
+
+    A kernel (one weight for Linear) whose weights are all removed is drawn blank (NaN), so removed channels show
+    as blank rows and removed kernels as blank cells; hovering a cell shows how many of its weights are kept.
+
+    Args:
+        name: the layer's name, for the title.
+        weight: the layer's weight ``[out, in, *kernel]``.
+        keep: a bool keep-mask of the same shape (True = kept).
+        colorscale: any plotly colour scale name.
+
+    Returns:
+        A figure whose one trace has ``z`` = the ``[out, in]`` L2 norms of ``weight * keep`` (NaN where no weight
+        of the kernel is kept) and ``customdata`` = the kept-weight count of each kernel.
+
+    Raises:
+        ValueError: ``keep`` is not shaped like ``weight``.
+    """
+    w, k = np.asarray(weight, dtype=float), np.asarray(keep, dtype=bool)
+    if w.shape != k.shape or w.ndim < 2:
+        raise ValueError(f"The 'keep' parameter must be a bool mask shaped like the weight {list(w.shape)}. Got {list(k.shape)} instead.")
+    axes = tuple(range(2, w.ndim))
+    per_kernel = math.prod(w.shape[2:])
+    kept = k.sum(axis=axes) if axes else k.astype(int)
+    z = np.sqrt(np.square(w * k).sum(axis=axes)) if axes else np.abs(w * k)
+    z = np.where(kept > 0, z, np.nan)
+    removed_kernels = int((kept == 0).sum())
+    unit = "weight" if per_kernel == 1 else "kernel"
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            customdata=kept,
+            colorscale=colorscale,
+            colorbar={"title": {"text": "L2 kept"}},
+            hoverongaps=False,
+            hovertemplate=f"out %{{y}}<br>in %{{x}}<br>kept %{{customdata}}/{per_kernel} weights"
+            "<br>L2 of kept %{z:.4g}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=f"{name}: L2 norm of the kept weights of each {unit}; blank = removed "
+        f"({removed_kernels:,} of {kept.size:,} {unit}s, {1 - k.mean():.1%} of weights)",
+        xaxis_title="input channel",
+        yaxis_title="output channel",
+        margin={"t": 50, "l": 60, "r": 20, "b": 50},
+        plot_bgcolor="white",
+    )
+    fig.update_xaxes(tick0=0, dtick=_dtick(z.shape[1]), showgrid=False)
+    fig.update_yaxes(tick0=0, dtick=_dtick(z.shape[0]), autorange="reversed", showgrid=False)
+    return fig
+
+
+def training_curves(history: list[dict], losses: list[tuple[int, float]] | None = None) -> go.Figure:
+    """Plotly figure of a fine-tuning run: test accuracy per epoch (left axis) and train loss (right axis).
+
+    Args:
+        history: the pipeline's epoch rows (``epoch``, ``loss``, ``test_accuracy``).
+        losses: ``(step, loss)`` samples seen while polling a running job, drawn against ``step`` on a second
+            x axis; when empty, the epoch rows' losses are drawn instead.
+    """
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("test accuracy per epoch", "train loss"))
+    fig.add_trace(go.Scatter(x=[h["epoch"] for h in history], y=[h["test_accuracy"] for h in history],
+                             mode="lines+markers", name="test accuracy"), row=1, col=1)
+    if losses:
+        fig.add_trace(go.Scatter(x=[s for s, _ in losses], y=[v for _, v in losses], mode="lines", name="train loss"),
+                      row=1, col=2)
+        fig.update_xaxes(title_text="step", row=1, col=2)
+    else:
+        fig.add_trace(go.Scatter(x=[h["epoch"] for h in history], y=[h["loss"] for h in history],
+                                 mode="lines+markers", name="train loss"), row=1, col=2)
+        fig.update_xaxes(title_text="epoch", row=1, col=2)
+    fig.update_xaxes(title_text="epoch", row=1, col=1)
+    fig.update_yaxes(tickformat=".0%", range=[0, 1.02], row=1, col=1)
+    fig.update_layout(height=300, margin={"t": 40, "l": 60, "r": 20, "b": 40}, showlegend=False)
+    return fig

@@ -13,6 +13,7 @@ from pruner_core.viz import (
     channel_signal_heatmap,
     kernel_heatmap,
     layer_signal_table,
+    mask_overlay_heatmap,
     weight_histogram,
 )
 
@@ -161,3 +162,34 @@ def test_channel_heatmap_of_one_group_shows_only_its_members_in_order():
     assert list(heat.y) == ["conv2", "conv1"]
     assert fig.layout.title.text.startswith("Channel APoZ of group 1")
     assert list(heat.z[1][:4]) == [0.0, 0.5, 0.25, 1.0]
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 3, 3), (5, 6)])
+def test_mask_overlay_draws_kept_norms_and_blanks_fully_removed_kernels(shape):
+    rng = np.random.default_rng(0)
+    weight = rng.normal(size=shape)
+    keep = rng.random(shape) > 0.4
+    keep[1] = False  # a whole output channel removed: a blank row
+    if len(shape) == 4:
+        keep[0, 2] = False  # one whole kernel removed: a blank cell
+        keep[2, 0, 0, 0] = False  # one weight of a kernel removed: still drawn
+        keep[2, 0, 1, 1] = True
+    fig = mask_overlay_heatmap("conv", weight, keep, colorscale="Cividis")
+    z = np.asarray(fig.data[0].z, dtype=float)
+    assert z.shape == shape[:2]
+    assert np.isnan(z[1]).all()
+    kept = keep.reshape(*shape[:2], -1).sum(-1)
+    expected = np.sqrt(((weight * keep) ** 2).reshape(*shape[:2], -1).sum(-1))
+    np.testing.assert_allclose(z[kept > 0], expected[kept > 0])
+    assert np.isnan(z[kept == 0]).all()
+    np.testing.assert_array_equal(np.asarray(fig.data[0].customdata), kept)
+    per_kernel = int(np.prod(shape[2:]))
+    assert f"/{per_kernel} weights" in fig.data[0].hovertemplate
+    assert f"{int((kept == 0).sum()):,} of {kept.size:,}" in fig.layout.title.text
+    if len(shape) == 4:
+        assert np.isnan(z[0, 2]) and not np.isnan(z[2, 0])
+
+
+def test_mask_overlay_refuses_a_mask_of_another_shape():
+    with pytest.raises(ValueError, match=r"shaped like the weight \[2, 3\]"):
+        mask_overlay_heatmap("fc", np.ones((2, 3)), np.ones((3, 2), dtype=bool))

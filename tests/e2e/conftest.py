@@ -107,8 +107,11 @@ def screenshot_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def app_url(screenshot_dir: Path) -> Iterator[str]:
-    """Start ``streamlit run app.py`` on a free loopback port, wait until healthy, yield its URL, stop it."""
+def app_url(screenshot_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Start ``streamlit run app.py`` on a free loopback port, wait until healthy, yield its URL, stop it.
+
+    Its pruning runs go to a temporary folder (``$PRUNER_RUNS``), never to the repository's ``runs/``.
+    """
     port = _free_port()
     log_path = screenshot_dir / "streamlit-server.log"
     cmd = [
@@ -120,7 +123,7 @@ def app_url(screenshot_dir: Path) -> Iterator[str]:
         # Others may edit the sources while the tests run: no "source changed" banners or reruns.
         "--server.fileWatcherType", "none",
     ]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PRUNER_RUNS": str(tmp_path_factory.mktemp("runs"))}
     with log_path.open("w+b") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         try:

@@ -49,3 +49,11 @@ def user_files(tmp_path_factory) -> dict[str, Path]:
     with zipfile.ZipFile(files["empty_zip"], "w") as z:
         z.writestr("readme.txt", "no images here")
     return files
+
+
+@pytest.fixture(autouse=True)
+def runs_root(monkeypatch, tmp_path) -> Path:
+    """Every page test saves its pruning runs to a fresh temporary folder (``$PRUNER_RUNS``), never ./runs."""
+    root = tmp_path / "runs"
+    monkeypatch.setenv("PRUNER_RUNS", str(root))
+    return root

@@ -1,0 +1,236 @@
+"""Prune page: build a recipe, preview what it removes, run it (prune + fine-tune) as a background job.
+
+The widgets build one :class:`~pruner_core.recipe.Recipe`; the preview and the run both use exactly that recipe.
+A run is a thread of this process (:mod:`pruner_core.jobs`): its id waits in ``st.session_state["prune.job"]``,
+so leaving the page and coming back finds it still running.
+"""
+
+import streamlit as st
+
+from pages._common import (
+    activate,
+    active_layers,
+    active_preview,
+    get_data,
+    get_model,
+    init_state,
+    model_label,
+    runs_root,
+    show_outcome,
+    vital_signs_of,
+)
+from pruner_core import jobs
+from pruner_core.errors import PrunerError
+from pruner_core.finetune import OPTIMIZERS
+from pruner_core.granularities import GRANULARITIES
+from pruner_core.methods import CRITERIA
+from pruner_core.pipeline import run_experiment
+from pruner_core.preview import comparison_table, layer_settings, overrides_from_settings
+from pruner_core.recipe import Recipe, RecipeError
+from pruner_core.viz import mask_overlay_heatmap, training_curves
+
+ss = st.session_state
+SCHEDULES = ["oneshot", "iterative", "gmp"]
+MASKED_NOTE = "masked weights are still stored and multiplied densely: dense runtimes do not run it faster"
+
+
+def widget_state(recipe: Recipe) -> dict:
+    """The widget values that show ``recipe`` (the inverse of :func:`recipe_dict`)."""
+    ft = recipe.finetune
+    return {
+        "prune.granularity": recipe.granularity, "prune.criterion": recipe.criterion, "prune.scope": recipe.scope,
+        "prune.sparsity": recipe.sparsity, "prune.nm_n": recipe.nm.n, "prune.nm_m": recipe.nm.m,
+        "prune.round_to": recipe.round_to or 0, "prune.schedule": recipe.schedule.kind, "prune.steps": recipe.schedule.steps,
+        "prune.epochs": float(ft.epochs), "prune.lr": ft.lr, "prune.optimizer": ft.optimizer, "prune.distill": ft.distill,
+        "prune.seed": recipe.seed,
+    }
+
+
+def recipe_dict(layers: dict, exclude: list | None) -> dict:
+    """The recipe the widgets show now, as plain data for :meth:`Recipe.from_dict`."""
+    return {
+        "granularity": ss["prune.granularity"], "criterion": ss["prune.criterion"], "scope": ss["prune.scope"],
+        "sparsity": ss["prune.sparsity"], "layers": layers, "exclude": exclude,
+        "nm": {"n": ss["prune.nm_n"], "m": ss["prune.nm_m"]}, "round_to": ss["prune.round_to"] or None,
+        "schedule": {"kind": ss["prune.schedule"], "steps": 1 if ss["prune.schedule"] == "oneshot" else ss["prune.steps"]},
+        "finetune": {"epochs": ss["prune.epochs"], "lr": ss["prune.lr"], "optimizer": ss["prune.optimizer"],
+                     "distill": ss["prune.distill"]},
+        "seed": ss["prune.seed"],
+    }
+
+
+def load_uploaded_recipe() -> None:
+    """Upload callback: show the uploaded recipe in the widgets, or keep the settings and say what is wrong."""
+    upload = ss.get("prune.recipe_upload")
+    if upload is None:
+        return
+    try:
+        recipe = Recipe.from_yaml(upload.getvalue().decode("utf-8"), source=upload.name)
+    except UnicodeDecodeError:
+        ss["prune.outcome"] = ("error", f"{upload.name}: not a text (UTF-8) file; a recipe is YAML")
+        return
+    except RecipeError as e:
+        ss["prune.outcome"] = ("error", str(e))
+        return
+    ss.update(widget_state(recipe))
+    ss["prune.overrides"] = {"layers": dict(recipe.layers), "exclude": recipe.exclude}
+    ss.pop("prune.layers", None)  # forget the table's edits: it now shows the recipe's layers
+    ss["prune.outcome"] = ("success", f"Loaded {upload.name}: {recipe.summary()}")
+
+
+def start_run(recipe: Recipe) -> None:
+    choice, data_spec, root = dict(ss["active.model"]), ss["active.data"], runs_root()
+    model, data = get_model(choice), get_data(data_spec)
+    job = jobs.start(recipe.summary(), lambda report, cancel: run_experiment(
+        model, data, recipe, data_spec=data_spec, root=root, callback=report, cancel=cancel))
+    ss["prune.job"], ss["prune.job_base"] = job.id, (choice, data_spec)
+
+
+@st.fragment(run_every=1)
+def live_job(job: jobs.Job) -> None:
+    """Redrawn every second while the job runs; reruns the whole page once it has ended."""
+    if not job.running:
+        st.rerun()
+    update = job.update
+    st.progress(update.fraction if update else 0.0, text=update.message if update else "starting…")
+    losses = ss.setdefault(f"prune.losses.{job.id}", [])
+    if update and update.progress and (not losses or losses[-1][0] != update.progress.step):
+        losses.append((update.progress.step, update.progress.loss))
+    st.plotly_chart(training_curves(update.history if update else [], losses), key="prune.live_curves")
+    st.button("Cancel", key="prune.cancel", on_click=job.cancel.set, icon=":material/stop:")
+
+
+def finished_job(job: jobs.Job) -> None:
+    if job.state == "cancelled":
+        st.warning(f"Run cancelled: {job.error}", icon=":material/cancel:")
+        return
+    if job.state == "failed":
+        st.error(f"Run failed: {job.error}", icon=":material/error:")
+        return
+    run = job.result
+    st.success(f"Saved run `{run.id}` in {run.path}", icon=":material/check:")
+    try:
+        original = vital_signs_of(*ss["prune.job_base"])
+    except PrunerError as e:
+        st.error(str(e), icon=":material/error:")
+        return
+    st.dataframe(comparison_table(original, run.metrics, run.has_masks), key="prune.result", hide_index=True)
+    st.caption(f"Measured on this machine: {run.metrics['how']['latency']}; {run.metrics['how']['accuracy']}.")
+    if run.has_masks:
+        st.info(f"This run is masked: {MASKED_NOTE}.", icon=":material/info:")
+    if run.history:
+        st.plotly_chart(training_curves(run.history), key="prune.curves")
+    st.button("Make the pruned model active", key="prune.open",
+              on_click=activate, args=({"spec": str(run.path), "weights": None, "trust": False}, ss["prune.job_base"][1]))
+
+
+init_state()  # also when Streamlit runs this file before app.py's first run (a fresh server)
+st.title("Prune")
+st.caption(f"Prune {model_label(ss['active.model'])}: choose what goes, preview it, then run pruning + fine-tuning.")
+ss.setdefault("prune.overrides", {"layers": {}, "exclude": None})
+for key, value in widget_state(Recipe()).items():
+    ss.setdefault(key, value)
+show_outcome()
+outcome = ss.pop("prune.outcome", None)
+if outcome:
+    (st.error if outcome[0] == "error" else st.success)(outcome[1])
+
+try:
+    layers = active_layers()
+except PrunerError as e:
+    st.error(str(e), icon=":material/error:")
+    st.stop()
+
+what, how, recover = st.columns(3)
+granularity = what.selectbox("Granularity", list(GRANULARITIES), key="prune.granularity",
+                             format_func=lambda g: f"{g} — {GRANULARITIES[g].label}")
+criteria = [c for c in CRITERIA if granularity in CRITERIA[c].granularities]
+if ss["prune.criterion"] not in criteria:
+    ss["prune.criterion"] = criteria[0]
+what.selectbox("Criterion", criteria, key="prune.criterion", format_func=lambda c: f"{c} — {CRITERIA[c].description}")
+what.radio("Scope", ["layerwise", "global"], key="prune.scope", horizontal=True,
+           help="layerwise: each layer loses its own fraction; global: one threshold across the layers")
+of = "output channels" if granularity == "channel" else "weights"
+how.slider(f"Sparsity: fraction of {of} removed", 0.0, 0.99, step=0.01, key="prune.sparsity",
+           disabled=granularity == "nm", help="Every pruned layer, unless its row in the table below sets a ratio")
+if granularity == "nm":
+    n_col, m_col = how.columns(2)
+    n_col.number_input("N (kept)", min_value=1, step=1, key="prune.nm_n")
+    m_col.number_input("of M", min_value=2, step=1, key="prune.nm_m")
+if granularity == "channel":
+    how.number_input("Round kept channels to a multiple of (0 = off)", min_value=0, step=1, key="prune.round_to")
+sched_col, steps_col = how.columns(2)
+sched_col.selectbox("Schedule", SCHEDULES, key="prune.schedule")
+steps_col.number_input("Steps", min_value=1, step=1, key="prune.steps", disabled=ss["prune.schedule"] == "oneshot")
+recover.number_input("Fine-tune epochs", min_value=0.0, step=0.05, format="%.2f", key="prune.epochs")
+recover.number_input("Learning rate", min_value=1e-6, format="%.5f", step=1e-4, key="prune.lr")
+recover.selectbox("Optimizer", list(OPTIMIZERS), key="prune.optimizer")
+recover.checkbox("Distil from the original model", key="prune.distill")
+recover.number_input("Seed", step=1, key="prune.seed")
+
+st.subheader("Layers")
+st.caption("ratio: this layer's own fraction removed (blank = the slider). Unticked layers are left alone.")
+base = layer_settings(layers, granularity, ss["prune.overrides"]["layers"], ss["prune.overrides"]["exclude"],
+                      ss["prune.nm_m"])
+edited = st.data_editor(
+    base, key="prune.layers", hide_index=True, num_rows="fixed", disabled=["layer", "type", "params", "FLOPs", "note"],
+    column_config={
+        "ratio": st.column_config.NumberColumn("ratio", min_value=0.0, max_value=0.99, step=0.01),
+        "prune": st.column_config.CheckboxColumn("prune"),
+        "params": st.column_config.NumberColumn(format="localized"),
+        "FLOPs": st.column_config.NumberColumn(format="localized"),
+        "note": st.column_config.TextColumn("not applicable because", width="large"),
+    },
+)
+try:
+    recipe = Recipe.from_dict(recipe_dict(*overrides_from_settings(edited, layers)), source="settings")
+    shown = active_preview(recipe)
+except PrunerError as e:
+    st.error(str(e), icon=":material/error:")
+    recipe = shown = None
+
+left, right = st.columns(2)
+right.file_uploader("Upload a recipe", type=["yaml", "yml"], key="prune.recipe_upload", on_change=load_uploaded_recipe)
+if recipe is not None:
+    left.download_button("Download recipe", recipe.to_yaml(), file_name="recipe.yaml", mime="application/x-yaml",
+                         key="prune.download", icon=":material/download:")
+    left.code(recipe.to_yaml(), language="yaml")
+
+if shown is not None:
+    st.subheader("Preview")
+    t = shown.totals
+    cols = st.columns(3)
+    cols[0].metric("Parameters removed", f"{t['params_before'] - t['params_after']:,}",
+                   f"{(t['params_before'] - t['params_after']) / t['params_before']:.1%} of {t['params_before']:,}",
+                   delta_color="off", delta_arrow="off")
+    if shown.masked:
+        cols[1].metric("FLOPs / sample (dense)", f"{t['flops_after']:,}", "unchanged", delta_color="off", delta_arrow="off",
+                       help="A dense runtime multiplies the masked zeros too")
+        cols[2].metric("Non-zero FLOPs / sample", f"{t['nonzero_flops_after']:,}",
+                       f"{t['nonzero_flops_after'] / t['flops_before'] - 1:.1%}", delta_color="off", delta_arrow="off",
+                       help="What a runtime that skips zero weights would compute; not measured speed")
+    else:
+        cols[1].metric("FLOPs / sample", f"{t['flops_after']:,}", f"{t['flops_after'] / t['flops_before'] - 1:.1%}",
+                       delta_color="off", delta_arrow="off", help="Measured on the pruned copy (torch flop counter)")
+    st.dataframe(shown.table, key="prune.preview", hide_index=True, column_config={
+        "removed": st.column_config.NumberColumn("removed (of params)", format="percent")})
+    st.caption(f"Previewed in {shown.seconds:.2f} s. " + (
+        f"Masks keep the dense shapes: {MASKED_NOTE}; non-zero FLOPs count only the kept multiply-adds."
+        if shown.masked else "Channels are physically removed from a copy; its FLOPs are measured."))
+    if shown.masks:
+        pick = st.selectbox("Layer", list(shown.masks), key="prune.overlay_layer")
+        st.plotly_chart(mask_overlay_heatmap(pick, shown.weights[pick], shown.masks[pick]), key="prune.overlay")
+
+st.subheader("Run")
+job = jobs.get(ss.get("prune.job"))
+busy = job is not None and job.running
+if st.button("Run", key="prune.run", type="primary", disabled=recipe is None or shown is None or busy,
+             icon=":material/play_arrow:"):
+    start_run(recipe)
+    job, busy = jobs.get(ss["prune.job"]), True
+if job is not None:
+    st.caption(f"Job: {job.label}")
+    if busy:
+        live_job(job)
+    else:
+        finished_job(job)

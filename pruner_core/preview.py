@@ -1,0 +1,227 @@
+"""What a recipe would remove, before running it: per-layer and total parameters and FLOPs, and the masks.
+
+Pure functions of (model, data, recipe); the model is never modified. Mask granularities are previewed with
+:func:`~pruner_core.methods.compute_masks` (the weights stay stored and the dense FLOPs stay the same, so the
+table also gives the FLOPs a sparse kernel would run: the non-zero multiply-adds). ``channel`` is previewed
+by planning and physically removing the channels on a deep copy, whose FLOPs are then measured.
+
+Also the tables of the Prune page that are plain data: the per-layer settings a user edits
+(:func:`layer_settings`, read back with :func:`overrides_from_settings`) and the original-vs-pruned
+comparison of a finished run (:func:`comparison_table`).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .data import Dataset
+from .describe import LayerInfo, describe_model, layer_flops
+from .methods import compute_masks, plan_channels, prune_channels
+from .metrics import count_parameters
+from .models import LoadedModel, check_data_fits
+from .recipe import Recipe
+
+SETTINGS_COLUMNS = ["layer", "type", "params", "FLOPs", "ratio", "prune", "note"]
+MASK_COLUMNS = ["layer", "type", "pruned", "params before", "params after", "removed", "FLOPs before",
+                "FLOPs after (dense)", "non-zero FLOPs"]
+CHANNEL_COLUMNS = ["layer", "type", "pruned", "channels before", "channels after", "params before", "params after",
+                   "removed", "FLOPs before", "FLOPs after"]
+
+
+@dataclass
+class Preview:
+    """A recipe's effect on one model, computed without running it.
+
+    ``table`` has one row per prunable layer (:data:`MASK_COLUMNS` for mask granularities, measured
+    :data:`CHANNEL_COLUMNS` for ``channel``). ``totals`` holds ``params_before``, ``params_after``,
+    ``flops_before`` and ``flops_after`` for the whole model (``flops_after`` is the dense count, equal to
+    ``flops_before`` for masks), plus ``nonzero_flops_after`` for masks. ``weights`` and ``masks`` (bool keep,
+    shaped like the weight) are given for every pruned layer, for :func:`~pruner_core.viz.mask_overlay_heatmap`.
+    """
+
+    granularity: str
+    masked: bool
+    table: pd.DataFrame
+    totals: dict[str, int]
+    weights: dict[str, np.ndarray] = field(default_factory=dict)
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def why_not(info: LayerInfo, granularity: str, m: int) -> str | None:
+    """Why ``granularity`` does not apply to the layer (None where it does); for ``nm`` the recipe's own M decides."""
+    if granularity == "nm" and len(info.shape) >= 2:
+        n_in = info.shape[1]
+        unit = "features" if info.type == "Linear" else "channels"
+        return f"{n_in} input {unit} is not a multiple of M={m}" if n_in % m else None
+    return info.granularities.get(granularity)
+
+
+def layer_settings(
+    layers: list[LayerInfo], granularity: str, overrides: dict[str, float] | None = None,
+    exclude: list[str] | None = None, m: int = 4,
+) -> pd.DataFrame:
+    """The per-layer settings table (:data:`SETTINGS_COLUMNS`) for a recipe's ``layers`` and ``exclude``.
+
+    ``ratio`` is the layer's override (NaN = the global sparsity); ``prune`` is False for excluded layers
+    (by default, ``exclude`` None, the layers whose outputs are the model's outputs); ``note`` says why the
+    granularity does not apply to a layer (empty where it does).
+    """
+    overrides = overrides or {}
+    excluded = {info.name for info in layers if info.is_output} if exclude is None else set(exclude)
+    rows = [
+        {
+            "layer": info.name, "type": info.type, "params": info.params, "FLOPs": info.flops,
+            "ratio": overrides.get(info.name, math.nan), "prune": info.name not in excluded,
+            "note": why_not(info, granularity, m) or "",
+        }
+        for info in layers
+    ]
+    return pd.DataFrame(rows, columns=SETTINGS_COLUMNS).astype({"ratio": float, "prune": bool})
+
+
+def overrides_from_settings(settings: pd.DataFrame, layers: list[LayerInfo]) -> tuple[dict[str, float], list[str] | None]:
+    """The recipe's ``layers`` and ``exclude`` from an edited :func:`layer_settings` table.
+
+    Rows whose ``note`` is set (the granularity does not apply) are skipped. ``exclude`` is None when the
+    unchecked layers are exactly the default ones (the model's output layers), so the recipe stays portable.
+    """
+    overrides: dict[str, float] = {}
+    unchecked: list[str] = []
+    for row in settings.itertuples(index=False):
+        if not bool(row.prune):
+            unchecked.append(row.layer)
+        elif not row.note and row.ratio is not None and not pd.isna(row.ratio):
+            overrides[row.layer] = float(row.ratio)
+    default = [info.name for info in layers if info.is_output]
+    return overrides, (None if unchecked == default else unchecked)
+
+
+def _params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in (getattr(module, "weight", None), getattr(module, "bias", None))
+               if isinstance(p, torch.Tensor))
+
+
+def preview(model: LoadedModel, data: Dataset, recipe: Recipe) -> Preview:
+    """What ``recipe`` would remove from ``model``, per layer and in total (the model is not modified).
+
+    Args:
+        model: the model to prune.
+        data: calibration data for the criteria that need it (taylor, apoz, wanda).
+        recipe: what to prune; its schedule and fine-tuning are ignored (the final sparsity is previewed).
+
+    Returns:
+        A :class:`Preview`.
+
+    Raises:
+        RecipeError: the recipe does not fit the model (``Recipe.target``).
+        SpecError: the criterion cannot score a layer, or channels cannot be removed from this model.
+        CompatibilityError: the data does not fit the model.
+
+    Example:
+        >>> from pruner_core.data import load_data
+        >>> from pruner_core.models import load_model
+        >>> p = preview(load_model("demo:mnist-cnn"), load_data("demo:mnist5k"), Recipe(sparsity=0.5))
+        >>> p.table.set_index("layer").loc["conv1", "params after"]  # 288 weights, 144 removed; 32 biases
+        176
+    """
+    start = time.perf_counter()
+    shape = check_data_fits(model, data)
+    example = torch.zeros(1, *shape)
+    flops_before, per_layer = layer_flops(model.module, example)
+    layers = describe_model(model, shape, per_layer)
+    target = recipe.target(layers)
+    params_before = count_parameters(model.module)[0]
+    modules = dict(model.module.named_modules())
+    if recipe.granularity == "channel":
+        plan = plan_channels(model.module, target, example, data) if target.ratios else []
+        work = copy.deepcopy(model.module)
+        prune_channels(work, plan, example)
+        flops_after, per_layer_after = layer_flops(work, example)
+        after = dict(work.named_modules())
+        removed_rows = {entry["layer"]: entry["channels"] for entry in plan}
+        group_rows = {info.group: removed_rows[info.name] for info in layers if info.name in removed_rows}
+        masks = {}
+        for info in layers:
+            chans = group_rows.get(info.group)
+            if chans:
+                keep = torch.ones(info.shape[0], dtype=torch.bool)
+                keep[chans] = False
+                masks[info.name] = keep.reshape(-1, *[1] * (len(info.shape) - 1)).expand(*info.shape)
+        rows = []
+        for info in layers:
+            new = after[info.name]
+            rows.append({
+                "layer": info.name, "type": info.type, "pruned": info.name in target.ratios,
+                "channels before": info.shape[0], "channels after": int(new.weight.shape[0]),
+                "params before": info.params, "params after": _params(new),
+                "removed": 1 - _params(new) / info.params if info.params else 0.0,
+                "FLOPs before": info.flops, "FLOPs after": per_layer_after.get(info.name),
+            })
+        table = pd.DataFrame(rows, columns=CHANNEL_COLUMNS)
+        totals = {"params_before": params_before, "params_after": count_parameters(work)[0],
+                  "flops_before": flops_before, "flops_after": flops_after}
+    else:
+        masks = compute_masks(model.module, target, data) if target.ratios else {}
+        rows, removed_flops, removed_params = [], 0.0, 0
+        for info in layers:
+            mask = masks.get(info.name)
+            gone = int((~mask).sum()) if mask is not None else 0
+            kept_share = float(mask.float().mean()) if mask is not None else 1.0
+            nonzero_flops = round(info.flops * kept_share) if info.flops is not None else None
+            removed_params += gone
+            removed_flops += (info.flops or 0) - (nonzero_flops or 0)
+            rows.append({
+                "layer": info.name, "type": info.type, "pruned": info.name in target.ratios,
+                "params before": info.params, "params after": info.params - gone,
+                "removed": gone / info.params if info.params else 0.0,
+                "FLOPs before": info.flops, "FLOPs after (dense)": info.flops, "non-zero FLOPs": nonzero_flops,
+            })
+        table = pd.DataFrame(rows, columns=MASK_COLUMNS)
+        totals = {"params_before": params_before, "params_after": params_before - removed_params,
+                  "flops_before": flops_before, "flops_after": flops_before,
+                  "nonzero_flops_after": round(flops_before - removed_flops)}
+    return Preview(
+        recipe.granularity, recipe.granularity != "channel", table, totals,
+        weights={k: modules[k].weight.detach().numpy().copy() for k in masks},
+        masks={k: v.numpy().copy() for k, v in masks.items()},
+        seconds=time.perf_counter() - start,
+    )
+
+
+def comparison_table(original: dict, pruned: dict, masked: bool) -> pd.DataFrame:
+    """Original vs pruned, from two :func:`~pruner_core.metrics.vital_signs` dicts, one row per figure.
+
+    Columns ``figure``, ``original``, ``pruned``, ``change`` (text, formatted for people). For a masked model the
+    FLOPs row says that the dense count is unchanged, and latency is reported as measured, never assumed faster.
+    """
+    def ms(signs: dict, batch: str) -> float:
+        return signs["latency_ms"][batch]
+
+    rows = [
+        ("test accuracy", f"{original['accuracy']:.2%}", f"{pruned['accuracy']:.2%}",
+         f"{(pruned['accuracy'] - original['accuracy']) * 100:+.2f} points"),
+        ("parameters", f"{original['params']:,}", f"{pruned['params']:,}", _ratio(pruned["params"], original["params"])),
+        ("non-zero parameters", f"{original['nonzero_params']:,}", f"{pruned['nonzero_params']:,}",
+         _ratio(pruned["nonzero_params"], original["nonzero_params"])),
+        ("FLOPs / sample" + (" (dense)" if masked else ""), f"{original['flops']:,}", f"{pruned['flops']:,}",
+         _ratio(pruned["flops"], original["flops"])),
+        ("size (dense safetensors)", f"{original['size_bytes'] / 1e6:,.3f} MB", f"{pruned['size_bytes'] / 1e6:,.3f} MB",
+         _ratio(pruned["size_bytes"], original["size_bytes"])),
+        ("latency batch 1 (median)", f"{ms(original, 'batch1'):.2f} ms", f"{ms(pruned, 'batch1'):.2f} ms",
+         _ratio(ms(pruned, "batch1"), ms(original, "batch1"))),
+        ("latency batch 64 (median)", f"{ms(original, 'batch64'):.2f} ms", f"{ms(pruned, 'batch64'):.2f} ms",
+         _ratio(ms(pruned, "batch64"), ms(original, "batch64"))),
+    ]
+    return pd.DataFrame(rows, columns=["figure", "original", "pruned", "change"])
+
+
+def _ratio(new: float, old: float) -> str:
+    return f"x {new / old:.3f}" if old else "n/a"

@@ -1,0 +1,87 @@
+"""The recipe preview and the Prune page's tables, against independent counts on the demo model."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.nn.utils import prune as torch_prune
+
+from pruner_core.describe import describe_model
+from pruner_core.models import load_model
+from pruner_core.preview import comparison_table, layer_settings, overrides_from_settings, preview
+from pruner_core.recipe import Recipe, RecipeError
+from pruner_core.viz import training_curves
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    return load_model("demo:mnist-cnn")
+
+
+@pytest.fixture(scope="module")
+def layers(cnn):
+    return describe_model(cnn, (1, 28, 28))
+
+
+def test_unstructured_preview_matches_torch_prune_and_leaves_the_model_alone(cnn, demo_data):
+    before = {k: v.clone() for k, v in cnn.module.state_dict().items()}
+    p = preview(cnn, demo_data, Recipe(sparsity=0.5))
+    table = p.table.set_index("layer")
+    for name in ("conv1", "conv2", "fc1"):
+        module = dict(cnn.module.named_modules())[name]
+        expected = torch_prune.L1Unstructured(0.5).compute_mask(module.weight.detach(), torch.ones_like(module.weight))
+        assert torch.equal(torch.from_numpy(p.masks[name]), expected.bool()), name
+        assert table.loc[name, "params before"] - table.loc[name, "params after"] == round(0.5 * module.weight.numel())
+        assert table.loc[name, "non-zero FLOPs"] == round(table.loc[name, "FLOPs before"] * expected.float().mean().item())
+    assert "fc2" not in p.masks and table.loc["fc2", "params after"] == table.loc["fc2", "params before"]
+    assert p.totals["flops_after"] == p.totals["flops_before"]  # masks keep dense shapes
+    assert all(torch.equal(v, cnn.module.state_dict()[k]) for k, v in before.items())
+
+
+def test_channel_preview_is_measured_on_a_pruned_copy(cnn, demo_data):
+    p = preview(cnn, demo_data, Recipe(granularity="channel", sparsity=0.25, round_to=8))
+    table = p.table.set_index("layer")
+    assert list(table["channels after"]) == [24, 48, 96, 10]
+    assert p.totals["flops_after"] < p.totals["flops_before"]
+    assert p.totals["params_after"] < p.totals["params_before"]
+    assert (~p.masks["conv1"]).all(axis=(1, 2, 3)).sum() == 8  # 8 whole output channels blank in the overlay
+    assert sum(w.numel() for w in cnn.module.parameters()) == p.totals["params_before"]
+
+
+def test_preview_of_a_recipe_that_does_not_fit_raises_recipe_error(cnn, demo_data):
+    with pytest.raises(RecipeError, match="no prunable layer named 'conv9'"):
+        preview(cnn, demo_data, Recipe(layers={"conv9": 0.3}))
+
+
+def test_layer_settings_round_trip_to_recipe_keys(layers):
+    settings = layer_settings(layers, "unstructured")
+    assert list(settings["prune"]) == [True, True, True, False]
+    assert overrides_from_settings(settings, layers) == ({}, None)  # the default exclusion stays portable
+    settings = layer_settings(layers, "unstructured", {"conv2": 0.3}, ["conv1"])
+    assert settings.set_index("layer").loc["conv2", "ratio"] == 0.3
+    assert overrides_from_settings(settings, layers) == ({"conv2": 0.3}, ["conv1"])
+    kernel = layer_settings(layers, "kernel", {"fc1": 0.3}, [])
+    assert kernel.set_index("layer").loc["fc1", "note"].startswith("Linear weights have no kernels")
+    assert overrides_from_settings(kernel, layers) == ({}, [])  # a layer the granularity skips has no override
+    assert math.isnan(kernel.set_index("layer").loc["conv1", "ratio"])
+
+
+def test_comparison_table_reports_measured_figures():
+    signs = {"accuracy": 0.99, "params": 100, "nonzero_params": 100, "flops": 1000, "size_bytes": 4000,
+             "latency_ms": {"batch1": 1.0, "batch64": 10.0}}
+    pruned = {**signs, "accuracy": 0.98, "nonzero_params": 50, "latency_ms": {"batch1": 1.1, "batch64": 10.0}}
+    table = comparison_table(signs, pruned, masked=True).set_index("figure")
+    assert table.loc["test accuracy", "change"] == "-1.00 points"
+    assert table.loc["non-zero parameters", "change"] == "x 0.500"
+    assert table.loc["latency batch 1 (median)", "change"] == "x 1.100"  # slower is shown as measured
+    assert "FLOPs / sample (dense)" in table.index
+
+
+def test_training_curves_draw_accuracy_and_loss():
+    history = [{"epoch": 1, "loss": 0.5, "test_accuracy": 0.9}, {"epoch": 2, "loss": 0.3, "test_accuracy": 0.95}]
+    fig = training_curves(history)
+    assert list(fig.data[0].y) == [0.9, 0.95] and list(fig.data[1].y) == [0.5, 0.3]
+    fig = training_curves(history, [(1, 2.0), (5, 1.0)])
+    assert list(fig.data[1].x) == [1, 5]

@@ -1,0 +1,140 @@
+"""The Prune page, driven as a user would: choose a recipe, read its preview, run it, cancel it."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from pruner_core import jobs
+from pruner_core.experiments import list_runs
+from pruner_core.models import load_model
+
+JOB_DEADLINE_S = 120
+
+
+@pytest.fixture
+def prune(app: AppTest) -> AppTest:
+    """The app switched to Prune on the demo model and data."""
+    at = app.switch_page("pages/prune.py").run()
+    assert not at.exception
+    return at
+
+
+def table(at: AppTest, column: str):
+    """The first data frame shown with ``column``, indexed by layer."""
+    return next(df.value for df in at.dataframe if column in df.value.columns).set_index("layer")
+
+
+def criteria(at: AppTest) -> list[str]:
+    return [option.split(" — ")[0] for option in at.selectbox(key="prune.criterion").options]
+
+
+def wait_for_job(at: AppTest) -> jobs.Job:
+    """Poll the page's job until it has ended (or fail after JOB_DEADLINE_S), then rerun the page."""
+    job = jobs.get(at.session_state["prune.job"])
+    deadline = time.monotonic() + JOB_DEADLINE_S
+    while job.running:
+        assert time.monotonic() < deadline, f"the job did not end within {JOB_DEADLINE_S} s: {job.update}"
+        time.sleep(0.5)  # a background thread, not UI state: nothing to wait on but time
+    at.run()
+    assert not at.exception
+    return job
+
+
+def test_opens_on_the_demo_with_its_layers_and_a_preview(prune):
+    assert not prune.error
+    assert [t.value for t in prune.title] == ["Prune"]
+    settings = table(prune, "prune")
+    assert list(settings.index) == ["conv1", "conv2", "fc1", "fc2"]
+    assert list(settings["prune"]) == [True, True, True, False]  # the classifier is left alone by default
+    assert settings["ratio"].isna().all()
+    assert prune.slider(key="prune.sparsity").value == 0.5
+    assert len(prune.get("plotly_chart")) == 1  # the mask overlay of the first layer
+    overlay = json.loads(prune.get("plotly_chart")[0].proto.spec)
+    assert overlay["layout"]["title"]["text"].startswith("conv1: L2 norm of the kept weights")
+
+
+def test_criteria_offered_follow_the_granularity(prune):
+    assert "wanda" in criteria(prune) and "apoz" not in criteria(prune)
+    at = prune.selectbox(key="prune.granularity").set_value("channel").run()
+    assert not at.exception and not at.error
+    assert {"apoz", "bn_scale", "l1", "taylor"} <= set(criteria(at)) and "wanda" not in criteria(at)
+    at = at.selectbox(key="prune.criterion").set_value("apoz").run()
+    at = at.selectbox(key="prune.granularity").set_value("kernel").run()  # apoz cannot score kernels
+    assert not at.exception and not at.error
+    assert at.selectbox(key="prune.criterion").value == "l1"
+    assert "apoz" not in criteria(at)
+
+
+def test_unstructured_preview_removes_half_of_each_layer_but_the_classifier(prune):
+    weights = {name: mod.weight for name, mod in load_model("demo:mnist-cnn").module.named_modules()
+               if hasattr(mod, "weight") and name in ("conv1", "conv2", "fc1", "fc2")}
+    preview = table(prune, "non-zero FLOPs")
+    for name, w in weights.items():
+        removed = preview.loc[name, "params before"] - preview.loc[name, "params after"]
+        expected = 0 if name == "fc2" else round(0.5 * w.numel())
+        assert removed == expected, name
+        assert preview.loc[name, "FLOPs after (dense)"] == preview.loc[name, "FLOPs before"]  # masks keep dense shapes
+    assert not preview.loc["fc2", "pruned"]
+    metrics = {m.label: m.value for m in prune.metric}
+    total = sum(round(0.5 * weights[n].numel()) for n in ("conv1", "conv2", "fc1"))
+    assert metrics["Parameters removed"] == f"{total:,}"
+    assert any("dense runtimes do not run it faster" in c.value for c in prune.caption)
+
+
+def test_channel_preview_measures_fewer_flops(prune):
+    at = prune.selectbox(key="prune.granularity").set_value("channel").run()
+    assert not at.exception and not at.error
+    preview = table(at, "channels after")
+    assert list(preview["channels after"]) == [16, 32, 64, 10]  # 50% of the channels; the classes stay
+    for name in ("conv1", "conv2", "fc1", "fc2"):  # fc2 loses its inputs, so its FLOPs drop too
+        assert preview.loc[name, "FLOPs after"] < preview.loc[name, "FLOPs before"]
+    metrics = {m.label: m.value for m in at.metric}
+    assert "FLOPs / sample" in metrics and "Non-zero FLOPs / sample" not in metrics
+
+
+def test_an_invalid_recipe_is_an_error_and_the_page_keeps_working(prune):
+    at = prune.selectbox(key="prune.schedule").set_value("iterative").run()
+    at = at.number_input(key="prune.epochs").set_value(0.0).run()
+    assert not at.exception
+    assert any("finetune.epochs" in e.value for e in at.error), [e.value for e in at.error]
+    assert at.button(key="prune.run").disabled
+    at = at.number_input(key="prune.epochs").set_value(1.0).run()
+    assert not at.exception and not at.error
+    assert not at.button(key="prune.run").disabled
+
+
+def test_a_short_run_ends_as_a_saved_experiment(prune, runs_root):
+    at = prune.number_input(key="prune.epochs").set_value(0.05).run()
+    at = at.button(key="prune.run").click().run()
+    assert not at.exception
+    job = wait_for_job(at)
+    assert job.state == "done", job.error
+    assert any(job.result.id in s.value for s in at.success)
+    runs = list_runs(runs_root)
+    assert [r.status for r in runs] == ["done"]
+    assert runs[0].path == job.result.path and runs[0].recipe.finetune.epochs == 0.05
+    result = next(df.value for df in at.dataframe if "original" in df.value.columns).set_index("figure")
+    assert result.loc["parameters", "original"] == result.loc["parameters", "pruned"]  # masks keep every weight
+    assert result.loc["non-zero parameters", "pruned"] != result.loc["non-zero parameters", "original"]
+    assert any("dense runtimes do not run it faster" in i.value for i in at.info)
+
+
+def test_a_run_survives_leaving_the_page_and_can_be_cancelled(prune, runs_root):
+    at = prune.number_input(key="prune.epochs").set_value(5.0).run()
+    at = at.button(key="prune.run").click().run()
+    assert not at.exception
+    job = jobs.get(at.session_state["prune.job"])
+    at.switch_page("pages/model.py").run()
+    at.switch_page("pages/prune.py").run()
+    assert not at.exception
+    assert at.session_state["prune.job"] == job.id and job.running
+    assert at.get("progress"), "the running job's progress bar is shown again"
+    at = at.button(key="prune.cancel").click().run()
+    job = wait_for_job(at)
+    assert job.state == "cancelled"
+    assert any("cancelled" in w.value for w in at.warning)
+    assert [r.status for r in list_runs(runs_root)] == ["cancelled"]
