@@ -27,12 +27,21 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    model_validator,
+)
 
 from .errors import SpecError
 from .finetune import OPTIMIZERS
@@ -42,6 +51,17 @@ from .methods import CRITERIA, Target, check_pair
 _CONFIG = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 Fraction = Annotated[float, Field(ge=0, lt=1)]
 _SOURCE: ContextVar[str] = ContextVar("recipe_source", default="recipe")  # named in messages from __init__
+
+
+def _one_of(registry: dict, what: str) -> Callable[[str], str]:
+    """A field validator accepting only the keys of ``registry`` (the message lists them)."""
+
+    def check(value: str) -> str:
+        if value not in registry:
+            raise ValueError(f"unknown {what}; valid: {', '.join(registry)}")
+        return value
+
+    return check
 
 
 class RecipeError(SpecError):
@@ -82,18 +102,11 @@ class Finetune(BaseModel):
     model_config = _CONFIG
     epochs: Annotated[float, Field(ge=0)] = 1
     lr: Annotated[float, Field(gt=0)] = 0.001
-    optimizer: str = "adamw"
+    optimizer: Annotated[str, AfterValidator(_one_of(OPTIMIZERS, "optimizer"))] = "adamw"
     batch_size: Annotated[int, Field(ge=1)] = 64
     distill: bool = False
     temperature: Annotated[float, Field(gt=0)] = 4.0
     alpha: Annotated[float, Field(ge=0, le=1)] = 0.5
-
-    @field_validator("optimizer")
-    @classmethod
-    def _known_optimizer(cls, value: str) -> str:
-        if value not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer; valid: {', '.join(OPTIMIZERS)}")
-        return value
 
     @field_serializer("epochs")
     def _epochs_plain(self, epochs: float) -> int | float:
@@ -113,8 +126,8 @@ class Recipe(BaseModel):
     """
 
     model_config = _CONFIG
-    granularity: str = "unstructured"
-    criterion: str = "l1"
+    granularity: Annotated[str, AfterValidator(_one_of(GRANULARITIES, "granularity"))] = "unstructured"
+    criterion: Annotated[str, AfterValidator(_one_of(CRITERIA, "criterion"))] = "l1"
     scope: Literal["layerwise", "global"] = "layerwise"
     sparsity: Fraction = 0.5
     layers: dict[str, Fraction] = Field(default_factory=dict)
@@ -130,20 +143,6 @@ class Recipe(BaseModel):
             super().__init__(**data)
         except ValidationError as e:
             raise RecipeError(_flatten(e, _SOURCE.get())) from None
-
-    @field_validator("granularity")
-    @classmethod
-    def _known_granularity(cls, value: str) -> str:
-        if value not in GRANULARITIES:
-            raise ValueError(f"unknown granularity; valid: {', '.join(GRANULARITIES)}")
-        return value
-
-    @field_validator("criterion")
-    @classmethod
-    def _known_criterion(cls, value: str) -> str:
-        if value not in CRITERIA:
-            raise ValueError(f"unknown criterion; valid: {', '.join(CRITERIA)}")
-        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Recipe:
