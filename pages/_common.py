@@ -156,9 +156,11 @@ def active_vital_signs() -> dict | None:
 def cached_analysis(model_choice: tuple, model_digest: str, data_spec: str, data_digest: str, samples: int) -> Analysis:
     """The analysis of a model on ``samples`` calibration samples, keyed like :func:`cached_vital_signs`.
 
-    Only what changes the statistics is in the key: norm, colour scale and layer only change the figures.
+    Only what changes the statistics is in the key: norm, colour scale and layer only change the figures. The
+    model's description (FLOPs, coupled groups) comes from its own cache: another sample count does not redo it.
     """
-    return analyze(_model_of(model_choice), get_data(data_spec), samples=samples)
+    layers = cached_layers(model_choice, model_digest, data_spec, data_digest)
+    return analyze(_model_of(model_choice), get_data(data_spec), samples=samples, layers=layers)
 
 
 def active_analysis(samples: int) -> Analysis:

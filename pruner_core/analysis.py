@@ -200,7 +200,9 @@ class _Counter(fx.Interpreter):
         return out
 
 
-def analyze(model: LoadedModel, data: Dataset, *, samples: int = 256, batch_size: int = 64) -> Analysis:
+def analyze(
+    model: LoadedModel, data: Dataset, *, samples: int = 256, batch_size: int = 64, layers: list | None = None
+) -> Analysis:
     """Compute every redundancy signal of ``model``'s prunable layers.
 
     Args:
@@ -208,6 +210,8 @@ def analyze(model: LoadedModel, data: Dataset, *, samples: int = 256, batch_size
         data: calibration samples are the first ``samples`` training samples.
         samples: calibration samples for APoZ and mean activation (at least 1).
         batch_size: calibration batch size.
+        layers: the model's description (:func:`~pruner_core.describe.describe_model`) when already at hand
+            (it depends on the model only); described here when None.
 
     Returns:
         The analysis; APoZ is ``None`` (with the reason in ``activation``) where no ReLU follows a layer or
@@ -221,12 +225,12 @@ def analyze(model: LoadedModel, data: Dataset, *, samples: int = 256, batch_size
     was_training = model.module.training
     model.module.eval()  # every pass below shares the modules: never update BatchNorm statistics
     try:
-        return _analyze(model, data, samples, batch_size)
+        return _analyze(model, data, samples, batch_size, layers)
     finally:
         model.module.train(was_training)
 
 
-def _analyze(model: LoadedModel, data: Dataset, samples: int, batch_size: int) -> Analysis:
+def _analyze(model: LoadedModel, data: Dataset, samples: int, batch_size: int, described: list | None) -> Analysis:
     from .describe import describe_model
     from .models import check_data_fits
 
@@ -234,7 +238,7 @@ def _analyze(model: LoadedModel, data: Dataset, samples: int, batch_size: int) -
     start = time.perf_counter()
     layers = prunable_layers(model.module)
     result = [weight_stats(name, kind, mod.weight) for name, mod, kind in layers]
-    for la, info in zip(result, describe_model(model, shape), strict=True):  # FLOPs, params, coupled group
+    for la, info in zip(result, described or describe_model(model, shape), strict=True):  # FLOPs, params, group
         la.params, la.flops, la.group = info.params, info.flops, info.group
     notes: list[str] = []
     graph = None

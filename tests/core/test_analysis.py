@@ -197,3 +197,15 @@ def test_layer_times_flops_and_params_are_measured(demo_data):
     assert result.forward_ms > sum(la.forward_ms for la in result.layers) > 0
     conv2, fc2 = result.layer("conv2"), result.layer("fc2")
     assert conv2.time_share > fc2.time_share  # 7 M FLOPs against 2,560
+
+
+def test_a_given_description_is_used_instead_of_describing_again(demo_data, monkeypatch):
+    import pruner_core.describe as describe
+
+    torch.manual_seed(0)
+    model = loaded(ResNet20().eval())
+    layers = describe.describe_model(model, (1, 28, 28))
+    fresh = analyze(model, demo_data, samples=8)
+    monkeypatch.setattr(describe, "describe_model", lambda *a, **k: pytest.fail("described again"))
+    given = analyze(model, demo_data, samples=8, layers=layers)
+    assert [(la.group, la.flops, la.params) for la in given.layers] == [(la.group, la.flops, la.params) for la in fresh.layers]

@@ -80,9 +80,9 @@ def analyses(monkeypatch) -> list[int]:
 
     calls: list[int] = []
 
-    def counting(model, data, *, samples):
+    def counting(model, data, *, samples, **kwargs):
         calls.append(samples)
-        return real(model, data, samples=samples)
+        return real(model, data, samples=samples, **kwargs)
 
     real = common.analyze
     monkeypatch.setattr(common, "analyze", counting)
