@@ -53,6 +53,8 @@ def test_prune_page_previews_runs_and_shows_the_result(page: Page, app_url: str,
 def test_a_bad_recipe_upload_names_the_key_and_keeps_the_settings(page: Page, app_url: str) -> None:
     open_prune_page(page, app_url)
     upload = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    # while a rerun is still drawing, the old copy of the page's elements can stand beside the new one
+    expect(upload).to_have_count(1, timeout=UI_MS)
     upload.set_input_files(files=[{"name": "bad.yaml", "mimeType": "application/x-yaml",
                                    "buffer": b"granularity: channel\nsparsty: 0.3\n"}])
     expect(page.get_by_text(re.compile(r"bad\.yaml: unknown key 'sparsty'"))).to_be_visible(timeout=UI_MS)
@@ -64,6 +66,7 @@ def test_a_bad_recipe_upload_names_the_key_and_keeps_the_settings(page: Page, ap
     expect(page.locator('[data-testid="stFileChip"]')).to_have_count(0, timeout=UI_MS)
     # the rerun after the removal no longer shows the message: it is over, and the next upload is not lost in it
     expect(page.get_by_text(re.compile(r"unknown key 'sparsty'"))).to_have_count(0, timeout=UI_MS)
+    expect(upload).to_have_count(1, timeout=UI_MS)
     upload.set_input_files(files=[{"name": "good.yaml", "mimeType": "application/x-yaml",
                                    "buffer": b"granularity: channel\ncriterion: l2\nsparsity: 0.25\n"}])
     expect(page.get_by_text("Loaded good.yaml: channel l2 layerwise 25% of channels")).to_be_visible(timeout=UI_MS)
