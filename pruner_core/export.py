@@ -1,0 +1,132 @@
+"""Export a (pruned) model for deployment and measure what it costs on disk and in ONNX Runtime.
+
+- :func:`export_onnx`: ONNX (opset >= 17, dynamic batch) that passes ``onnx.checker``.
+- :func:`onnx_max_diff`: ONNX Runtime's outputs against PyTorch's on the same inputs.
+- :func:`size_figures`: the dense weight file, that file gzip-compressed, and a sparse encoding
+  (a bitmask of the non-zeros plus their values), each in bytes of what is actually written or encoded.
+- :func:`onnx_latency`: ONNX Runtime latency, labelled like :func:`~pruner_core.metrics.measure_latency`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import statistics
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import PrunerError
+from .metrics import Latency, device_name
+
+OPSET = 17
+
+
+def export_onnx(module: nn.Module, input_shape: tuple[int, ...], path: str | Path, *, opset: int = OPSET) -> Path:
+    """Write ``module`` as ONNX with a dynamic batch dimension and check it with ``onnx.checker``.
+
+    Uses the TorchScript-based exporter (the torch.export-based one needs onnxscript, which this project does
+    not depend on). The module is exported in eval mode and left in the mode it had.
+
+    Raises:
+        PrunerError: the module cannot be exported or the result fails the checker (the reason is named).
+    """
+    import onnx
+
+    path = Path(path)
+    was_training = module.training
+    module.eval()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(
+                module, (torch.zeros(1, *input_shape),), str(path), opset_version=opset, dynamo=False,
+                input_names=["input"], output_names=["output"],
+                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+            )
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as e:  # the exporter and the checker raise many kinds
+        raise PrunerError(f"ONNX export failed: {type(e).__name__}: {e}") from e
+    finally:
+        module.train(was_training)
+    return path
+
+
+def _session(path: str | Path, threads: int | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def onnx_max_diff(path: str | Path, module: nn.Module, x: torch.Tensor, batch_size: int = 256) -> float:
+    """Largest absolute difference between ONNX Runtime's and PyTorch's outputs over ``x``."""
+    session = _session(path)
+    worst = 0.0
+    module.eval()
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            xb = x[i : i + batch_size]
+            ours = session.run(None, {"input": xb.numpy()})[0]
+            worst = max(worst, float(np.abs(ours - module(xb).numpy()).max()))
+    return worst
+
+
+def sparse_bytes(tensors: dict[str, torch.Tensor]) -> int:
+    """Bytes of a bitmask + values encoding: one bit per element, then the non-zero values at their own width."""
+    total = 0
+    for t in tensors.values():
+        total += (t.numel() + 7) // 8 + int(torch.count_nonzero(t)) * t.element_size()
+    return total
+
+
+def size_figures(module: nn.Module, folder: str | Path) -> dict:
+    """Write the weights as dense safetensors (and gzip of it) in ``folder``; return each size with how.
+
+    Returns:
+        ``dense_bytes`` (the safetensors file), ``gzip_bytes`` (that file gzip-compressed, level 9),
+        ``sparse_bytes`` (bitmask + non-zero values, computed from the tensors, not written) and ``how``.
+    """
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    dense = folder / "weights.safetensors"
+    save_file(tensors, str(dense))
+    packed = folder / "weights.safetensors.gz"
+    packed.write_bytes(gzip.compress(dense.read_bytes(), compresslevel=9, mtime=0))
+    return {
+        "dense_bytes": dense.stat().st_size,
+        "gzip_bytes": packed.stat().st_size,
+        "sparse_bytes": sparse_bytes(tensors),
+        "how": {
+            "dense_bytes": "bytes of the weights written as dense safetensors",
+            "gzip_bytes": "bytes of that file compressed with gzip (level 9)",
+            "sparse_bytes": "a bitmask of the non-zeros (1 bit per weight) plus the non-zero values",
+        },
+    }
+
+
+def onnx_latency(path: str | Path, input_shape: tuple[int, ...], batch: int, *, runs: int = 30, warmup: int = 5) -> Latency:
+    """Median and spread of ONNX Runtime (CPU) inference time at ``batch`` on zeros of ``input_shape``."""
+    import onnxruntime as ort
+
+    if runs < 1:
+        raise ValueError(f"runs must be at least 1; got {runs}")
+    session = _session(path)
+    x = np.zeros((batch, *input_shape), dtype=np.float32)
+    for _ in range(warmup):
+        session.run(None, {"input": x})
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(None, {"input": x})
+        times.append((time.perf_counter() - start) * 1000)
+    q = statistics.quantiles(times, n=4, method="inclusive") if runs > 1 else [times[0]] * 3
+    return Latency(batch, statistics.median(times), q[0], q[2], min(times), runs, warmup,
+                   session.get_session_options().intra_op_num_threads, device_name(),
+                   f"ONNX Runtime {ort.__version__} CPU")

@@ -1,0 +1,84 @@
+"""ONNX export of masked and channel-pruned demo models: checker, parity with PyTorch, sizes that are the files'."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+
+import onnx
+import pytest
+import torch
+
+from pruner_core.errors import PrunerError
+from pruner_core.export import export_onnx, onnx_latency, onnx_max_diff, size_figures, sparse_bytes
+from pruner_core.methods import Target, apply_masks, compute_masks, plan_channels, prune_channels
+from pruner_core.models import load_model
+
+SHAPE = (1, 28, 28)
+
+
+@pytest.fixture(scope="module")
+def masked():
+    module = copy.deepcopy(load_model("demo:mnist-cnn").module)
+    apply_masks(module, compute_masks(module, Target("unstructured", "l1", ratios={"conv2": 0.5, "fc1": 0.5})))
+    return module
+
+
+@pytest.fixture(scope="module")
+def channel_pruned():
+    base = load_model("demo:resnet20").module
+    example = torch.zeros(1, *SHAPE)
+    names = [n for n, m in base.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    module = copy.deepcopy(base)
+    prune_channels(module, plan_channels(base, Target("channel", "l1", ratios={n: 0.5 for n in names}), example), example)
+    return base, module
+
+
+def test_masked_model_exports_checks_and_matches_pytorch(masked, demo_data, tmp_path):
+    path = export_onnx(masked, SHAPE, tmp_path / "m.onnx")
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model)
+    assert model.opset_import[0].version >= 17
+    assert onnx_max_diff(path, masked, demo_data.x_test) <= 1e-4
+    assert not masked.training
+
+
+def test_channel_pruned_onnx_is_smaller_and_matches(channel_pruned, demo_data, tmp_path):
+    base, pruned = channel_pruned
+    dense = export_onnx(base, SHAPE, tmp_path / "dense.onnx")
+    small = export_onnx(pruned, SHAPE, tmp_path / "small.onnx")
+    assert small.stat().st_size < 0.5 * dense.stat().st_size
+    assert onnx_max_diff(small, pruned, demo_data.x_test) <= 1e-4
+
+
+def test_size_figures_are_the_bytes_of_the_files_written(masked, tmp_path):
+    sizes = size_figures(masked, tmp_path)
+    assert sizes["dense_bytes"] == (tmp_path / "weights.safetensors").stat().st_size
+    packed = (tmp_path / "weights.safetensors.gz").read_bytes()
+    assert sizes["gzip_bytes"] == len(packed)
+    assert gzip.decompress(packed) == (tmp_path / "weights.safetensors").read_bytes()
+    assert sizes["gzip_bytes"] < sizes["dense_bytes"]  # half of fc1's weights are zeros
+    assert sizes["sparse_bytes"] < sizes["dense_bytes"]
+
+
+def test_sparse_encoding_counts_a_bit_per_weight_and_the_nonzero_values():
+    t = torch.zeros(10, 10)
+    t[0, :3] = 1.0
+    assert sparse_bytes({"w": t}) == 13 + 3 * 4
+    assert sparse_bytes({"w": torch.ones(8, dtype=torch.float64)}) == 1 + 8 * 8
+
+
+def test_onnx_latency_is_measured_and_labelled(masked, tmp_path):
+    path = export_onnx(masked, SHAPE, tmp_path / "m.onnx")
+    lat = onnx_latency(path, SHAPE, 4, runs=3, warmup=1)
+    assert lat.runs == 3 and lat.batch == 4 and 0 < lat.min_ms <= lat.median_ms
+    assert lat.label.startswith("ONNX Runtime ") and "batch 4" in lat.label
+
+
+def test_a_model_that_cannot_be_exported_is_a_clear_error(tmp_path):
+    class Bad(torch.nn.Module):
+        def forward(self, x):
+            return {"not": "a tensor"}
+
+    with pytest.raises(PrunerError, match="ONNX export failed"):
+        export_onnx(Bad(), SHAPE, tmp_path / "bad.onnx")
