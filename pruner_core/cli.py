@@ -147,6 +147,31 @@ def prune(
 
 @app.command()
 @user_errors
+def export(
+    run: Annotated[Path, typer.Argument(help="a finished run folder (from pruner prune or the Prune page)")],
+    out: Annotated[Path, typer.Option("--out", help="folder to write the weights, recipe and ONNX into")],
+    onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="also write model.onnx (checked against PyTorch)")] = True,
+) -> None:
+    """Export a run: pruned weights (safetensors, + gzip), the recipe that reproduces it, and ONNX (opset 17)."""
+    from .data import load_data
+    from .experiments import load_run
+    from .export import export_run
+
+    data = load_run(run).base.get("data")
+    test_x = load_data(data).x_test if data else None
+    written = export_run(run, out, onnx_file=onnx, test_x=test_x)
+    sizes = written["sizes"]
+    typer.echo(f"weights  {written['weights']} ({sizes['dense_bytes']:,} bytes; gzip {sizes['gzip_bytes']:,}; "
+               f"sparse encoding {sizes['sparse_bytes']:,})")
+    typer.echo(f"recipe   {written['recipe']}")
+    if "onnx" in written:
+        diff = written.get("onnx_max_diff")
+        check = f"; max |ONNX Runtime - PyTorch| = {diff:.2e} on the test data" if diff is not None else ""
+        typer.echo(f"onnx     {written['onnx']} ({written['onnx_bytes']:,} bytes, passes onnx.checker{check})")
+
+
+@app.command()
+@user_errors
 def analyze(
     model: Annotated[str, typer.Argument(help="demo:NAME, package.module:factory, or a .pt2/.pt/.pth/.ts file")],
     json_path: Annotated[Path, typer.Option("--json", help="write the per-layer statistics as JSON to this path")],

@@ -130,3 +130,41 @@ def onnx_latency(path: str | Path, input_shape: tuple[int, ...], batch: int, *, 
     return Latency(batch, statistics.median(times), q[0], q[2], min(times), runs, warmup,
                    session.get_session_options().intra_op_num_threads, device_name(),
                    f"ONNX Runtime {ort.__version__} CPU")
+
+
+def export_run(run_path: str | Path, out: str | Path, *, onnx_file: bool = True, test_x: torch.Tensor | None = None) -> dict:
+    """Hand a saved run on: its pruned weights, its recipe and (optionally) ONNX, written into ``out``.
+
+    Args:
+        run_path: a finished run folder (:mod:`pruner_core.experiments`).
+        out: the folder to write (made if missing).
+        onnx_file: also write ``model.onnx`` and check it against PyTorch on ``test_x`` (when given).
+        test_x: inputs for the parity check (e.g. the run's test data).
+
+    Returns:
+        What was written: paths, sizes (see :func:`size_figures`), and ``onnx_max_diff`` when checked.
+
+    Raises:
+        PrunerError: the run is not done or cannot be loaded, or the export fails.
+    """
+    from .experiments import load_run, load_run_model
+
+    run = load_run(run_path)
+    if run.status != "done":
+        raise PrunerError(f"run '{run.id}' is {run.status}; only a finished (done) run can be exported")
+    model = load_run_model(run)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict = {"run": str(run.path), "sizes": size_figures(model.module, out)}
+    recipe = out / "recipe.yaml"
+    recipe.write_text(run.recipe.to_yaml())
+    written["recipe"] = str(recipe)
+    written["weights"] = str(out / "weights.safetensors")
+    if onnx_file:
+        shape = tuple(run.base["input_shape"])
+        path = export_onnx(model.module, shape, out / "model.onnx")
+        written["onnx"] = str(path)
+        written["onnx_bytes"] = path.stat().st_size
+        if test_x is not None:
+            written["onnx_max_diff"] = onnx_max_diff(path, model.module, test_x)
+    return written

@@ -82,3 +82,37 @@ def test_a_model_that_cannot_be_exported_is_a_clear_error(tmp_path):
 
     with pytest.raises(PrunerError, match="ONNX export failed"):
         export_onnx(Bad(), SHAPE, tmp_path / "bad.onnx")
+
+
+def test_pruner_export_writes_weights_recipe_and_onnx_of_a_run(tmp_path):
+    from typer.testing import CliRunner
+
+    from pruner_core.cli import app
+    from pruner_core.recipe import Recipe
+
+    runner = CliRunner()
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("granularity: channel\nsparsity: 0.5\nfinetune: {epochs: 0}\n")
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["prune", "demo:mnist-cnn", "--recipe", str(recipe), "--out", str(run), "--quiet"])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "export"
+    result = runner.invoke(app, ["export", str(run), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "passes onnx.checker; max |ONNX Runtime - PyTorch|" in result.stdout
+    assert Recipe.load(out / "recipe.yaml") == Recipe.load(recipe)
+    onnx.checker.check_model(str(out / "model.onnx"))
+    dense = load_model("demo:mnist-cnn").module
+    (tmp_path / "dense").mkdir()
+    assert size_figures(dense, tmp_path / "dense")["dense_bytes"] > 2 * (out / "weights.safetensors").stat().st_size
+
+
+def test_pruner_export_refuses_a_run_that_is_not_done(tmp_path):
+    from typer.testing import CliRunner
+
+    from pruner_core.cli import app
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "status.json").write_text('{"status": "failed"}')
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "run"), "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and result.stderr.startswith("error: ")
