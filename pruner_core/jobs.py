@@ -72,8 +72,3 @@ def start(label: str, work: Callable[[Callable[[Update], None], threading.Event]
 
 def get(job_id: str | None) -> Job | None:
     return JOBS.get(job_id) if job_id else None
-
-
-def running() -> list[Job]:
-    """Jobs still running, oldest first."""
-    return sorted((j for j in JOBS.values() if j.running), key=lambda j: j.started)

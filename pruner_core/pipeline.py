@@ -169,6 +169,7 @@ def prune(
     *,
     callback: Callable[[Update], None] | None = None,
     cancel: threading.Event | None = None,
+    layers: list | None = None,
 ) -> Pruned:
     """Apply ``recipe`` to a copy of ``model``: prune on its schedule and fine-tune.
 
@@ -178,6 +179,7 @@ def prune(
         recipe: what to do.
         callback: called with an :class:`Update` after each step.
         cancel: when set, the run stops between two steps with :class:`~pruner_core.finetune.Cancelled`.
+        layers: the model's description (:func:`~pruner_core.describe.describe_model`) when already at hand.
 
     Raises:
         SpecError / RecipeError: the recipe does not fit the model (names the layer, value and what is valid).
@@ -187,7 +189,7 @@ def prune(
     shape = check_data_fits(model, data)
     if recipe.granularity == "channel" and not model.eager:
         raise SpecError(f"channel pruning needs an ordinary nn.Module; '{model.label}' is a {model.fmt} program (mask only)")
-    target = recipe.target(describe_model(model, shape))
+    target = recipe.target(layers if layers is not None else describe_model(model, shape))
     if not target.ratios:
         raise SpecError("the recipe prunes no layer: every layer is excluded or has ratio 0")
     work = copy.deepcopy(model.module).eval()
@@ -237,7 +239,8 @@ def run_experiment(
     from .metrics import vital_signs
 
     shape = check_data_fits(model, data)
-    recipe.target(describe_model(model, shape))  # refuse a recipe that does not fit before making a folder
+    layers = describe_model(model, shape)
+    recipe.target(layers)  # refuse a recipe that does not fit before making a folder
     run = create_run(root, base_info(model, data=data_spec, input_shape=shape), recipe, folder=folder)
     written = [0]
 
@@ -249,7 +252,7 @@ def run_experiment(
             callback(update)
 
     try:
-        pruned = prune(model, data, recipe, callback=report, cancel=cancel)
+        pruned = prune(model, data, recipe, callback=report, cancel=cancel, layers=layers)
         report(Update("measuring", 0.96, "measuring accuracy, size and latency", history=pruned.history))
         signs = vital_signs(replace(model, module=pruned.module), data, latency_runs=latency_runs)
         signs["sparsity_per_layer"] = layer_sparsity(pruned.module)
