@@ -14,10 +14,11 @@ from pathlib import Path
 import streamlit as st
 
 from pruner_core.analysis import Analysis, analyze
+from pruner_core.compare import Entry, compare
 from pruner_core.data import Dataset, load_data
 from pruner_core.describe import LayerInfo, describe_model
 from pruner_core.errors import PrunerError
-from pruner_core.experiments import default_root, list_runs
+from pruner_core.experiments import Run, default_root, list_runs
 from pruner_core.metrics import vital_signs
 from pruner_core.models import LoadedModel, check_data_fits, load_model
 from pruner_core.preview import Preview, preview
@@ -204,6 +205,29 @@ def active_preview(recipe: Recipe) -> Preview:
         PrunerError: the recipe does not fit the model, or the criterion cannot score it.
     """
     return cached_preview(*_active_key(), recipe.to_yaml())
+
+
+@st.cache_data(max_entries=16, show_spinner="Measuring accuracy, sizes and latency (PyTorch and ONNX Runtime)…")
+def cached_comparison(model_choice: tuple, model_digest: str, data_spec: str, data_digest: str, runs: tuple[str, ...],
+                      stamps: tuple, root: str) -> list[Entry]:
+    """:func:`~pruner_core.compare.compare` of the model and the run folders ``runs`` (``stamps``: their states)."""
+    return compare(_model_of(model_choice), get_data(data_spec), [list_runs_by_path(root)[p] for p in runs],
+                   data_spec=data_spec, root=root)
+
+
+def list_runs_by_path(root: str | Path) -> dict[str, Run]:
+    """Every run under ``root`` by its folder path (see :func:`~pruner_core.experiments.list_runs`)."""
+    return {str(run.path): run for run in list_runs(root)}
+
+
+def active_comparison(runs: list[Run]) -> list[Entry]:
+    """The active model (as the original) compared with ``runs`` on the active data; measured once per run, cached.
+
+    Raises:
+        PrunerError: the active data does not fit the active model.
+    """
+    stamps = tuple((r.status, r.finished, r.error) for r in runs)
+    return cached_comparison(*_active_key(), tuple(str(r.path) for r in runs), stamps, str(runs_root()))
 
 
 def runs_root() -> Path:

@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import gzip
+import os
 import statistics
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -168,3 +170,24 @@ def export_run(run_path: str | Path, out: str | Path, *, onnx_file: bool = True,
         if test_x is not None:
             written["onnx_max_diff"] = onnx_max_diff(path, model.module, test_x)
     return written
+
+
+def ensure_onnx(module: nn.Module, input_shape: tuple[int, ...], folder: str | Path) -> Path:
+    """``folder/model.onnx`` for ``module``, exported (and checked) once; later calls return the file as it is.
+
+    The file is written under a temporary name and moved into place, so a reader never sees half of it.
+    The caller owns ``folder`` and must give each distinct model its own (a run's cache folder, or one per
+    base-model fingerprint): the file is not re-checked against ``module``.
+    """
+    folder = Path(folder)
+    path = folder / "model.onnx"
+    if path.is_file():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".model.{os.getpid()}.{threading.get_ident()}.onnx"
+    try:
+        export_onnx(module, input_shape, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

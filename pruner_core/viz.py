@@ -285,3 +285,102 @@ def training_curves(history: list[dict], losses: list[tuple[int, float]] | None 
     fig.update_yaxes(tickformat=".0%", range=[0, 1.02], row=1, col=1)
     fig.update_layout(height=300, margin={"t": 40, "l": 60, "r": 20, "b": 40}, showlegend=False)
     return fig
+
+
+# --- comparison (pruner_core.compare entries) --------------------------------------------------------------
+
+COMPARE_COSTS = {
+    "latency": ("PyTorch b1 ms", "latency, batch 1, PyTorch eager (ms, median)"),
+    "latency_ort": ("ORT b1 ms", "latency, batch 1, ONNX Runtime (ms, median)"),
+    "size": ("dense size (B)", "dense weight file (bytes)"),
+    "size_gzip": ("gzip size (B)", "gzip-compressed weight file (bytes)"),
+    "size_sparse": ("sparse size (B)", "bitmask + values encoding (bytes)"),
+}
+
+
+def pareto_plot(table: pd.DataFrame, cost: str = "latency") -> go.Figure:
+    """Accuracy against a measured cost, one point per model, the Pareto front drawn and its points ringed.
+
+    Args:
+        table: :func:`~pruner_core.compare.comparison_table` (rows without figures are left out).
+        cost: a key of :data:`COMPARE_COSTS`.
+    """
+    from .compare import pareto_front
+
+    _check("cost", cost, tuple(COMPARE_COSTS))
+    column, title = COMPARE_COSTS[cost]
+    rows = table.dropna(subset=["accuracy", column]) if column in table else table.iloc[0:0]
+    xs, ys = rows[column].astype(float).tolist(), rows["accuracy"].astype(float).tolist()
+    front = pareto_front(list(zip(xs, ys, strict=True)))
+    fig = go.Figure()
+    order = sorted(front, key=lambda i: xs[i])
+    fig.add_trace(go.Scatter(
+        x=[xs[i] for i in order], y=[ys[i] for i in order], mode="lines", name="Pareto front",
+        line={"dash": "dot", "color": "#2ca02c"}, hoverinfo="skip",
+    ))
+    symbols = {"original": "star", "masked": "circle-open", "channel": "diamond", "dense": "square"}
+    for kind, group in rows.groupby("kind", sort=False):
+        idx = [rows.index.get_loc(i) for i in group.index]
+        fig.add_trace(go.Scatter(
+            x=[xs[i] for i in idx], y=[ys[i] for i in idx], mode="markers", name=str(kind),
+            marker={"size": [16 if i in front else 10 for i in idx], "symbol": symbols.get(str(kind), "circle"),
+                    "line": {"width": 2}},
+            text=[rows["model"].iloc[i] + (" (on the Pareto front)" if i in front else "") for i in idx],
+            hovertemplate="%{text}<br>accuracy %{y:.2%}<br>" + title + " %{x:,.4g}<extra></extra>",
+        ))
+    fig.update_layout(
+        title=f"Accuracy against {title}", height=380, margin={"t": 50, "l": 60, "r": 20, "b": 50},
+        xaxis_title=title, yaxis_title="test accuracy", yaxis_tickformat=".1%", legend_title_text="model",
+    )
+    return fig
+
+
+def sparsity_comparison(entries: list) -> go.Figure:
+    """Per-layer fraction of zero weights of each measured model, as grouped bars (layers on x)."""
+    fig = go.Figure()
+    for e in entries:
+        if not e.figures or e.kind == "original":
+            continue
+        sparsity = e.figures.get("sparsity", {})
+        fig.add_trace(go.Bar(x=list(sparsity), y=list(sparsity.values()), name=e.key,
+                             hovertemplate="%{x}: %{y:.1%} zero<extra>" + e.key + "</extra>"))
+    fig.update_layout(
+        title="Per-layer sparsity (fraction of weights that are zero; channel runs are physically smaller instead)",
+        barmode="group", height=340, yaxis_tickformat=".0%", yaxis_range=[0, 1],
+        margin={"t": 50, "l": 60, "r": 20, "b": 60},
+    )
+    return fig
+
+
+def per_class_change(entries: list, classes: list[str] | None = None) -> go.Figure:
+    """Change of per-class test accuracy against the original (percentage points), grouped bars per class."""
+    base = entries[0].figures["per_class"] if entries and entries[0].figures else []
+    names = classes or [str(i) for i in range(len(base))]
+    fig = go.Figure()
+    for e in entries[1:]:
+        if not e.figures:
+            continue
+        deltas = [None if a is None or b is None else (a - b) * 100 for a, b in zip(e.figures["per_class"], base, strict=False)]
+        fig.add_trace(go.Bar(x=names[: len(deltas)], y=deltas, name=e.key,
+                             hovertemplate="class %{x}: %{y:+.1f} pp<extra>" + e.key + "</extra>"))
+    fig.update_layout(
+        title="Per-class accuracy change against the original (percentage points)", barmode="group", height=340,
+        xaxis_title="class", yaxis_title="Δ accuracy (pp)", margin={"t": 50, "l": 60, "r": 20, "b": 50},
+    )
+    return fig
+
+
+def finetune_overlay(entries: list) -> go.Figure:
+    """Test accuracy per fine-tuning epoch of each run, overlaid (runs without fine-tuning are left out)."""
+    fig = go.Figure()
+    for e in entries:
+        rows = [h for h in e.history if h.get("test_accuracy") is not None]
+        if not rows:
+            continue
+        fig.add_trace(go.Scatter(x=[h["epoch"] for h in rows], y=[h["test_accuracy"] for h in rows],
+                                 mode="lines+markers", name=e.key))
+    fig.update_layout(
+        title="Fine-tuning: test accuracy per epoch", height=320, xaxis_title="epoch", yaxis_title="test accuracy",
+        yaxis_tickformat=".1%", margin={"t": 50, "l": 60, "r": 20, "b": 50},
+    )
+    return fig

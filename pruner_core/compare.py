@@ -1,0 +1,412 @@
+"""Side-by-side comparison of the original model and saved runs: every figure measured, cached per run.
+
+- :func:`measure`: accuracy (overall and per class), parameters and non-zeros, FLOPs, the three sizes of
+  :func:`~pruner_core.export.size_figures`, the ONNX file's size, and latency in PyTorch eager and ONNX Runtime at
+  batch 1 and 64 (median and inter-quartile range, with device, threads and runs).
+- :func:`compare`: one :class:`Entry` per model (the original first), each measured once per data set and
+  cached on disk, so a second visit reads JSON. Runs of another base model or data set are measured anyway
+  and carry a warning; runs that are damaged or not done are listed with the reason and no figures.
+- :func:`comparison_table`: the classic table (Accuracy | Inference time | Size | Non-zero / total parameters)
+  plus FLOPs, ONNX Runtime latency and deltas against the original.
+
+Measurements of a run are cached in ``RUN/compare/`` (the run's own folder: nothing is written elsewhere),
+those of an original model in ``ROOT/.cache/original-<fingerprint>/`` (hidden from the run listing). Each
+folder holds ``compare.json`` (figures, keyed by the data set's digest), ``weights.safetensors(.gz)`` (the
+files whose bytes are the sizes) and ``model.onnx``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .data import Dataset, batches
+from .describe import layer_flops, prunable_layers
+from .errors import PrunerError
+from .experiments import Run, default_root, load_run_model
+from .export import ensure_onnx, onnx_latency, size_figures
+from .metrics import count_parameters, device_name, measure_latency
+from .models import LoadedModel, check_data_fits
+
+VERSION = 1  # bump when what measure() returns changes: older caches are measured again
+BATCHES = (1, 64)
+RUNTIMES = {"pytorch": "PyTorch eager", "onnxruntime": "ONNX Runtime"}
+
+
+def run_cache_dir(run: Run) -> Path:
+    """Where a run's comparison measurements and its ONNX file live: ``RUN/compare``."""
+    return run.path / "compare"
+
+
+def original_cache_dir(model: LoadedModel, root: str | Path | None = None) -> Path:
+    """Where an original (unpruned) model's measurements and ONNX file live, one folder per weights fingerprint."""
+    root = Path(root) if root is not None else default_root()
+    return root / ".cache" / f"original-{model.fingerprint()}"
+
+
+def data_digest(data: Dataset) -> str:
+    """A short hash of the test split (inputs and labels): measurements are only reused on the same data."""
+    h = hashlib.sha256()
+    for t in (data.x_test, data.y_test):
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@torch.inference_mode()
+def per_class_accuracy(module: nn.Module, data: Dataset, batch_size: int = 256) -> tuple[float, list[float | None]]:
+    """Top-1 accuracy overall and per class (``None`` for a class absent from the test split)."""
+    classes = max(data.num_classes, int(data.y_test.max()) + 1 if len(data.y_test) else 0)
+    correct = torch.zeros(classes, dtype=torch.long)
+    seen = torch.zeros(classes, dtype=torch.long)
+    for xb, yb in batches(data.x_test, data.y_test, batch_size):
+        hit = (module(xb).argmax(1) == yb).long()
+        correct.index_add_(0, yb, hit)
+        seen.index_add_(0, yb, torch.ones_like(yb))
+    total = int(seen.sum())
+    overall = int(correct.sum()) / total if total else float("nan")
+    return overall, [int(c) / int(s) if s else None for c, s in zip(correct, seen, strict=True)]
+
+
+def measure(
+    module: nn.Module,
+    input_shape: tuple[int, ...],
+    data: Dataset,
+    folder: str | Path,
+    *,
+    latency_runs: tuple[int, int] = (30, 10),
+    warmup: int = 3,
+    onnx: bool = True,
+) -> dict:
+    """Measure one model for the comparison, writing its weight files (and ONNX) into ``folder``.
+
+    Args:
+        module: the model (eval mode; not modified).
+        input_shape: one sample's shape.
+        data: its test split is what accuracy is measured on.
+        folder: where the dense, gzip and ONNX files are written (their bytes are the sizes reported).
+        latency_runs: timed runs at batch 1 and at batch 64, for each runtime.
+        warmup: untimed runs before each latency measurement.
+        onnx: also export ONNX and time ONNX Runtime (off for models that cannot be exported).
+
+    Returns:
+        Plain data: ``accuracy``, ``per_class``, ``params``, ``nonzero_params``, ``flops``, ``sizes``
+        (``dense_bytes``, ``gzip_bytes``, ``sparse_bytes``, ``onnx_bytes``), ``latency`` (runtime -> ``batchB`` ->
+        :meth:`~pruner_core.metrics.Latency.to_dict`), ``sparsity`` (per prunable layer), ``onnx_error``
+        (why ONNX is missing, if it is), ``how`` and ``measured`` (ISO time).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    module.eval()
+    acc, per_class = per_class_accuracy(module, data)
+    params, nonzero = count_parameters(module)
+    flops, _ = layer_flops(module, torch.zeros(1, *input_shape))
+    sizes = size_figures(module, folder)
+    how = dict(sizes.pop("how"))
+    latency: dict[str, dict[str, dict]] = {"pytorch": {}}
+    for batch, runs in zip(BATCHES, latency_runs, strict=True):
+        latency["pytorch"][f"batch{batch}"] = measure_latency(module, input_shape, batch, runs=runs, warmup=warmup).to_dict()
+    onnx_error = None
+    if onnx:
+        try:
+            path = ensure_onnx(module, input_shape, folder)
+        except PrunerError as e:
+            onnx_error = str(e)
+        else:
+            sizes["onnx_bytes"] = path.stat().st_size
+            how["onnx_bytes"] = "bytes of the ONNX file (opset 17; weights stored dense, as ONNX stores them)"
+            latency["onnxruntime"] = {
+                f"batch{batch}": onnx_latency(path, input_shape, batch, runs=runs, warmup=warmup).to_dict()
+                for batch, runs in zip(BATCHES, latency_runs, strict=True)
+            }
+    sparsity = {name: float((mod.weight == 0).float().mean()) for name, mod, _ in prunable_layers(module)}
+    how |= {
+        "accuracy": f"top-1 on the {len(data.y_test):,} test samples of {data.name}",
+        "flops": "torch.utils.flop_counter on one forward pass at batch 1 (a multiply-add counts as 2 FLOPs)",
+        "latency": "median and inter-quartile range of timed forward passes on " + device_name(),
+    }
+    return {
+        "accuracy": acc,
+        "per_class": per_class,
+        "params": params,
+        "nonzero_params": nonzero,
+        "flops": flops,
+        "sizes": sizes,
+        "latency": latency,
+        "sparsity": sparsity,
+        "onnx_error": onnx_error,
+        "how": how,
+        "measured": datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+
+
+def cached_measure(module: nn.Module, input_shape: tuple[int, ...], data: Dataset, folder: str | Path, **kwargs) -> dict:
+    """:func:`measure`, read from ``folder/compare.json`` when it was measured before on the same data.
+
+    The cache is keyed by :data:`VERSION` and the data set's :func:`data_digest`; one file per folder holds one
+    entry per data set. A cache file that cannot be read is measured again and rewritten (atomically).
+    """
+    folder = Path(folder)
+    cache = folder / "compare.json"
+    key = f"v{VERSION}-{data_digest(data)}"
+    try:
+        entries = json.loads(cache.read_text())
+        if not isinstance(entries, dict):
+            entries = {}
+    except (OSError, ValueError):
+        entries = {}
+    if isinstance(entries.get(key), dict):
+        return entries[key]
+    figures = measure(module, input_shape, data, folder, **kwargs)
+    entries[key] = figures
+    tmp = folder / f".compare.{os.getpid()}.json"
+    tmp.write_text(json.dumps(entries, indent=1))
+    os.replace(tmp, cache)
+    return figures
+
+
+def forget(folder: str | Path) -> None:
+    """Drop the cached figures in ``folder`` so the next comparison measures again (the ONNX file is kept)."""
+    (Path(folder) / "compare.json").unlink(missing_ok=True)
+
+
+@dataclass
+class Entry:
+    """One model in a comparison: the original or a run, its figures (None if it could not be measured)."""
+
+    key: str
+    label: str
+    kind: str  # "original", "masked", "channel" or "dense" (a run that removed nothing)
+    figures: dict | None = None
+    history: list = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+    status: str = "done"
+    seconds: float = 0.0
+    recipe: str | None = None  # the run's recipe as YAML
+
+    @property
+    def masked(self) -> bool:
+        return self.kind == "masked"
+
+
+def _kind(run: Run) -> str:
+    if run.structure:
+        return "channel"
+    return "masked" if run.has_masks else "dense"
+
+
+def _run_warnings(run: Run, original: LoadedModel, data_spec: str | None) -> list[str]:
+    warnings = []
+    if run.base.get("fingerprint") and run.base["fingerprint"] != original.fingerprint():
+        warnings.append(
+            f"pruned from another base model ({run.base.get('spec')}, weights {run.base['fingerprint']}) than the "
+            f"original shown ({original.label}, weights {original.fingerprint()}): deltas compare different models"
+        )
+    if data_spec is not None and run.base.get("data") and run.base["data"] != data_spec:
+        warnings.append(
+            f"pruned and fine-tuned on other data ({run.base['data']}) than the data measured here ({data_spec})"
+        )
+    return warnings
+
+
+def compare(
+    original: LoadedModel,
+    data: Dataset,
+    runs: list[Run],
+    *,
+    data_spec: str | None = None,
+    root: str | Path | None = None,
+    latency_runs: tuple[int, int] = (30, 10),
+    callback: Callable[[int, int, str], None] | None = None,
+) -> list[Entry]:
+    """Measure (or read from cache) the original and each run on ``data``; the original comes first.
+
+    Args:
+        original: the unpruned model (not modified).
+        data: the data every model is measured on.
+        runs: the runs to compare, as listed by :func:`~pruner_core.experiments.list_runs` (any status).
+        data_spec: how ``data`` was loaded; runs pruned on another spec get a warning.
+        root: the runs folder holding the original's cache (see :func:`original_cache_dir`).
+        latency_runs: timed runs at batch 1 and 64 (only used when a model is measured, not read from cache).
+        callback: ``(done, total, label)`` before each model.
+
+    Returns:
+        One :class:`Entry` per model. A run that is not done, damaged, or cannot be rebuilt or measured has
+        ``error`` set and no figures; nothing here raises for one bad run.
+
+    Raises:
+        CompatibilityError: ``data`` does not fit the original model.
+    """
+    shape = check_data_fits(original, data)
+    total = 1 + len(runs)
+    if callback:
+        callback(0, total, original.label)
+    start = time.perf_counter()
+    figures = cached_measure(original.module, shape, data, original_cache_dir(original, root), latency_runs=latency_runs,
+                             onnx=original.fmt not in ("torchscript", "export"))
+    entries = [Entry("original", f"original · {original.label}", "original", figures,
+                     seconds=time.perf_counter() - start)]
+    for i, run in enumerate(runs, start=1):
+        if callback:
+            callback(i, total, run.label)
+        entries.append(_run_entry(run, original, data, data_spec, latency_runs))
+    return entries
+
+
+def _run_entry(run: Run, original: LoadedModel, data: Dataset, data_spec: str | None, latency_runs) -> Entry:
+    entry = Entry(run.id, run.label, _kind(run) if run.status == "done" else "—", history=list(run.history or []),
+                  status=run.status, recipe=run.recipe.to_yaml() if run.recipe else None)
+    if run.status != "done":
+        entry.error = f"{run.status}" + (f": {run.error}" if run.error else "")
+        return entry
+    entry.warnings = _run_warnings(run, original, data_spec)
+    start = time.perf_counter()
+    try:
+        model = load_run_model(run)
+        shape = check_data_fits(model, data)
+        entry.figures = cached_measure(model.module, shape, data, run_cache_dir(run), latency_runs=latency_runs)
+    except PrunerError as e:
+        entry.error = str(e)
+    except (OSError, RuntimeError, ValueError) as e:  # a folder changed on disk under us: report, do not crash
+        entry.error = f"{type(e).__name__}: {e}"
+    entry.seconds = time.perf_counter() - start
+    return entry
+
+
+# --- tables ---------------------------------------------------------------------------------------------
+
+
+def _lat(figures: dict, runtime: str, batch: int) -> dict | None:
+    return figures.get("latency", {}).get(runtime, {}).get(f"batch{batch}")
+
+
+NOISY = 0.5  # an inter-quartile range wider than this share of the median marks a latency as noisy
+
+
+def _noisy(lat: dict | None) -> bool:
+    return bool(lat) and lat["p75_ms"] - lat["p25_ms"] > NOISY * lat["median_ms"]
+
+
+def comparison_table(entries: list[Entry]) -> pd.DataFrame:
+    """The comparison as one row per model, deltas against the first entry (the original).
+
+    Columns: model, kind, accuracy, Δ accuracy (percentage points), latency medians per runtime and batch and
+    the speed-up of each against the original (original / this; > 1 is faster), the three sizes and ONNX size
+    with their ratio to the original, non-zero and total parameters, FLOPs and their reduction, and notes
+    (masked models, warnings, errors). Models without figures keep their row with the error in ``notes``.
+    """
+    base = entries[0].figures if entries and entries[0].figures else None
+    rows = []
+    for e in entries:
+        row: dict = {"model": e.label, "kind": e.kind}
+        f = e.figures
+        notes = list(e.warnings)
+        if e.masked:
+            notes.insert(0, "masked: zeros are stored and computed; dense runtimes do not run it faster")
+        if f is None:
+            notes.insert(0, e.error or "not measured")
+            row["notes"] = "; ".join(notes)
+            rows.append(row)
+            continue
+        if f.get("onnx_error"):
+            notes.append(f"no ONNX: {f['onnx_error']}")
+        noisy = [f"{RUNTIMES[rt]} b{b}" for rt in RUNTIMES for b in BATCHES if _noisy(_lat(f, rt, b))]
+        if noisy:
+            notes.append(f"latency noisy (inter-quartile range over {NOISY:.0%} of the median; re-measure on a quiet"
+                         f" machine): {', '.join(noisy)}")
+        row["accuracy"] = f["accuracy"]
+        row["Δ accuracy (pp)"] = (f["accuracy"] - base["accuracy"]) * 100 if base else None
+        for runtime, short in (("pytorch", "PyTorch"), ("onnxruntime", "ORT")):
+            for batch in BATCHES:
+                lat, ref = _lat(f, runtime, batch), _lat(base, runtime, batch) if base else None
+                row[f"{short} b{batch} ms"] = lat["median_ms"] if lat else None
+                row[f"{short} b{batch} speed-up"] = ref["median_ms"] / lat["median_ms"] if lat and ref else None
+        for size, label in (("dense_bytes", "dense"), ("gzip_bytes", "gzip"), ("sparse_bytes", "sparse"), ("onnx_bytes", "ONNX")):
+            value = f["sizes"].get(size)
+            row[f"{label} size (B)"] = value
+            row[f"{label} size ratio"] = value / base["sizes"][size] if value and base and base["sizes"].get(size) else None
+        row["non-zero params"] = f["nonzero_params"]
+        row["params"] = f["params"]
+        row["non-zero / total"] = f"{f['nonzero_params']:,} / {f['params']:,}"
+        row["FLOPs"] = f["flops"]
+        row["FLOP reduction"] = base["flops"] / f["flops"] if base and f["flops"] else None
+        row["notes"] = "; ".join(notes)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def measurement_notes(entries: list[Entry]) -> list[str]:
+    """How the figures of a comparison were measured, one line each (device, threads, runs, runtimes, sizes)."""
+    figures = next((e.figures for e in entries if e.figures), None)
+    if figures is None:
+        return []
+    lines = [f"{what}: {how}" for what, how in figures["how"].items()]
+    for runtime, per_batch in figures["latency"].items():
+        for lat in per_batch.values():
+            lines.append(f"latency ({RUNTIMES.get(runtime, runtime)}): {lat['label']}")
+    lines.append(
+        "speed-up = the original's median / this model's median at the same batch and runtime (> 1: faster); "
+        "each model's figures were measured when it was first compared and cached with the time of measurement"
+    )
+    return lines
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats: lower x (cost) and higher y (accuracy), ties kept."""
+    front = []
+    for i, (x, y) in enumerate(points):
+        dominated = any(
+            (x2 <= x and y2 >= y) and (x2 < x or y2 > y) for j, (x2, y2) in enumerate(points) if j != i
+        )
+        if not dominated:
+            front.append(i)
+    return front
+
+
+def _mb(n) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+
+
+def _with_ratio(value: str, ratio, better_above: bool) -> str:
+    if ratio is None or pd.isna(ratio):
+        return value
+    return f"{value} ({ratio:.2f}×)" if better_above else f"{value} ({ratio:.0%})"
+
+
+def display_table(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`comparison_table` as text for people: one column per figure, the delta or ratio beside each value.
+
+    Latency shows ``median ms (speed-up×)``, sizes ``MB (share of the original)``, FLOPs ``count (reduction×)``.
+    """
+    out = []
+    for _, r in table.iterrows():
+        row = {"model": r["model"], "kind": r["kind"]}
+        if "accuracy" in r and not pd.isna(r.get("accuracy")):
+            row["accuracy"] = f"{r['accuracy']:.2%} ({r['Δ accuracy (pp)']:+.1f} pp)"
+            for short, name in (("PyTorch", "PyTorch"), ("ORT", "ONNX Runtime")):
+                for batch in BATCHES:
+                    ms = r.get(f"{short} b{batch} ms")
+                    row[f"{name} b{batch}"] = (
+                        "—" if ms is None or pd.isna(ms) else _with_ratio(f"{ms:.3g} ms", r.get(f"{short} b{batch} speed-up"), True)
+                    )
+            for label in ("dense", "gzip", "sparse", "ONNX"):
+                size = r.get(f"{label} size (B)")
+                row[f"{label} size"] = (
+                    "—" if size is None or pd.isna(size) else _with_ratio(_mb(size), r.get(f"{label} size ratio"), False)
+                )
+            row["non-zero / total params"] = r["non-zero / total"]
+            row["FLOPs"] = _with_ratio(f"{r['FLOPs'] / 1e6:.2f} M", r.get("FLOP reduction"), True)
+        row["notes"] = r.get("notes") or ""
+        out.append(row)
+    return pd.DataFrame(out).fillna("—")
