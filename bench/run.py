@@ -294,6 +294,40 @@ def bench_quality() -> dict:
     return figures
 
 
+def bench_compare() -> dict:
+    """The Compare page's table for mnist-cnn + 3 runs (masked 50%, 2:4, channel 50%), cold (every figure measured:
+    accuracy, sizes, ONNX export, PyTorch + ONNX Runtime latency at batch 1 and 64) and warm (read from cache)."""
+    import tempfile
+
+    from pruner_core.compare import compare, comparison_table
+    from pruner_core.experiments import list_runs
+    from pruner_core.pipeline import run_experiment
+    from pruner_core.recipe import Recipe
+
+    data = load_data("demo:mnist5k")
+    model = load_model("demo:mnist-cnn")
+    figures: dict = {}
+    with tempfile.TemporaryDirectory() as root:
+        for recipe in ({"sparsity": 0.5}, {"granularity": "nm"}, {"granularity": "channel", "sparsity": 0.5}):
+            run_experiment(model, data, Recipe.from_dict({**recipe, "finetune": {"epochs": 0}}), data_spec="demo:mnist5k",
+                           root=root, latency_runs=(2, 1))
+        runs = list_runs(root)
+        start = time.perf_counter()
+        entries = compare(model, data, runs, data_spec="demo:mnist5k", root=root)
+        cold = time.perf_counter() - start
+        start = time.perf_counter()
+        compare(model, data, runs, data_spec="demo:mnist5k", root=root)
+        warm = time.perf_counter() - start
+    table = comparison_table(entries).set_index("kind")
+    figures |= {"compare_seconds": round(cold, 2), "compare_seconds.warm": round(warm, 3)}
+    for kind in ("masked", "channel"):
+        row = table.loc[[kind]].iloc[0]
+        for col in ("PyTorch b1 speed-up", "PyTorch b64 speed-up", "ORT b1 speed-up", "ORT b64 speed-up",
+                    "dense size ratio", "gzip size ratio", "sparse size ratio", "ONNX size ratio"):
+            figures[f"compare.{kind}.{col.replace(' ', '_')}"] = round(float(row[col]), 3)
+    return figures
+
+
 BENCHMARKS: dict[str, Callable[[], dict]] = {
     "vitals": bench_vitals,
     "analysis": bench_analysis,
@@ -301,6 +335,7 @@ BENCHMARKS: dict[str, Callable[[], dict]] = {
     "finetune": bench_finetune,
     "structured": bench_structured,
     "quality": bench_quality,
+    "compare": bench_compare,
 }
 
 

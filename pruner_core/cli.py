@@ -149,10 +149,12 @@ def prune(
 @user_errors
 def export(
     run: Annotated[Path, typer.Argument(help="a finished run folder (from pruner prune or the Prune page)")],
-    out: Annotated[Path, typer.Option("--out", help="folder to write the weights, recipe and ONNX into")],
+    out: Annotated[Path, typer.Option("--out", help="folder to write the weights, recipe, ONNX and report into")],
     onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="also write model.onnx (checked against PyTorch)")] = True,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="also write report.html: this run against its "
+                                         "base model, measured here (opens offline)")] = False,
 ) -> None:
-    """Export a run: pruned weights (safetensors, + gzip), the recipe that reproduces it, and ONNX (opset 17)."""
+    """Export a run: pruned weights (safetensors, + gzip), the recipe that reproduces it, ONNX (opset 17), a report."""
     from .data import load_data
     from .experiments import load_run
     from .export import export_run
@@ -168,6 +170,46 @@ def export(
         diff = written.get("onnx_max_diff")
         check = f"; max |ONNX Runtime - PyTorch| = {diff:.2e} on the test data" if diff is not None else ""
         typer.echo(f"onnx     {written['onnx']} ({written['onnx_bytes']:,} bytes, passes onnx.checker{check})")
+    if report:
+        path = _write_comparison([run], out / "report.html", None, None)
+        typer.echo(f"report   {path}")
+
+
+def _write_comparison(runs: list[Path], report: Path | None, json_path: Path | None, data: str | None) -> Path | None:
+    """Compare run folders against the first one's base model; print the table; write the report / JSON."""
+    from .compare import compare_saved, comparison_table, display_table, measurement_notes
+    from .experiments import list_runs, load_run
+    from .report import write_report
+
+    loaded = []
+    for path in runs:
+        listed = {r.path.resolve(): r for r in list_runs(path.parent)}
+        loaded.append(listed.get(path.resolve()) or load_run(path))  # a damaged run is listed, not raised
+    entries, dataset = compare_saved(loaded, data_spec=data)
+    typer.echo(display_table(comparison_table(entries)).to_string(index=False))
+    for line in measurement_notes(entries):
+        typer.echo(f"  {line}")
+    if json_path is not None:
+        json_path.write_text(json.dumps([{"key": e.key, "label": e.label, "kind": e.kind, "figures": e.figures,
+                                          "warnings": e.warnings, "error": e.error} for e in entries], indent=1))
+    if report is None:
+        return None
+    return write_report(report, entries, title=f"Pruning report: {entries[0].label}", classes=dataset.classes,
+                        data_label=dataset.name)
+
+
+@app.command("compare")
+@user_errors
+def compare_cmd(
+    runs: Annotated[list[Path], typer.Argument(help="run folders; the first one's base model is the original")],
+    data: Annotated[str | None, typer.Option("--data", help="measure on this data (default: the first run's)")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="write a self-contained HTML report here")] = None,
+    json_out: JsonOpt = None,
+) -> None:
+    """Measure runs side by side with their original: accuracy, sizes, PyTorch and ONNX Runtime latency (cached)."""
+    path = _write_comparison(runs, report, json_out, data)
+    if path is not None:
+        typer.echo(f"report   {path}")
 
 
 @app.command()
@@ -196,6 +238,108 @@ def analyze(
         share = f"{la.time_share:.1%}" if la.time_share is not None else "n/a"
         typer.echo(f"{la.name:<24} mean APoZ {apoz:>6}  BN {la.bn or 'n/a'}  group {la.group}  time {share:>6}")
     typer.echo(f"wrote {json_path} ({result.samples} calibration samples, {result.seconds:.2f} s)")
+
+
+def _ratio_list(text: str) -> list[float]:
+    from .errors import SpecError
+
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        return [float(p) for p in parts]
+    except ValueError:
+        bad = next(p for p in parts if not p.replace(".", "", 1).lstrip("-").isdigit())
+        raise SpecError(f"--ratios: '{bad}' is not a number; give fractions in [0, 1) separated by commas, e.g. 0.1,0.5,0.9") from None
+
+
+GranularityOpt = Annotated[str, typer.Option("--granularity", help="unstructured, vector, kernel or channel (a unit = a coupled group)")]
+CriterionOpt = Annotated[str, typer.Option("--criterion", help="l1, l2, random, taylor, apoz, bn_scale or wanda (must suit the granularity)")]
+RatiosOpt = Annotated[str, typer.Option("--ratios", help="fractions to try, comma-separated (of weights; of output channels for channel)")]
+SamplesOpt = Annotated[int, typer.Option("--samples", help="test images to evaluate on (the first N)", min=1)]
+
+
+@app.command()
+@user_errors
+def sensitivity(
+    model: Annotated[str, typer.Argument(help="demo:NAME, package.module:factory, or a .pt2/.pt/.pth/.ts file")],
+    json_path: Annotated[Path, typer.Option("--json", help="write the curves as JSON to this path")],
+    weights: WeightsOpt = None,
+    data: DataOpt = "demo:mnist5k",
+    trust: TrustOpt = False,
+    granularity: GranularityOpt = "unstructured",
+    criterion: CriterionOpt = "l1",
+    ratios: RatiosOpt = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9",
+    samples: SamplesOpt = 1000,
+    latency: Annotated[bool, typer.Option("--latency/--no-latency", help="channel: time each group against kept channels")] = True,
+) -> None:
+    """Prune each layer (or coupled group) alone at each ratio, no fine-tuning: accuracy and loss curves."""
+    from .data import load_data
+    from .models import load_model
+    from .sensitivity import scan
+
+    loaded = load_model(model, weights=weights, trust=trust)
+    result = scan(loaded, load_data(data), granularity=granularity, criterion=criterion, ratios=_ratio_list(ratios),
+                  samples=samples, latency=latency)
+    result.save(json_path)
+    typer.echo(f"dense accuracy {result.dense_accuracy:.2%}, loss {result.dense_loss:.4f} ({result.settings['samples']} test samples)")
+    header = "".join(f"{r:>7.0%}" for r in result.settings["ratios"])
+    typer.echo(f"{'accuracy at ratio':<28}{header}")
+    for unit in result.units:
+        label = unit.name + (f" (+{len(unit.layers) - 1})" if len(unit.layers) > 1 else "")
+        typer.echo(f"{label:<28}" + "".join(f"{a:>7.1%}" for a in unit.accuracy))
+    typer.echo(f"least sensitive first: {', '.join(result.least_sensitive())}")
+    typer.echo(f"wrote {json_path} ({result.seconds:.1f} s)")
+
+
+@app.command()
+@user_errors
+def recommend(
+    model: Annotated[str, typer.Argument(help="demo:NAME, package.module:factory, or a .pt2/.pt/.pth/.ts file")],
+    out: Annotated[Path, typer.Option("--out", help="write the recommended recipe (YAML) here")],
+    weights: WeightsOpt = None,
+    data: DataOpt = "demo:mnist5k",
+    trust: TrustOpt = False,
+    granularity: GranularityOpt = "unstructured",
+    criterion: CriterionOpt = "l1",
+    samples: SamplesOpt = 1000,
+    target_sparsity: Annotated[float | None, typer.Option("--target-sparsity", help="fraction of the prunable weights to remove")] = None,
+    target_flops: Annotated[float | None, typer.Option("--target-flops", help="fraction of the prunable layers' FLOPs to remove")] = None,
+    max_drop: Annotated[float | None, typer.Option("--max-drop", help="largest accuracy drop allowed (predicted), e.g. 0.01")] = None,
+    scan_path: Annotated[Path | None, typer.Option("--scan", help="curves from pruner sensitivity --json (else scanned now)")] = None,
+    check: Annotated[bool, typer.Option("--check/--no-check", help="apply both recipes without fine-tuning and measure them")] = False,
+) -> None:
+    """Per-layer ratios that meet a target, from sensitivity curves (sensitive layers keep more); writes a recipe."""
+    from .data import load_data
+    from .errors import SpecError
+    from .models import load_model
+    from .sensitivity import Sensitivity, apply_and_measure, scan
+    from .sensitivity import recommend as allocate
+
+    given = [(k, v) for k, v in (("sparsity", target_sparsity), ("flops", target_flops), ("drop", max_drop)) if v is not None]
+    if len(given) != 1:
+        raise SpecError("give exactly one target: --target-sparsity S, --target-flops F or --max-drop D"
+                        + (f"; got {len(given)}" if given else ""))
+    loaded = load_model(model, weights=weights, trust=trust)
+    dataset = load_data(data)
+    if scan_path is not None:
+        curves = Sensitivity.load(scan_path)
+        if curves.fingerprint != loaded.fingerprint():
+            raise SpecError(f"--scan '{scan_path}' was measured on other weights ({curves.model}); scan this model again")
+    else:
+        curves = scan(loaded, dataset, granularity=granularity, criterion=criterion, samples=samples, latency=False)
+    rec = allocate(curves, *given[0])
+    rec.recipe.save(out)
+    p, u = rec.predicted, rec.uniform["predicted"]
+    for label, pred in (("recommended", p), (f"uniform {rec.uniform['ratio']:.3f}", u)):
+        flops = f"{pred['flop_reduction']:.1%}" if pred["flop_reduction"] is not None else "n/a"
+        typer.echo(f"{label:<20} predicted: {pred['param_sparsity']:.1%} sparsity, {flops} FLOP reduction, "
+                   f"accuracy {pred['accuracy']:.2%} (drop {pred['accuracy_drop']:.2%}, sum of per-layer drops)")
+    if check:
+        for label, recipe in (("recommended", rec.recipe), ("uniform", rec.uniform["recipe"])):
+            m = apply_and_measure(loaded, dataset, recipe, samples=curves.settings["samples"])
+            typer.echo(f"{label:<20} measured (no fine-tune): {m.param_sparsity:.1%} sparsity, {m.flop_reduction:.1%} FLOP "
+                       f"reduction, accuracy {m.accuracy:.2%}")
+    typer.echo("ratios: " + ", ".join(f"{k} {v:.3f}" for k, v in rec.ratios.items()))
+    typer.echo(f"wrote {out}")
 
 
 @app.command("train-demo")

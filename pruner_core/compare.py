@@ -17,9 +17,11 @@ files whose bytes are the sizes) and ``model.onnx``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,8 +36,8 @@ from .data import Dataset, batches
 from .describe import layer_flops, prunable_layers
 from .errors import PrunerError
 from .experiments import Run, default_root, load_run_model
-from .export import ensure_onnx, onnx_latency, size_figures
-from .metrics import count_parameters, device_name, measure_latency
+from .export import ensure_onnx, size_figures
+from .metrics import PYTORCH_RUNTIME, count_parameters, device_name, latency_of
 from .models import LoadedModel, check_data_fits
 
 VERSION = 1  # bump when what measure() returns changes: older caches are measured again
@@ -78,33 +80,9 @@ def per_class_accuracy(module: nn.Module, data: Dataset, batch_size: int = 256) 
     return overall, [int(c) / int(s) if s else None for c, s in zip(correct, seen, strict=True)]
 
 
-def measure(
-    module: nn.Module,
-    input_shape: tuple[int, ...],
-    data: Dataset,
-    folder: str | Path,
-    *,
-    latency_runs: tuple[int, int] = (30, 10),
-    warmup: int = 3,
-    onnx: bool = True,
-) -> dict:
-    """Measure one model for the comparison, writing its weight files (and ONNX) into ``folder``.
-
-    Args:
-        module: the model (eval mode; not modified).
-        input_shape: one sample's shape.
-        data: its test split is what accuracy is measured on.
-        folder: where the dense, gzip and ONNX files are written (their bytes are the sizes reported).
-        latency_runs: timed runs at batch 1 and at batch 64, for each runtime.
-        warmup: untimed runs before each latency measurement.
-        onnx: also export ONNX and time ONNX Runtime (off for models that cannot be exported).
-
-    Returns:
-        Plain data: ``accuracy``, ``per_class``, ``params``, ``nonzero_params``, ``flops``, ``sizes``
-        (``dense_bytes``, ``gzip_bytes``, ``sparse_bytes``, ``onnx_bytes``), ``latency`` (runtime -> ``batchB`` ->
-        :meth:`~pruner_core.metrics.Latency.to_dict`), ``sparsity`` (per prunable layer), ``onnx_error``
-        (why ONNX is missing, if it is), ``how`` and ``measured`` (ISO time).
-    """
+def measure_static(module: nn.Module, input_shape: tuple[int, ...], data: Dataset, folder: str | Path, *,
+                   onnx: bool = True) -> dict:
+    """Everything :func:`measure` returns but latency, writing the weight files (and ONNX) into ``folder``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     module.eval()
@@ -113,9 +91,6 @@ def measure(
     flops, _ = layer_flops(module, torch.zeros(1, *input_shape))
     sizes = size_figures(module, folder)
     how = dict(sizes.pop("how"))
-    latency: dict[str, dict[str, dict]] = {"pytorch": {}}
-    for batch, runs in zip(BATCHES, latency_runs, strict=True):
-        latency["pytorch"][f"batch{batch}"] = measure_latency(module, input_shape, batch, runs=runs, warmup=warmup).to_dict()
     onnx_error = None
     if onnx:
         try:
@@ -125,54 +100,114 @@ def measure(
         else:
             sizes["onnx_bytes"] = path.stat().st_size
             how["onnx_bytes"] = "bytes of the ONNX file (opset 17; weights stored dense, as ONNX stores them)"
-            latency["onnxruntime"] = {
-                f"batch{batch}": onnx_latency(path, input_shape, batch, runs=runs, warmup=warmup).to_dict()
-                for batch, runs in zip(BATCHES, latency_runs, strict=True)
-            }
     sparsity = {name: float((mod.weight == 0).float().mean()) for name, mod, _ in prunable_layers(module)}
     how |= {
         "accuracy": f"top-1 on the {len(data.y_test):,} test samples of {data.name}",
         "flops": "torch.utils.flop_counter on one forward pass at batch 1 (a multiply-add counts as 2 FLOPs)",
-        "latency": "median and inter-quartile range of timed forward passes on " + device_name(),
+        "latency": "median and inter-quartile range of timed forward passes on " + device_name() + "; the models "
+                   "of one comparison are timed together, in turn, so a busy machine slows them alike",
     }
     return {
-        "accuracy": acc,
-        "per_class": per_class,
-        "params": params,
-        "nonzero_params": nonzero,
-        "flops": flops,
-        "sizes": sizes,
-        "latency": latency,
-        "sparsity": sparsity,
-        "onnx_error": onnx_error,
-        "how": how,
-        "measured": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "accuracy": acc, "per_class": per_class, "params": params, "nonzero_params": nonzero, "flops": flops,
+        "sizes": sizes, "sparsity": sparsity, "onnx_error": onnx_error, "how": how,
     }
 
 
-def cached_measure(module: nn.Module, input_shape: tuple[int, ...], data: Dataset, folder: str | Path, **kwargs) -> dict:
-    """:func:`measure`, read from ``folder/compare.json`` when it was measured before on the same data.
+@dataclass
+class Subject:
+    """A model to time: its module, one sample's shape, and its ONNX file (None: PyTorch only)."""
 
-    The cache is keyed by :data:`VERSION` and the data set's :func:`data_digest`; one file per folder holds one
-    entry per data set. A cache file that cannot be read is measured again and rewritten (atomically).
+    module: nn.Module
+    input_shape: tuple[int, ...]
+    onnx: Path | None = None
+
+
+def time_together(subjects: list[Subject], *, latency_runs: tuple[int, int] = (30, 10), warmup: int = 3) -> list[dict]:
+    """Latency of several models, interleaved: each timed run goes through every model in turn.
+
+    Timing the models of a comparison one after another lets a load that comes and goes favour whichever ran
+    in a quiet moment; in turn, they share it. For each runtime (PyTorch eager, ONNX Runtime where a file is
+    given) and batch (1 and 64): ``warmup`` untimed calls per model, then ``runs`` rounds.
+
+    Returns:
+        Per subject: ``{runtime: {"batch1": Latency dict, "batch64": ...}}``.
     """
-    folder = Path(folder)
-    cache = folder / "compare.json"
-    key = f"v{VERSION}-{data_digest(data)}"
+    from .export import ort_runtime, session
+
+    out: list[dict] = [{"pytorch": {}} | ({"onnxruntime": {}} if s.onnx else {}) for s in subjects]
+    sessions = [session(s.onnx) if s.onnx else None for s in subjects]
+    threads = torch.get_num_threads()
+    for batch, runs in zip(BATCHES, latency_runs, strict=True):
+        calls = []  # (subject index, runtime, label, call)
+        for i, s in enumerate(subjects):
+            x = torch.rand(batch, *s.input_shape, generator=torch.Generator().manual_seed(0))
+            calls.append((i, "pytorch", PYTORCH_RUNTIME, functools.partial(s.module, x)))
+            if sessions[i] is not None:
+                feed = {"input": x.numpy()}
+                calls.append((i, "onnxruntime", ort_runtime(), functools.partial(sessions[i].run, None, feed)))
+        times: list[list[float]] = [[] for _ in calls]
+        with torch.inference_mode():
+            for *_, call in calls:
+                for _ in range(warmup):
+                    call()
+            for _ in range(runs):
+                for k, (*_, call) in enumerate(calls):
+                    start = time.perf_counter()
+                    call()
+                    times[k].append((time.perf_counter() - start) * 1000)
+        for (i, runtime, label, _), t in zip(calls, times, strict=True):
+            out[i][runtime][f"batch{batch}"] = latency_of(t, batch, warmup, threads, label).to_dict()
+    return out
+
+
+def measure(module: nn.Module, input_shape: tuple[int, ...], data: Dataset, folder: str | Path, *,
+            latency_runs: tuple[int, int] = (30, 10), warmup: int = 3, onnx: bool = True) -> dict:
+    """Measure one model for a comparison, writing its weight files (and ONNX) into ``folder``.
+
+    Returns:
+        Plain data: ``accuracy``, ``per_class``, ``params``, ``nonzero_params``, ``flops``, ``sizes``
+        (``dense_bytes``, ``gzip_bytes``, ``sparse_bytes``, ``onnx_bytes``), ``latency`` (runtime -> ``batchB`` ->
+        :meth:`~pruner_core.metrics.Latency.to_dict`), ``sparsity`` (per prunable layer), ``onnx_error``
+        (why ONNX is missing, if it is), ``how`` and ``measured`` (ISO time).
+    """
+    figures = measure_static(module, input_shape, data, folder, onnx=onnx)
+    onnx_path = Path(folder) / "model.onnx" if "onnx_bytes" in figures["sizes"] else None
+    figures["latency"] = time_together([Subject(module, input_shape, onnx_path)], latency_runs=latency_runs,
+                                       warmup=warmup)[0]
+    figures["measured"] = _now()
+    return figures
+
+
+def _now() -> str:
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _cache_key(data: Dataset) -> str:
+    return f"v{VERSION}-{data_digest(data)}"
+
+
+def read_cached(folder: str | Path, data: Dataset) -> dict | None:
+    """The figures cached in ``folder/compare.json`` for ``data`` (None: never measured, or unreadable)."""
     try:
-        entries = json.loads(cache.read_text())
-        if not isinstance(entries, dict):
-            entries = {}
+        entries = json.loads((Path(folder) / "compare.json").read_text())
+    except (OSError, ValueError):
+        return None
+    figures = entries.get(_cache_key(data)) if isinstance(entries, dict) else None
+    return figures if isinstance(figures, dict) else None
+
+
+def write_cached(folder: str | Path, data: Dataset, figures: dict) -> None:
+    """Store ``figures`` for ``data`` in ``folder/compare.json`` (atomically; other data sets' entries kept)."""
+    folder = Path(folder)
+    try:
+        entries = json.loads((folder / "compare.json").read_text())
+        entries = entries if isinstance(entries, dict) else {}
     except (OSError, ValueError):
         entries = {}
-    if isinstance(entries.get(key), dict):
-        return entries[key]
-    figures = measure(module, input_shape, data, folder, **kwargs)
-    entries[key] = figures
-    tmp = folder / f".compare.{os.getpid()}.json"
+    entries[_cache_key(data)] = figures
+    tmp = folder / f".compare.{os.getpid()}.{threading.get_ident()}.json"
     tmp.write_text(json.dumps(entries, indent=1))
-    os.replace(tmp, cache)
-    return figures
+    os.replace(tmp, folder / "compare.json")
 
 
 def forget(folder: str | Path) -> None:
@@ -230,7 +265,11 @@ def compare(
     latency_runs: tuple[int, int] = (30, 10),
     callback: Callable[[int, int, str], None] | None = None,
 ) -> list[Entry]:
-    """Measure (or read from cache) the original and each run on ``data``; the original comes first.
+    """The original and each run on ``data``, the original first; figures read from cache when all are there.
+
+    When any model is new to the cache, the new ones are measured and then every model shown is timed again,
+    together (:func:`time_together`), so the latencies of one table always come from one sitting; the new
+    latencies are cached for all of them.
 
     Args:
         original: the unpruned model (not modified).
@@ -238,8 +277,8 @@ def compare(
         runs: the runs to compare, as listed by :func:`~pruner_core.experiments.list_runs` (any status).
         data_spec: how ``data`` was loaded; runs pruned on another spec get a warning.
         root: the runs folder holding the original's cache (see :func:`original_cache_dir`).
-        latency_runs: timed runs at batch 1 and 64 (only used when a model is measured, not read from cache).
-        callback: ``(done, total, label)`` before each model.
+        latency_runs: timed rounds at batch 1 and 64 (only used when measuring).
+        callback: ``(done, total, label)`` as models are measured.
 
     Returns:
         One :class:`Entry` per model. A run that is not done, damaged, or cannot be rebuilt or measured has
@@ -249,39 +288,60 @@ def compare(
         CompatibilityError: ``data`` does not fit the original model.
     """
     shape = check_data_fits(original, data)
-    total = 1 + len(runs)
-    if callback:
-        callback(0, total, original.label)
-    start = time.perf_counter()
-    figures = cached_measure(original.module, shape, data, original_cache_dir(original, root), latency_runs=latency_runs,
-                             onnx=original.fmt not in ("torchscript", "export"))
-    entries = [Entry("original", f"original · {original.label}", "original", figures,
-                     seconds=time.perf_counter() - start)]
-    for i, run in enumerate(runs, start=1):
-        if callback:
-            callback(i, total, run.label)
-        entries.append(_run_entry(run, original, data, data_spec, latency_runs))
+    entries = [Entry("original", f"original · {original.label}", "original")]
+    folders = [original_cache_dir(original, root)]
+    for run in runs:
+        entries.append(Entry(run.id, run.label, _kind(run) if run.status == "done" else "—", status=run.status,
+                             history=list(run.history or []), recipe=run.recipe.to_yaml() if run.recipe else None))
+        folders.append(run_cache_dir(run))
+        if run.status != "done":
+            entries[-1].error = run.status + (f": {run.error}" if run.error else "")
+        else:
+            entries[-1].warnings = _run_warnings(run, original, data_spec)
+    for entry, folder in zip(entries, folders, strict=True):
+        if entry.error is None:
+            entry.figures = read_cached(folder, data)
+    if all(e.figures is not None for e in entries if e.error is None):
+        return entries
+    _measure_missing(original, shape, data, runs, entries, folders, latency_runs, callback)
     return entries
 
 
-def _run_entry(run: Run, original: LoadedModel, data: Dataset, data_spec: str | None, latency_runs) -> Entry:
-    entry = Entry(run.id, run.label, _kind(run) if run.status == "done" else "—", history=list(run.history or []),
-                  status=run.status, recipe=run.recipe.to_yaml() if run.recipe else None)
-    if run.status != "done":
-        entry.error = f"{run.status}" + (f": {run.error}" if run.error else "")
-        return entry
-    entry.warnings = _run_warnings(run, original, data_spec)
+def _measure_missing(original, shape, data, runs, entries, folders, latency_runs, callback) -> None:
+    """Measure the entries without figures, then time every measurable entry together and cache all."""
+    subjects: dict[int, Subject] = {}
+    total = len(entries) + 1
+    for i, entry in enumerate(entries):
+        if entry.error is not None:
+            continue
+        if callback:
+            callback(i, total, entry.label)
+        start = time.perf_counter()
+        try:
+            model = original if i == 0 else load_run_model(runs[i - 1])
+            model_shape = shape if i == 0 else check_data_fits(model, data)
+            if entry.figures is None:
+                onnx = i > 0 or original.fmt not in ("torchscript", "export")
+                entry.figures = measure_static(model.module, model_shape, data, folders[i], onnx=onnx)
+        except PrunerError as e:
+            entry.error, entry.figures = str(e), None
+        except (OSError, RuntimeError, ValueError) as e:  # a folder changed on disk under us: report, do not crash
+            entry.error, entry.figures = f"{type(e).__name__}: {e}", None
+        else:
+            has_onnx = "onnx_bytes" in entry.figures["sizes"]
+            subjects[i] = Subject(model.module, model_shape, folders[i] / "model.onnx" if has_onnx else None)
+        entry.seconds = time.perf_counter() - start
+    if callback:
+        callback(total - 1, total, "timing every model together")
     start = time.perf_counter()
-    try:
-        model = load_run_model(run)
-        shape = check_data_fits(model, data)
-        entry.figures = cached_measure(model.module, shape, data, run_cache_dir(run), latency_runs=latency_runs)
-    except PrunerError as e:
-        entry.error = str(e)
-    except (OSError, RuntimeError, ValueError) as e:  # a folder changed on disk under us: report, do not crash
-        entry.error = f"{type(e).__name__}: {e}"
-    entry.seconds = time.perf_counter() - start
-    return entry
+    order = list(subjects)
+    timed = time_together([subjects[i] for i in order], latency_runs=latency_runs)
+    measured = _now()
+    share = (time.perf_counter() - start) / max(len(order), 1)
+    for i, latency in zip(order, timed, strict=True):
+        entries[i].figures |= {"latency": latency, "measured": measured}
+        entries[i].seconds += share
+        write_cached(folders[i], data, entries[i].figures)
 
 
 # --- tables ---------------------------------------------------------------------------------------------
@@ -357,7 +417,7 @@ def measurement_notes(entries: list[Entry]) -> list[str]:
             lines.append(f"latency ({RUNTIMES.get(runtime, runtime)}): {lat['label']}")
     lines.append(
         "speed-up = the original's median / this model's median at the same batch and runtime (> 1: faster); "
-        "each model's figures were measured when it was first compared and cached with the time of measurement"
+        f"the models were timed together, in turn, at {figures.get('measured', '?')}"
     )
     return lines
 
@@ -410,3 +470,31 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
         row["notes"] = r.get("notes") or ""
         out.append(row)
     return pd.DataFrame(out).fillna("—")
+
+
+def compare_saved(
+    runs: list[Run], *, model: LoadedModel | None = None, data_spec: str | None = None,
+    latency_runs: tuple[int, int] = (30, 10),
+) -> tuple[list[Entry], Dataset]:
+    """Compare saved runs headless (the CLI): against ``model``, else the first run's base model, on ``data_spec``,
+    else the data the first run was pruned with. The original's figures are cached beside the runs.
+
+    Raises:
+        PrunerError: no runs; the first run names no base model or data; they cannot be loaded or do not fit.
+    """
+    from .data import load_data
+    from .models import load_model
+
+    if not runs:
+        raise PrunerError("no runs to compare: name at least one run folder")
+    base = runs[0].base
+    if model is None:
+        if not base.get("spec"):
+            raise PrunerError(f"run '{runs[0].id}' names no base model; pass the original model explicitly")
+        model = load_model(base["spec"], weights=base.get("weights"))
+    data_spec = data_spec or base.get("data")
+    if not data_spec:
+        raise PrunerError(f"run '{runs[0].id}' does not record its data; pass --data")
+    data = load_data(data_spec)
+    entries = compare(model, data, runs, data_spec=data_spec, root=runs[0].path.parent, latency_runs=latency_runs)
+    return entries, data

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import statistics
 import threading
 import time
 import warnings
@@ -22,7 +21,7 @@ import torch
 from torch import nn
 
 from .errors import PrunerError
-from .metrics import Latency, device_name
+from .metrics import Latency, latency_of
 
 OPSET = 17
 
@@ -57,7 +56,8 @@ def export_onnx(module: nn.Module, input_shape: tuple[int, ...], path: str | Pat
     return path
 
 
-def _session(path: str | Path, threads: int | None = None):
+def session(path: str | Path, threads: int | None = None):
+    """An ONNX Runtime CPU session for ``path`` with ``threads`` intra-op threads (default: PyTorch's count)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -67,13 +67,13 @@ def _session(path: str | Path, threads: int | None = None):
 
 def onnx_max_diff(path: str | Path, module: nn.Module, x: torch.Tensor, batch_size: int = 256) -> float:
     """Largest absolute difference between ONNX Runtime's and PyTorch's outputs over ``x``."""
-    session = _session(path)
+    sess = session(path)
     worst = 0.0
     module.eval()
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
             xb = x[i : i + batch_size]
-            ours = session.run(None, {"input": xb.numpy()})[0]
+            ours = sess.run(None, {"input": xb.numpy()})[0]
             worst = max(worst, float(np.abs(ours - module(xb).numpy()).max()))
     return worst
 
@@ -115,23 +115,25 @@ def size_figures(module: nn.Module, folder: str | Path) -> dict:
 
 def onnx_latency(path: str | Path, input_shape: tuple[int, ...], batch: int, *, runs: int = 30, warmup: int = 5) -> Latency:
     """Median and spread of ONNX Runtime (CPU) inference time at ``batch`` on zeros of ``input_shape``."""
-    import onnxruntime as ort
-
     if runs < 1:
         raise ValueError(f"runs must be at least 1; got {runs}")
-    session = _session(path)
+    sess = session(path)
     x = np.zeros((batch, *input_shape), dtype=np.float32)
     for _ in range(warmup):
-        session.run(None, {"input": x})
+        sess.run(None, {"input": x})
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        session.run(None, {"input": x})
+        sess.run(None, {"input": x})
         times.append((time.perf_counter() - start) * 1000)
-    q = statistics.quantiles(times, n=4, method="inclusive") if runs > 1 else [times[0]] * 3
-    return Latency(batch, statistics.median(times), q[0], q[2], min(times), runs, warmup,
-                   session.get_session_options().intra_op_num_threads, device_name(),
-                   f"ONNX Runtime {ort.__version__} CPU")
+    return latency_of(times, batch, warmup, sess.get_session_options().intra_op_num_threads, ort_runtime())
+
+
+def ort_runtime() -> str:
+    """How ONNX Runtime latencies are labelled: version and execution provider."""
+    import onnxruntime as ort
+
+    return f"ONNX Runtime {ort.__version__} CPU"
 
 
 def export_run(run_path: str | Path, out: str | Path, *, onnx_file: bool = True, test_x: torch.Tensor | None = None) -> dict:

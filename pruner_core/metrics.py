@@ -83,6 +83,16 @@ def device_name() -> str:
     return f"CPU ({cpu})"
 
 
+PYTORCH_RUNTIME = f"PyTorch {torch.__version__.split('+')[0]} eager"
+
+
+def latency_of(times_ms: list[float], batch: int, warmup: int, threads: int, runtime: str) -> Latency:
+    """A :class:`Latency` from timed runs (milliseconds): median, quartiles and minimum, with the conditions."""
+    q = statistics.quantiles(times_ms, n=4, method="inclusive") if len(times_ms) > 1 else [times_ms[0]] * 3
+    return Latency(batch, statistics.median(times_ms), q[0], q[2], min(times_ms), len(times_ms), warmup, threads,
+                   device_name(), runtime)
+
+
 @torch.inference_mode()
 def measure_latency(
     module: nn.Module, sample_shape: tuple[int, ...], batch: int, *, runs: int = 30, warmup: int = 5
@@ -101,11 +111,7 @@ def measure_latency(
         start = time.perf_counter()
         module(x)
         times.append((time.perf_counter() - start) * 1000)
-    q = statistics.quantiles(times, n=4, method="inclusive") if runs > 1 else [times[0]] * 3
-    return Latency(
-        batch, statistics.median(times), q[0], q[2], min(times), runs, warmup, torch.get_num_threads(),
-        device_name(), f"PyTorch {torch.__version__.split('+')[0]} eager",
-    )
+    return latency_of(times, batch, warmup, torch.get_num_threads(), PYTORCH_RUNTIME)
 
 
 def vital_signs(model, data, *, latency_runs: tuple[int, int] = (30, 10), warmup: int = 5) -> dict:

@@ -107,10 +107,17 @@ def screenshot_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def app_url(screenshot_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def e2e_runs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The server's runs folder (``$PRUNER_RUNS``): tests may save runs here for the pages to find."""
+    return tmp_path_factory.mktemp("runs")
+
+
+@pytest.fixture(scope="session")
+def app_url(screenshot_dir: Path, e2e_runs_root: Path) -> Iterator[str]:
     """Start ``streamlit run app.py`` on a free loopback port, wait until healthy, yield its URL, stop it.
 
-    Its pruning runs go to a temporary folder (``$PRUNER_RUNS``), never to the repository's ``runs/``.
+    Its pruning runs go to a temporary folder (``$PRUNER_RUNS``, see ``e2e_runs_root``), never to the
+    repository's ``runs/``.
     """
     port = _free_port()
     log_path = screenshot_dir / "streamlit-server.log"
@@ -123,7 +130,7 @@ def app_url(screenshot_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         # Others may edit the sources while the tests run: no "source changed" banners or reruns.
         "--server.fileWatcherType", "none",
     ]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PRUNER_RUNS": str(tmp_path_factory.mktemp("runs"))}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PRUNER_RUNS": str(e2e_runs_root)}
     with log_path.open("w+b") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         try:

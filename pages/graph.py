@@ -1,0 +1,121 @@
+"""Graph: Netron drawing the original model's ONNX beside a pruned run's, each served on 127.0.0.1."""
+
+import uuid
+from pathlib import Path
+
+import streamlit as st
+
+from pages._common import get_data, get_model, init_state, model_label, runs_root
+from pruner_core import netron_view
+from pruner_core.compare import original_cache_dir, run_cache_dir
+from pruner_core.errors import PrunerError
+from pruner_core.experiments import Run, list_runs, load_run_model
+from pruner_core.export import ensure_onnx
+from pruner_core.models import check_data_fits
+
+VIEW_HEIGHT = 640
+
+init_state()
+st.title("Graph")
+# Each browser session claims the servers it shows, and gives up those it no longer shows (see release below).
+owner = st.session_state.setdefault("graph.owner", uuid.uuid4().hex)
+
+
+def original_onnx() -> Path | None:
+    """The active model's ONNX file (exported once per weights fingerprint), or None after showing the error."""
+    choice = st.session_state["active.model"]
+    try:
+        model = get_model(choice)
+        shape = check_data_fits(model, get_data(st.session_state["active.data"]))
+        with st.spinner(f"Exporting {model_label(choice)} to ONNX…"):
+            return ensure_onnx(model.module, shape, original_cache_dir(model, runs_root()))
+    except PrunerError as e:
+        st.error(f"The original model {model_label(choice)} cannot be shown: {e}", icon=":material/error:")
+        return None
+
+
+def run_onnx(run: Run) -> Path | None:
+    """A done run's ONNX file (exported once, into the run's compare folder), or None after showing the error."""
+    folder = run_cache_dir(run)
+    if (folder / "model.onnx").is_file():  # rebuilding the pruned model is only needed for the first export
+        return folder / "model.onnx"
+    try:
+        with st.spinner(f"Exporting run {run.id} to ONNX…"):
+            loaded = load_run_model(run)
+            shape = tuple(run.base.get("input_shape") or loaded.input_shape or ())
+            if not shape:
+                raise PrunerError(f"run '{run.id}' records no input shape to export the model with")
+            return ensure_onnx(loaded.module, shape, folder)
+    except PrunerError as e:
+        st.error(f"Run {run.id} cannot be shown: {e}", icon=":material/error:")
+        return None
+
+
+def show(title: str, what: str, path: Path | None, *, reference: netron_view.OnnxFile | None = None) -> netron_view.OnnxFile | None:
+    """A Netron view of ``path`` under ``title``, captioned with ``what`` it is and the file's name, size and opset.
+
+    Returns the file's figures, or None if it cannot be shown (the error is shown instead).
+    """
+    st.subheader(title, anchor=False)
+    if path is None:
+        return None
+    try:
+        info = netron_view.onnx_file(path)
+        server = netron_view.serve(path, owner=owner)
+    except PrunerError as e:
+        st.error(str(e), icon=":material/error:")
+        return None
+    relative = f", {info.bytes / reference.bytes:.0%} of the original's" if reference and reference.bytes else ""
+    st.caption(f"{what} · {info.caption}{relative}", help=str(path))
+    st.iframe(server.url, height=VIEW_HEIGHT)
+    st.link_button("Open in a new tab", server.url, icon=":material/open_in_new:")
+    return info
+
+
+runs = list_runs(runs_root())
+done = [r for r in runs if r.status == "done"]
+skipped = [r for r in runs if r.status in ("damaged", "failed")]
+original_path = original_onnx()
+
+if not done:
+    st.info(
+        "No finished runs yet: run one on the Prune page to see its graph beside the original's.",
+        icon=":material/info:",
+    )
+    original = show("Original", model_label(st.session_state["active.model"]), original_path)
+    shown = [original_path]
+else:
+    by_id = {r.id: r for r in done}
+    run_id = st.selectbox(
+        "Pruned run", list(by_id), key="graph.run", format_func=lambda i: by_id[i].label,
+        help="Finished runs under the runs folder, newest first",
+    )
+    run = by_id[run_id]
+    try:
+        fingerprint = get_model(st.session_state["active.model"]).fingerprint()
+    except PrunerError:
+        fingerprint = None  # original_onnx has already said why
+    if fingerprint and run.base.get("fingerprint") not in (None, fingerprint):
+        st.warning(
+            f"Run {run.id} was made from {Path(run.base['spec']).name}, not from the active model: the two graphs"
+            " are of different models.",
+            icon=":material/warning:",
+        )
+    run_path = run_onnx(run)
+    left, right = st.columns(2)
+    with left:
+        original = show("Original", model_label(st.session_state["active.model"]), original_path)
+    with right:
+        show("Pruned", f"run {run.id}", run_path, reference=original)
+    shown = [original_path, run_path]
+
+if skipped:
+    st.caption("Not shown (no model to draw): " + "; ".join(f"`{r.id}` {r.status}: {r.error}" for r in skipped))
+served = [netron_view.server_of(p) for p in shown if p is not None]
+netron_view.release(owner, keep=[p for p in shown if p is not None])
+if any(served):
+    ports = ", ".join(f"127.0.0.1:{s.port}" for s in served if s)
+    st.caption(
+        f"Netron serves each file from this machine on {ports}, with its web app from the installed netron package:"
+        " the views need no internet, and open only in a browser on the machine running this app."
+    )

@@ -1,0 +1,240 @@
+"""The comparison: measured figures equal what an independent computation or the files on disk say; cached per run."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+import re
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from pruner_core import compare as cmp
+from pruner_core.experiments import list_runs, load_run_masks, load_run_model
+from pruner_core.export import onnx_max_diff
+from pruner_core.models import load_model
+from pruner_core.pipeline import run_experiment
+from pruner_core.recipe import Recipe
+from pruner_core.report import html_report
+
+FAST = {"latency_runs": (3, 2)}
+
+
+@pytest.fixture(scope="module")
+def mnist_cnn():
+    return load_model("demo:mnist-cnn")
+
+
+@pytest.fixture(scope="module")
+def runs_root(tmp_path_factory, mnist_cnn, demo_data):
+    """A runs folder with a masked (50% unstructured, 0.1 epoch) and a channel-pruned (50%) run of mnist-cnn."""
+    root = tmp_path_factory.mktemp("runs")
+    for recipe in (
+        {"sparsity": 0.5, "finetune": {"epochs": 0.1}},
+        {"granularity": "channel", "criterion": "l2", "sparsity": 0.5, "finetune": {"epochs": 0}},
+    ):
+        run_experiment(mnist_cnn, demo_data, Recipe.from_dict(recipe), data_spec="demo:mnist5k", root=root,
+                       latency_runs=(2, 1))
+    return root
+
+
+@pytest.fixture(scope="module")
+def entries(runs_root, mnist_cnn, demo_data):
+    runs = list_runs(runs_root)
+    return cmp.compare(mnist_cnn, demo_data, runs, data_spec="demo:mnist5k", root=runs_root, **FAST)
+
+
+def by_kind(entries, kind):
+    return next(e for e in entries if e.kind == kind)
+
+
+def test_the_original_comes_first_then_each_run_with_its_kind(entries):
+    assert [e.kind for e in entries] == ["original", "channel", "masked"]  # newest run first
+    assert all(e.figures and not e.error and not e.warnings for e in entries)
+
+
+def test_sizes_equal_the_bytes_of_the_files_written(entries, runs_root):
+    for e in entries:
+        folder = cmp.original_cache_dir(load_model("demo:mnist-cnn"), runs_root) if e.kind == "original" else (
+            runs_root / e.key / "compare")
+        sizes = e.figures["sizes"]
+        dense = (folder / "weights.safetensors").read_bytes()
+        assert sizes["dense_bytes"] == len(dense)
+        assert sizes["gzip_bytes"] == (folder / "weights.safetensors.gz").stat().st_size
+        assert gzip.decompress((folder / "weights.safetensors.gz").read_bytes()) == dense
+        assert sizes["onnx_bytes"] == (folder / "model.onnx").stat().st_size
+
+
+def test_sparse_size_is_bitmask_plus_nonzero_values(entries, runs_root):
+    masked = by_kind(entries, "masked")
+    module = load_run_model(runs_root / masked.key).module
+    tensors = module.state_dict().values()
+    expected = sum((t.numel() + 7) // 8 + int(torch.count_nonzero(t)) * t.element_size() for t in tensors)
+    assert masked.figures["sizes"]["sparse_bytes"] == expected
+    assert masked.figures["sizes"]["sparse_bytes"] < 0.6 * masked.figures["sizes"]["dense_bytes"]
+    assert masked.figures["sizes"]["dense_bytes"] == entries[0].figures["sizes"]["dense_bytes"]  # masks keep shapes
+
+
+def test_channel_run_is_physically_smaller_and_its_onnx_matches_pytorch(entries, runs_root, demo_data):
+    channel, original = by_kind(entries, "channel"), entries[0]
+    assert channel.figures["params"] < 0.3 * original.figures["params"]
+    assert channel.figures["sizes"]["onnx_bytes"] < 0.3 * original.figures["sizes"]["onnx_bytes"]
+    assert channel.figures["flops"] < original.figures["flops"]
+    path = runs_root / channel.key / "compare" / "model.onnx"
+    onnx.checker.check_model(str(path), full_check=True)
+    assert onnx.load(str(path)).opset_import[0].version >= 17
+    assert onnx_max_diff(path, load_run_model(runs_root / channel.key).module, demo_data.x_test) <= 1e-4
+
+
+def test_accuracy_per_class_agrees_with_an_independent_count(entries, runs_root, demo_data):
+    masked = by_kind(entries, "masked")
+    module = load_run_model(runs_root / masked.key).module
+    with torch.no_grad():
+        predicted = module(demo_data.x_test).argmax(1)
+    for c in range(10):
+        of_c = demo_data.y_test == c
+        assert masked.figures["per_class"][c] == pytest.approx(float((predicted[of_c] == c).float().mean()))
+    assert masked.figures["accuracy"] == pytest.approx(float((predicted == demo_data.y_test).float().mean()))
+    assert masked.figures["accuracy"] == pytest.approx(json.loads((runs_root / masked.key / "metrics.json").read_text())["accuracy"])
+
+
+def test_per_layer_sparsity_equals_the_runs_masks(entries, runs_root):
+    masked = by_kind(entries, "masked")
+    masks = load_run_masks(runs_root / masked.key)
+    for name, mask in masks.items():
+        assert masked.figures["sparsity"][name] == pytest.approx(1 - float(mask.float().mean()))
+
+
+def test_latency_is_measured_for_both_runtimes_at_batch_1_and_64_and_labelled(entries):
+    for e in entries:
+        for runtime in ("pytorch", "onnxruntime"):
+            for batch in (1, 64):
+                lat = e.figures["latency"][runtime][f"batch{batch}"]
+                assert lat["batch"] == batch and lat["median_ms"] > 0 and lat["p25_ms"] <= lat["median_ms"] <= lat["p75_ms"]
+                assert f"batch {batch}" in lat["label"] and "thread" in lat["label"] and "CPU" in lat["label"]
+    assert "ONNX Runtime" in entries[0].figures["latency"]["onnxruntime"]["batch1"]["runtime"]
+
+
+def test_second_comparison_reads_the_cache_without_measuring(entries, runs_root, mnist_cnn, demo_data, monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("measured again although cached")
+
+    monkeypatch.setattr(cmp, "measure_static", fail)
+    monkeypatch.setattr(cmp, "time_together", fail)
+    again = cmp.compare(mnist_cnn, demo_data, list_runs(runs_root), data_spec="demo:mnist5k", root=runs_root, **FAST)
+    assert [e.figures for e in again] == [e.figures for e in entries]
+
+
+def test_a_new_model_is_measured_and_every_model_timed_again_together(entries, runs_root, mnist_cnn, demo_data,
+                                                                       monkeypatch):
+    runs = list_runs(runs_root)
+    cmp.forget(runs_root / runs[0].id / "compare")
+    statics, timed = [], []
+    measure_static, time_together = cmp.measure_static, cmp.time_together
+    monkeypatch.setattr(cmp, "measure_static", lambda *a, **k: statics.append(a[2]) or measure_static(*a, **k))
+    monkeypatch.setattr(cmp, "time_together", lambda subjects, **k: timed.append(len(subjects)) or time_together(subjects, **k))
+    again = cmp.compare(mnist_cnn, demo_data, runs, data_spec="demo:mnist5k", root=runs_root, **FAST)
+    assert len(statics) == 1 and timed == [3]  # one model measured; all three timed in one sitting
+    assert len({e.figures["measured"] for e in again}) == 1
+    assert again[0].figures["accuracy"] == entries[0].figures["accuracy"]
+    cached = cmp.read_cached(cmp.original_cache_dir(mnist_cnn, runs_root), demo_data)
+    assert cached["latency"] == again[0].figures["latency"]  # the original's new timing is cached too
+
+
+def test_time_together_interleaves_the_models():
+    calls = []
+
+    class Probe(torch.nn.Module):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+
+        def forward(self, x):
+            calls.append(self.name)
+            return x
+
+    got = cmp.time_together([cmp.Subject(Probe("a"), (2,)), cmp.Subject(Probe("b"), (2,))], latency_runs=(3, 2), warmup=1)
+    # batch 1: one warm-up each, then 3 rounds in turn; batch 64: the same with 2 rounds
+    assert calls == ["a", "b", "a", "b", "a", "b", "a", "b"] + ["a", "b", "a", "b", "a", "b"]
+    assert got[0]["pytorch"]["batch1"]["runs"] == 3 and got[1]["pytorch"]["batch64"]["runs"] == 2
+    assert "onnxruntime" not in got[0]
+
+
+def test_cache_is_per_data_set_and_forget_measures_again(entries, runs_root, mnist_cnn, demo_data):
+    run = list_runs(runs_root)[0]
+    half = dataclasses.replace(demo_data, x_test=demo_data.x_test[:500], y_test=demo_data.y_test[:500])
+    other = cmp.compare(mnist_cnn, half, [run], root=runs_root, **FAST)
+    assert other[1].figures["how"]["accuracy"].startswith("top-1 on the 500 test samples")
+    assert len(json.loads((runs_root / run.id / "compare" / "compare.json").read_text())) == 2
+    cmp.forget(runs_root / run.id / "compare")
+    assert not (runs_root / run.id / "compare" / "compare.json").exists()
+
+
+def test_runs_of_another_base_model_or_data_are_measured_and_marked(runs_root, mnist_cnn, demo_data):
+    other = dataclasses.replace(mnist_cnn, module=load_model("demo:mnist-cnn").module)
+    with torch.no_grad():
+        other.module.fc2.bias.add_(0.01)  # other weights: another fingerprint
+    got = cmp.compare(other, demo_data, list_runs(runs_root), data_spec="other.npz", root=runs_root, **FAST)
+    for e in got[1:]:
+        assert e.figures is not None
+        assert any("another base model" in w for w in e.warnings)
+        assert any("other data (demo:mnist5k)" in w for w in e.warnings)
+    notes = cmp.comparison_table(got)["notes"]
+    assert notes.iloc[1:].str.contains("another base model").all()
+
+
+def test_damaged_and_unfinished_runs_are_listed_with_the_reason_and_never_raise(runs_root, mnist_cnn, demo_data, tmp_path):
+    root = tmp_path / "runs"
+    shutil.copytree(runs_root, root)
+    good, broken = sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
+    (root / broken / "weights.safetensors").write_bytes(b"\x00garbage")
+    shutil.rmtree(root / broken / "compare", ignore_errors=True)
+    (root / "half").mkdir()
+    (root / "half" / "status.json").write_text("{not json")
+    runs = list_runs(root)
+    got = cmp.compare(mnist_cnn, demo_data, runs, root=root, **FAST)
+    errors = {e.key: e.error for e in got[1:]}
+    assert "damaged" in errors["half"] and "status.json" in errors["half"]
+    assert errors[broken] and "weights.safetensors" in errors[broken]
+    assert errors[good] is None
+    table = cmp.comparison_table(got)
+    assert len(table) == 4
+    notes = dict(zip([e.key for e in got], table["notes"], strict=True))
+    assert "status.json" in notes["half"] and "weights.safetensors" in notes[broken]
+    shown = cmp.display_table(table)
+    assert (shown["accuracy"] == "—").sum() == 2
+
+
+def test_comparison_table_deltas(entries):
+    table = cmp.comparison_table(entries).set_index("kind")
+    original, channel = entries[0].figures, by_kind(entries, "channel").figures
+    assert table.loc["original", "Δ accuracy (pp)"] == 0
+    assert table.loc["channel", "Δ accuracy (pp)"] == pytest.approx((channel["accuracy"] - original["accuracy"]) * 100)
+    assert table.loc["channel", "FLOP reduction"] == pytest.approx(original["flops"] / channel["flops"])
+    speedup = original["latency"]["onnxruntime"]["batch64"]["median_ms"] / channel["latency"]["onnxruntime"]["batch64"]["median_ms"]
+    assert table.loc["channel", "ORT b64 speed-up"] == pytest.approx(speedup)
+    assert table.loc["masked", "dense size ratio"] == 1.0
+    assert "dense runtimes do not run it faster" in table.loc["masked", "notes"]
+    shown = cmp.display_table(cmp.comparison_table(entries))
+    assert re.fullmatch(r"\d+\.\d\d% \([+-]\d+\.\d pp\)", shown["accuracy"].iloc[1])
+    assert re.search(r"ms \(\d+\.\d\d×\)$", shown["ONNX Runtime b64"].iloc[1])
+
+
+def test_pareto_front():
+    points = [(1.0, 0.90), (2.0, 0.95), (3.0, 0.94), (0.5, 0.80), (2.0, 0.95)]
+    assert cmp.pareto_front(points) == [0, 1, 3, 4]  # (3, .94) is beaten by (2, .95); equal points both stay
+
+
+def test_report_is_self_contained_with_table_plots_recipes_and_how(entries):
+    page = html_report(entries, title="Demo report", data_label="demo:mnist5k")
+    assert page.startswith("<!DOCTYPE html>") and "<title>Demo report</title>" in page
+    assert not re.search(r"<(script|link|img)[^>]+(src|href)=[\"']https?://", page)  # nothing fetched from a network
+    assert "Plotly.newPlot" in page and page.count("plotly.js v") >= 1  # plotly.js embedded, figures drawn with it
+    assert 'id="comparison"' in page and page.count("<tr class=") == len(entries)
+    assert "granularity: channel" in page and "granularity: unstructured" in page  # each run's recipe
+    assert "ONNX Runtime" in page and "thread(s)" in page  # how latency was measured
+    assert np.isfinite(len(page)) and len(page) > 3_000_000  # plotly.js itself is several MB

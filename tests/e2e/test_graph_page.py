@@ -1,0 +1,66 @@
+"""The Graph page in a real browser: Netron draws the original and a channel-pruned run offline, side by side."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from playwright.sync_api import FrameLocator, Page, expect
+
+from pruner_core.data import load_data
+from pruner_core.experiments import Run
+from pruner_core.models import load_model
+from pruner_core.pipeline import run_experiment
+from pruner_core.recipe import Recipe
+from tests.e2e.test_model_page import UI_MS, open_model_page, save_screenshot
+
+EXPORT_MS = 60_000  # the first visit exports both models to ONNX
+DRAW_MS = 60_000  # Netron loads its web app and the model, then lays the graph out
+
+
+def channel_run(root: Path) -> Run:
+    """A channel-pruned run of the demo, saved where the e2e server looks for runs (no fine-tuning: quick)."""
+    recipe = Recipe(granularity="channel", criterion="l1", sparsity=0.5, finetune={"epochs": 0})
+    return run_experiment(
+        load_model("demo:mnist-cnn"), load_data("demo:mnist5k"), recipe, data_spec="demo:mnist5k", root=root,
+        latency_runs=(3, 2),
+    )
+
+
+def netron_draws(frame: FrameLocator) -> None:
+    """Accept Netron's cookie prompt if it shows one (it does offline), then wait for a Conv node of the graph."""
+    node = frame.locator("#canvas g.node", has_text=re.compile(r"^\s*Conv"))
+    consent = frame.locator("#message-button")
+    expect(node.first.or_(consent)).to_be_visible(timeout=DRAW_MS)
+    if consent.is_visible():
+        consent.click()
+    expect(node.first).to_be_visible(timeout=DRAW_MS)
+
+
+def test_graph_page_draws_the_original_and_the_pruned_model_offline(
+    page: Page, app_url: str, e2e_runs_root: Path, screenshot_dir: Path,
+) -> None:
+    run = channel_run(e2e_runs_root)
+    open_model_page(page, app_url)
+    page.get_by_role("link", name="Graph", exact=True).click()
+    expect(page.get_by_role("heading", name="Graph", exact=True)).to_be_visible(timeout=UI_MS)
+    picker = page.get_by_role("combobox", name="Pruned run")
+    expect(picker).to_be_visible(timeout=EXPORT_MS)
+    if run.id not in (picker.input_value() or ""):  # other tests may have saved newer runs
+        picker.click()
+        page.get_by_role("option", name=re.compile(re.escape(run.id))).click()
+
+    frames = page.locator('iframe[src^="http://127.0.0.1:"]')
+    expect(frames).to_have_count(2, timeout=EXPORT_MS)
+    caption = rf"run {re.escape(run.id)} · model\.onnx, [\d.]+ [kM]B, opset 17, \d+% of the original's"
+    expect(page.get_by_text(re.compile(caption))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"Netron serves each file from this machine on 127\.0\.0\.1:\d+"))).to_be_visible()
+    original, pruned = frames.nth(0).content_frame, frames.nth(1).content_frame
+    for frame in (original, pruned):
+        netron_draws(frame)
+    # half the channels removed: the first Conv's weight is 32x1x3x3 in the original, 16x1x3x3 in the pruned model
+    expect(original.locator("#canvas g.node", has_text="32×1×3×3")).to_have_count(1)
+    expect(pruned.locator("#canvas g.node", has_text="16×1×3×3")).to_have_count(1)
+    expect(page.locator("[data-testid='stException']")).to_have_count(0)
+    expect(page.get_by_role("link", name=re.compile("Open in a new tab"))).to_have_count(2)
+    save_screenshot(page, screenshot_dir / "graph-page.png")
