@@ -9,7 +9,6 @@ from pathlib import Path
 import streamlit as st
 
 from pages._common import (
-    RUN_STATUS_ICONS,
     active_comparison,
     cached_comparison,
     data_label,
@@ -51,10 +50,10 @@ def downloads(entries, runs_by_id, classes) -> None:
     st.subheader("Export")
     done = [e.key for e in entries[1:] if e.figures]
     left, right = st.columns(2)
-    right.download_button(
+    title, measured_on = f"Pruning report: {model_label(ss['active.model'])}", data_label(ss["active.data"])
+    right.download_button(  # built on click, outside the script run: the callable reads no session state
         "Report (HTML, opens offline)", key="compare.report", icon=":material/description:",
-        data=lambda: html_report(entries, title=f"Pruning report: {model_label(ss['active.model'])}", classes=classes,
-                                 data_label=data_label(ss["active.data"])),
+        data=lambda: html_report(entries, title=title, classes=classes, data_label=measured_on),
         file_name="pruning-report.html", mime="text/html",
         help="The table, the plots, each run's recipe and how every figure was measured, in one file",
     )
@@ -89,7 +88,7 @@ if "compare.runs" not in ss:
 ss["compare.runs"] = [p for p in ss["compare.runs"] if p in runs_by_path]  # a folder may have gone
 picked = st.multiselect(
     "Runs", list(runs_by_path), key="compare.runs",
-    format_func=lambda p: f"{RUN_STATUS_ICONS.get(runs_by_path[p].status, '')} {runs_by_path[p].label}",
+    format_func=lambda p: runs_by_path[p].label + ("" if runs_by_path[p].status == "done" else f" ({runs_by_path[p].status})"),
     help=f"Saved under {runs_root()}; only finished (done) runs can be measured",
 )
 if not all_runs:

@@ -27,6 +27,7 @@ pre{background:#f6f8fa;padding:.8rem;overflow:auto;font-size:.85rem} .warn{color
 
 
 def _figure(fig: go.Figure) -> str:
+    fig.update_layout(template="plotly")  # not the app's theme (Streamlit sets its own default): colours of their own
     return fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})
 
 

@@ -345,7 +345,7 @@ def sparsity_comparison(entries: list) -> go.Figure:
         fig.add_trace(go.Bar(x=list(sparsity), y=list(sparsity.values()), name=e.key,
                              hovertemplate="%{x}: %{y:.1%} zero<extra>" + e.key + "</extra>"))
     fig.update_layout(
-        title="Per-layer sparsity (fraction of weights that are zero; channel runs are physically smaller instead)",
+        title="Per-layer sparsity (fraction of zero weights)",
         barmode="group", height=340, yaxis_tickformat=".0%", yaxis_range=[0, 1],
         margin={"t": 50, "l": 60, "r": 20, "b": 60},
     )

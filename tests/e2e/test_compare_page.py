@@ -1,0 +1,67 @@
+"""The Compare page in a real browser: two runs beside the original, the table, a Pareto plot, and the HTML report
+downloaded and opened with no network."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
+
+from pruner_core.data import load_data
+from pruner_core.models import load_model
+from pruner_core.pipeline import run_experiment
+from pruner_core.recipe import Recipe
+from tests.e2e.test_model_page import UI_MS, open_model_page, save_screenshot
+
+MEASURE_MS = 120_000  # the first visit measures every model: accuracy, sizes, ONNX export, latency in two runtimes
+
+
+def make_runs(root: Path) -> list[str]:
+    """A masked and a channel-pruned run of the demo, saved where the e2e server looks for runs."""
+    model, data = load_model("demo:mnist-cnn"), load_data("demo:mnist5k")
+    ids = []
+    for recipe in ({"sparsity": 0.5}, {"granularity": "channel", "criterion": "l2", "sparsity": 0.5}):
+        run = run_experiment(model, data, Recipe.from_dict({**recipe, "finetune": {"epochs": 0}}),
+                             data_spec="demo:mnist5k", root=root, latency_runs=(2, 1))
+        ids.append(run.id)
+    return ids
+
+
+def test_compare_page_shows_the_table_a_pareto_plot_and_an_offline_report(
+    page: Page, app_url: str, e2e_runs_root: Path, screenshot_dir: Path, tmp_path: Path,
+) -> None:
+    make_runs(e2e_runs_root)
+    open_model_page(page, app_url)
+    page.get_by_role("link", name="Compare", exact=True).click()
+    expect(page.get_by_role("heading", name="Compare", exact=True)).to_be_visible(timeout=UI_MS)
+
+    table = page.locator('[data-testid="stDataFrame"]').first
+    expect(table).to_be_visible(timeout=MEASURE_MS)
+    for header in ("model", "accuracy", "PyTorch b1"):  # the grid draws only the columns in view
+        expect(table.locator('th[role="columnheader"]', has_text=header)).to_have_count(1, timeout=UI_MS)
+    pareto = page.locator(".js-plotly-plot", has_text="Accuracy against latency").first
+    expect(pareto).to_be_visible(timeout=UI_MS)
+    expect(pareto.locator(".scatterlayer .trace .point")).not_to_have_count(0)  # the models as points
+    expect(pareto).to_contain_text("Pareto front")
+    expect(page.get_by_text("do not run them faster").first).to_be_visible()
+    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+    save_screenshot(page, screenshot_dir / "compare-page.png")
+
+    with page.expect_download(timeout=MEASURE_MS) as download:
+        page.get_by_role("button", name=re.compile("Report")).click()
+    report = tmp_path / "report.html"
+    download.value.save_as(report)
+
+    requests: list[str] = []
+    viewer = page.context.new_page()
+    viewer.on("request", lambda r: requests.append(r.url))
+    viewer.goto(report.as_uri())
+    expect(viewer.locator("#comparison tbody tr")).to_have_count(3, timeout=UI_MS)  # the original and two runs
+    expect(viewer.locator("#comparison tr.channel")).to_contain_text("25%")
+    plots = viewer.locator(".js-plotly-plot")
+    expect(plots).to_have_count(4, timeout=UI_MS)  # two Pareto plots, per-layer sparsity, per-class change
+    expect(plots.first.locator(".scatterlayer .trace .point")).not_to_have_count(0)
+    expect(viewer.get_by_text("granularity: channel")).to_be_visible()
+    assert [u for u in requests if not u.startswith(("file:", "data:", "blob:"))] == []
+    save_screenshot(viewer, screenshot_dir / "compare-report.png")
