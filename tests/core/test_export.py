@@ -116,3 +116,55 @@ def test_pruner_export_refuses_a_run_that_is_not_done(tmp_path):
     (tmp_path / "run" / "status.json").write_text('{"status": "failed"}')
     result = CliRunner().invoke(app, ["export", str(tmp_path / "run"), "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and result.stderr.startswith("error: ")
+
+
+def test_exported_recipe_reproduces_identical_masks_and_report_is_written(tmp_path):
+    from typer.testing import CliRunner
+
+    from pruner_core.cli import app
+    from pruner_core.experiments import load_run_masks
+
+    runner = CliRunner()
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("granularity: nm\ncriterion: wanda\nnm: {n: 1, m: 4}\nfinetune: {epochs: 0}\nseed: 3\n")
+    first = tmp_path / "first"
+    assert runner.invoke(app, ["prune", "demo:mnist-cnn", "--recipe", str(recipe), "--out", str(first), "--quiet"]).exit_code == 0
+    out = tmp_path / "export"
+    result = runner.invoke(app, ["export", str(first), "--out", str(out), "--onnx", "--report"])
+    assert result.exit_code == 0, result.output
+    assert f"report   {out / 'report.html'}" in result.stdout
+    page = (out / "report.html").read_text()
+    assert 'id="comparison"' in page and "granularity: nm" in page and "Plotly.newPlot" in page
+    again = tmp_path / "again"
+    result = runner.invoke(app, ["prune", "demo:mnist-cnn", "--recipe", str(out / "recipe.yaml"), "--out", str(again), "--quiet"])
+    assert result.exit_code == 0, result.output
+    masks, reproduced = load_run_masks(first), load_run_masks(again)
+    assert set(masks) == set(reproduced) and all(torch.equal(masks[k], reproduced[k]) for k in masks)
+
+
+def test_pruner_compare_prints_the_table_and_writes_json_and_report_despite_a_damaged_run(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from pruner_core.cli import app
+
+    runner = CliRunner()
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("granularity: channel\nsparsity: 0.5\nfinetune: {epochs: 0}\n")
+    runs = tmp_path / "runs"
+    assert runner.invoke(app, ["prune", "demo:mnist-cnn", "--recipe", str(recipe), "--out", str(runs / "a"), "--quiet"]).exit_code == 0
+    (runs / "broken").mkdir()
+    (runs / "broken" / "status.json").write_text("{not json")
+    result = runner.invoke(app, ["compare", str(runs / "a"), str(runs / "broken"), "--json", str(tmp_path / "c.json"),
+                                 "--report", str(tmp_path / "c.html")])
+    assert result.exit_code == 0, result.output
+    assert "original · demo:mnist-cnn" in result.stdout and "ONNX Runtime b64" in result.stdout
+    figures = json.loads((tmp_path / "c.json").read_text())
+    assert [f["kind"] for f in figures] == ["original", "channel", "—"]
+    assert figures[1]["figures"]["sizes"]["onnx_bytes"] < 0.3 * figures[0]["figures"]["sizes"]["onnx_bytes"]
+    assert "status.json" in figures[2]["error"]
+    assert (tmp_path / "c.html").stat().st_size > 3_000_000
+    assert (runs / ".cache").is_dir()  # the original's figures are cached beside the runs
+    result = runner.invoke(app, ["compare", str(runs / "missing")])
+    assert result.exit_code == 2 and "missing" in result.stderr
