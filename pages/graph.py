@@ -6,10 +6,9 @@ from pathlib import Path
 import streamlit as st
 
 from pages._common import get_data, get_model, init_state, model_label, runs_root
-from pruner_core import netron_view
-from pruner_core.compare import original_cache_dir, run_cache_dir
+from pruner_core import compare, netron_view
 from pruner_core.errors import PrunerError
-from pruner_core.experiments import Run, list_runs, load_run_model
+from pruner_core.experiments import Run, list_runs
 from pruner_core.export import ensure_onnx
 from pruner_core.models import check_data_fits
 
@@ -28,7 +27,7 @@ def original_onnx() -> Path | None:
         model = get_model(choice)
         shape = check_data_fits(model, get_data(st.session_state["active.data"]))
         with st.spinner(f"Exporting {model_label(choice)} to ONNX…"):
-            return ensure_onnx(model.module, shape, original_cache_dir(model, runs_root()))
+            return ensure_onnx(model.module, shape, compare.original_cache_dir(model, runs_root()))
     except PrunerError as e:
         st.error(f"The original model {model_label(choice)} cannot be shown: {e}", icon=":material/error:")
         return None
@@ -36,16 +35,9 @@ def original_onnx() -> Path | None:
 
 def run_onnx(run: Run) -> Path | None:
     """A done run's ONNX file (exported once, into the run's compare folder), or None after showing the error."""
-    folder = run_cache_dir(run)
-    if (folder / "model.onnx").is_file():  # rebuilding the pruned model is only needed for the first export
-        return folder / "model.onnx"
     try:
         with st.spinner(f"Exporting run {run.id} to ONNX…"):
-            loaded = load_run_model(run)
-            shape = tuple(run.base.get("input_shape") or loaded.input_shape or ())
-            if not shape:
-                raise PrunerError(f"run '{run.id}' records no input shape to export the model with")
-            return ensure_onnx(loaded.module, shape, folder)
+            return compare.run_onnx(run)
     except PrunerError as e:
         st.error(f"Run {run.id} cannot be shown: {e}", icon=":material/error:")
         return None

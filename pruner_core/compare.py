@@ -56,6 +56,22 @@ def original_cache_dir(model: LoadedModel, root: str | Path | None = None) -> Pa
     return root / ".cache" / f"original-{model.fingerprint()}"
 
 
+def run_onnx(run: Run) -> Path:
+    """A done run's ONNX file, ``RUN/compare/model.onnx``: exported (and checked) once, then read as it is.
+
+    Raises:
+        PrunerError: the run is not done or cannot be rebuilt, records no input shape, or the export fails.
+    """
+    path = run_cache_dir(run) / "model.onnx"
+    if path.is_file():  # rebuilding the pruned model is only needed for the first export
+        return path
+    loaded = load_run_model(run)
+    shape = tuple(run.base.get("input_shape") or loaded.input_shape or ())
+    if not shape:
+        raise PrunerError(f"run '{run.id}' records no input shape to export the model with")
+    return ensure_onnx(loaded.module, shape, run_cache_dir(run))
+
+
 def data_digest(data: Dataset) -> str:
     """A short hash of the test split (inputs and labels): measurements are only reused on the same data."""
     h = hashlib.sha256()
