@@ -328,6 +328,34 @@ def bench_compare() -> dict:
     return figures
 
 
+def bench_sensitivity() -> dict:
+    """``sensitivity_seconds`` (targets <= 5 s mnist-cnn, <= 60 s resnet20): a full scan (every layer x 9 ratios,
+    unstructured L1, 1,000 test images), after a tiny warm-up scan (one-time imports); and at 70% parameter
+    sparsity without fine-tuning, the recommended recipe's accuracy against the uniform one's (all test images)."""
+    from pruner_core.sensitivity import apply_and_measure, recommend, scan
+
+    data = load_data("demo:mnist5k")
+    figures: dict = {}
+    for name in ("mnist-cnn", "resnet20"):
+        model = load_model(f"demo:{name}")
+        scan(model, data, ratios=[0.5], samples=10)
+        start = time.perf_counter()
+        sens = scan(model, data, samples=1000)
+        figures[f"sensitivity_seconds.{name}"] = round(time.perf_counter() - start, 2)
+        figures[f"sensitivity_units.{name}"] = len(sens.units)
+        rec = recommend(sens, "sparsity", 0.7)
+        ours, uniform = apply_and_measure(model, data, rec.recipe), apply_and_measure(model, data, rec.uniform["recipe"])
+        figures |= {
+            f"recommend.{name}.dense_accuracy": sens.dense_accuracy,
+            f"recommend.{name}.recommended_accuracy": ours.accuracy,
+            f"recommend.{name}.uniform_accuracy": uniform.accuracy,
+            f"recommend.{name}.recommended_param_sparsity": round(ours.param_sparsity, 4),
+            f"recommend.{name}.uniform_param_sparsity": round(uniform.param_sparsity, 4),
+            f"recommend.{name}.predicted_accuracy": round(rec.predicted["accuracy"], 4),
+        }
+    return figures
+
+
 BENCHMARKS: dict[str, Callable[[], dict]] = {
     "vitals": bench_vitals,
     "analysis": bench_analysis,
@@ -336,6 +364,7 @@ BENCHMARKS: dict[str, Callable[[], dict]] = {
     "structured": bench_structured,
     "quality": bench_quality,
     "compare": bench_compare,
+    "sensitivity": bench_sensitivity,
 }
 
 

@@ -1,0 +1,85 @@
+"""Plotly figures of a sensitivity scan and a recommendation (pure functions: data in, go.Figure out)."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from .sensitivity import Recommendation, Sensitivity
+
+
+def _unit_label(unit) -> str:
+    return unit.name if len(unit.layers) <= 1 else f"{unit.name} (+{len(unit.layers) - 1} coupled)"
+
+
+def sensitivity_curves(sens: Sensitivity, metric: str = "accuracy") -> go.Figure:
+    """One line per unit: test accuracy (or loss) against the ratio pruned, ratio 0 at the dense value."""
+    if metric not in ("accuracy", "loss"):
+        raise ValueError(f"metric must be 'accuracy' or 'loss'; got {metric!r}")
+    dense = sens.dense_accuracy if metric == "accuracy" else sens.dense_loss
+    fig = go.Figure()
+    for unit in sens.units:
+        ys = getattr(unit, metric)
+        fig.add_trace(go.Scatter(
+            x=[0.0, *unit.ratios], y=[dense, *ys], mode="lines+markers", name=_unit_label(unit),
+            hovertemplate=f"{_unit_label(unit)}<br>ratio %{{x:.0%}}<br>{metric} %{{y:.4g}}<extra></extra>",
+        ))
+    of = "output channels" if sens.settings.get("granularity") == "channel" else "weights"
+    fig.update_layout(
+        title=f"Sensitivity: {metric} with one layer (or coupled group) pruned, no fine-tuning"
+              + ("" if sens.complete else " — cancelled, partial"),
+        xaxis_title=f"fraction of the unit's {of} removed", yaxis_title=f"test {metric}",
+        xaxis_tickformat=".0%", yaxis_tickformat=".0%" if metric == "accuracy" else None,
+        height=420, margin={"t": 50, "l": 60, "r": 20, "b": 50}, legend_title_text="layer",
+    )
+    return fig
+
+
+def sensitivity_heatmap(sens: Sensitivity) -> go.Figure:
+    """Units x ratios, coloured by the accuracy lost (percentage points); cells not scanned are blank."""
+    ratios = sorted({r for u in sens.units for r in u.ratios})
+    z, text = [], []
+    for unit in sens.units:
+        by_ratio = dict(zip(unit.ratios, unit.accuracy, strict=False))
+        row = [None if r not in by_ratio else (sens.dense_accuracy - by_ratio[r]) * 100 for r in ratios]
+        z.append(row)
+        text.append(["" if v is None else f"{v:.1f}" for v in row])
+    fig = go.Figure(go.Heatmap(
+        z=z, x=[f"{r:.0%}" for r in ratios], y=[_unit_label(u) for u in sens.units], text=text,
+        texttemplate="%{text}", colorscale="Reds", zmin=0, colorbar={"title": "drop (pp)"},
+        hovertemplate="%{y}<br>ratio %{x}<br>accuracy drop %{z:.2f} pp<extra></extra>",
+    ))
+    fig.update_layout(title="Accuracy drop (percentage points) by layer and ratio", xaxis_title="ratio removed",
+                      yaxis_autorange="reversed", height=max(260, 40 * len(sens.units) + 120),
+                      margin={"t": 50, "l": 120, "r": 20, "b": 50})
+    return fig
+
+
+def channel_latency(sens: Sensitivity) -> go.Figure | None:
+    """For a channel scan with latency measured: milliseconds of each group's layers against kept channels."""
+    units = [u for u in sens.units if u.latency]
+    if not units:
+        return None
+    fig = go.Figure()
+    for unit in units:
+        fig.add_trace(go.Scatter(x=unit.latency["kept"], y=unit.latency["ms"], mode="lines+markers",
+                                 name=_unit_label(unit), line={"shape": "linear"},
+                                 hovertemplate="%{x} channels kept: %{y:.3f} ms<extra>" + unit.name + "</extra>"))
+    fig.update_layout(
+        title="Latency of each group's layers against the channels kept (steps show where kernels change)",
+        xaxis_title="output channels kept", yaxis_title="ms (median)", height=380,
+        margin={"t": 50, "l": 60, "r": 20, "b": 50},
+    )
+    return fig
+
+
+def allocation_bars(rec: Recommendation) -> go.Figure:
+    """Per-unit ratio: the recommendation beside the uniform allocation meeting the same target."""
+    names = list(rec.ratios)
+    fig = go.Figure([
+        go.Bar(x=names, y=[rec.ratios[n] for n in names], name="recommended"),
+        go.Bar(x=names, y=[rec.uniform["ratio"]] * len(names), name="uniform"),
+    ])
+    fig.update_layout(title="Ratio removed per layer: recommended (sensitive layers keep more) and uniform",
+                      barmode="group", yaxis_tickformat=".0%", yaxis_range=[0, 1], height=340,
+                      margin={"t": 50, "l": 60, "r": 20, "b": 60})
+    return fig
