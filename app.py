@@ -9,6 +9,7 @@ init_state()
 page = st.navigation([
     st.Page("pages/model.py", title="Model", icon=":material/memory:", default=True),
     st.Page("pages/inspect.py", title="Inspect", icon=":material/grid_on:"),
+    st.Page("pages/sensitivity.py", title="Sensitivity", icon=":material/tune:"),
     st.Page("pages/prune.py", title="Prune", icon=":material/content_cut:"),
     st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
     st.Page("pages/graph.py", title="Graph", icon=":material/account_tree:"),

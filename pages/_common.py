@@ -230,6 +230,25 @@ def active_comparison(runs: list[Run]) -> list[Entry]:
     return cached_comparison(*_active_key(), tuple(str(r.path) for r in runs), stamps, str(runs_root()))
 
 
+def prune_widget_state(recipe: Recipe) -> dict:
+    """The widget values that show ``recipe`` (the Prune page's keys)."""
+    ft = recipe.finetune
+    return {
+        "prune.granularity": recipe.granularity, "prune.criterion": recipe.criterion, "prune.scope": recipe.scope,
+        "prune.sparsity": recipe.sparsity, "prune.nm_n": recipe.nm.n, "prune.nm_m": recipe.nm.m,
+        "prune.round_to": recipe.round_to or 0, "prune.schedule": recipe.schedule.kind, "prune.steps": recipe.schedule.steps,
+        "prune.epochs": float(ft.epochs), "prune.lr": ft.lr, "prune.optimizer": ft.optimizer, "prune.distill": ft.distill,
+        "prune.seed": recipe.seed,
+    }
+
+
+def show_in_prune(recipe: Recipe) -> None:
+    """Make the Prune page show ``recipe``: its widgets and its per-layer table (the table's edits are forgotten)."""
+    st.session_state.update(prune_widget_state(recipe))
+    st.session_state["prune.overrides"] = {"layers": dict(recipe.layers), "exclude": recipe.exclude}
+    st.session_state.pop("prune.layers", None)
+
+
 def runs_root() -> Path:
     """The folder runs are saved to: ``$PRUNER_RUNS``, else ``./runs`` (read on every call)."""
     return default_root()

@@ -15,7 +15,9 @@ from pages._common import (
     get_model,
     init_state,
     model_label,
+    prune_widget_state,
     runs_root,
+    show_in_prune,
     show_outcome,
     vital_signs_of,
 )
@@ -32,18 +34,6 @@ from pruner_core.viz import mask_overlay_heatmap, training_curves
 ss = st.session_state
 SCHEDULES = ["oneshot", "iterative", "gmp"]
 MASKED_NOTE = "masked weights are still stored and multiplied densely: dense runtimes do not run it faster"
-
-
-def widget_state(recipe: Recipe) -> dict:
-    """The widget values that show ``recipe`` (the inverse of :func:`recipe_dict`)."""
-    ft = recipe.finetune
-    return {
-        "prune.granularity": recipe.granularity, "prune.criterion": recipe.criterion, "prune.scope": recipe.scope,
-        "prune.sparsity": recipe.sparsity, "prune.nm_n": recipe.nm.n, "prune.nm_m": recipe.nm.m,
-        "prune.round_to": recipe.round_to or 0, "prune.schedule": recipe.schedule.kind, "prune.steps": recipe.schedule.steps,
-        "prune.epochs": float(ft.epochs), "prune.lr": ft.lr, "prune.optimizer": ft.optimizer, "prune.distill": ft.distill,
-        "prune.seed": recipe.seed,
-    }
 
 
 def recipe_dict(layers: dict, exclude: list | None) -> dict:
@@ -72,9 +62,7 @@ def load_uploaded_recipe() -> None:
     except RecipeError as e:
         ss["prune.outcome"] = ("error", str(e))
         return
-    ss.update(widget_state(recipe))
-    ss["prune.overrides"] = {"layers": dict(recipe.layers), "exclude": recipe.exclude}
-    ss.pop("prune.layers", None)  # forget the table's edits: it now shows the recipe's layers
+    show_in_prune(recipe)
     ss["prune.outcome"] = ("success", f"Loaded {upload.name}: {recipe.summary()}")
 
 
@@ -128,7 +116,7 @@ init_state()  # also when Streamlit runs this file before app.py's first run (a 
 st.title("Prune")
 st.caption(f"Prune {model_label(ss['active.model'])}: choose what goes, preview it, then run pruning + fine-tuning.")
 ss.setdefault("prune.overrides", {"layers": {}, "exclude": None})
-for key, value in widget_state(Recipe()).items():
+for key, value in prune_widget_state(Recipe()).items():
     ss.setdefault(key, value)
 show_outcome()
 outcome = ss.pop("prune.outcome", None)

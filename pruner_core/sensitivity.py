@@ -64,6 +64,7 @@ DEFAULT_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 BATCH_SIZE = 250
 LATENCY_BATCH = 8
 FORMAT_VERSION = 1
+LOSS_WEIGHT = 0.01  # in the allocation, a loss rise of 1 nat weighs as much as 1 point of accuracy drop
 TARGETS = {
     "sparsity": "parameter sparsity: fraction of the prunable layers' weights removed",
     "flops": "FLOP reduction: fraction of the prunable layers' FLOPs removed",
@@ -773,7 +774,7 @@ class _Model:
         self.total_f = None if any(f is None for f in flops) or not sum(flops) else sum(flops)
         self.reader_of = {r: u.name for u in units for r in u.consumers}
         self.unit_of = {m: u.name for u in units for m in u.layers}
-        self.curves = {}
+        self.curves, self.damage = {}, {}
         for u in units:
             rs = [0.0] + list(u.ratios)
             drops = [0.0] + u.drop(sens.dense_accuracy)
@@ -782,6 +783,14 @@ class _Model:
                 top = max(top, d)
                 env.append(top)  # the more removed, the worse: a later lucky ratio does not lower the curve
             self.curves[u.name] = (rs, env)
+            # What the allocation ranks by: the accuracy drop, plus the loss rise as a tie-breaker, so that among
+            # layers whose accuracy does not move yet the one whose loss rises least gives up more.
+            rises = [0.0] + [max(0.0, v - sens.dense_loss) for v in u.loss]
+            damage, top = [], 0.0
+            for d, r in zip(env, rises, strict=True):
+                top = max(top, d + LOSS_WEIGHT * r)
+                damage.append(top)
+            self.damage[u.name] = (rs, damage)
 
     def max_ratio(self, name: str) -> float:
         return self.curves[name][0][-1]
@@ -827,8 +836,8 @@ class _Model:
         return env[-1]
 
     def ratio_at(self, name: str, t: float) -> float:
-        """The largest ratio whose (monotone, interpolated) drop is at most ``t``."""
-        rs, env = self.curves[name]
+        """The largest ratio whose (monotone, interpolated) damage (drop + LOSS_WEIGHT x loss rise) is at most ``t``."""
+        rs, env = self.damage[name]
         for j in range(1, len(rs)):
             if env[j] > t:
                 if env[j - 1] > t:
@@ -895,7 +904,7 @@ def recommend(
     key = {"sparsity": "param_sparsity", "flops": "flop_reduction", "drop": "accuracy_drop"}[target]
     caps = {u.name: model.max_ratio(u.name) for u in units}
     top = model.predict(caps)
-    thresholds = sorted({e for rs, env in model.curves.values() for e in env})
+    thresholds = sorted({e for rs, env in model.damage.values() for e in env})
     t_max = thresholds[-1]
 
     def alloc(t: float) -> dict[str, float]:
@@ -952,7 +961,8 @@ def recommend(
                 th = mid
             else:
                 tl = mid
-        lo, hi = alloc(max(tl, 0.0)), alloc(th)
+        # when pruning only where nothing is lost already overshoots, scale that allocation down from nothing
+        lo, hi = ({u.name: 0.0 for u in units} if th <= 0.0 else alloc(max(tl, 0.0))), alloc(th)
         al, ah = 0.0, 1.0
         if ok(blended(lo, hi, 0.0)):
             ah = 0.0

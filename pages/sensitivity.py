@@ -1,0 +1,174 @@
+"""Sensitivity page: which layers can lose how much, measured one layer (or coupled group) at a time, and the
+per-layer ratios that meet a target, handed to the Prune page as a recipe.
+
+The scan runs in the background (:mod:`pruner_core.jobs`) with a running ETA and a Cancel button; complete scans
+are cached on disk per model, data and settings (:func:`~pruner_core.sensitivity.cached_scan`).
+"""
+
+import streamlit as st
+
+from pages._common import get_data, get_model, init_state, model_label, runs_root, show_in_prune
+from pruner_core import jobs
+from pruner_core.errors import PrunerError
+from pruner_core.granularities import GRANULARITIES
+from pruner_core.methods import CRITERIA
+from pruner_core.sensitivity import DEFAULT_RATIOS, TARGETS, apply_and_measure, cached_scan, recommend
+from pruner_core.viz_sensitivity import allocation_bars, channel_latency, sensitivity_curves, sensitivity_heatmap
+
+ss = st.session_state
+SCAN_GRANULARITIES = [g for g in GRANULARITIES if g != "nm"]  # N:M has no ratio to vary
+TARGET_LABELS = {"sparsity": "Parameter sparsity", "flops": "FLOP reduction", "drop": "Maximum accuracy drop"}
+
+
+def parse_ratios(text: str) -> list[float]:
+    """``"0.1, 0.2"`` -> ``[0.1, 0.2]``; a value that is not a number is named (the core checks the range)."""
+    values = []
+    for part in text.replace(";", ",").split(","):
+        if part.strip():
+            try:
+                values.append(float(part))
+            except ValueError:
+                raise PrunerError(f"ratio '{part.strip()}' is not a number; give fractions in [0, 1), e.g. 0.1, 0.5, 0.9") from None
+    return values
+
+
+def start_scan(settings: dict) -> None:
+    model, data = get_model(ss["active.model"]), get_data(ss["active.data"])
+    folder = runs_root() / ".cache" / "sensitivity"
+    job = jobs.start(f"sensitivity {settings['granularity']} {settings['criterion']}", lambda report, cancel: cached_scan(
+        model, data, cache_dir=folder, callback=report, cancel=cancel, **settings))
+    ss["sens.job"] = job.id
+
+
+@st.fragment(run_every=1)
+def live_scan(job: jobs.Job) -> None:
+    """Redrawn every second while the scan runs; reruns the page once it has ended."""
+    if not job.running:
+        st.rerun()
+    p = job.update
+    if p is None:
+        st.progress(0.0, text="measuring the dense accuracy…")
+    else:
+        eta = f", about {p.eta_s:.0f} s left" if p.eta_s is not None else ""
+        st.progress(p.fraction, text=f"{p.done} of {p.total} evaluations: {p.current} at {p.ratio:.0%}{eta}")
+    st.button("Cancel", key="sens.cancel", on_click=job.cancel.set, icon=":material/stop:")
+
+
+def show_scan(sens) -> None:
+    st.subheader("Curves")
+    if not sens.complete:
+        st.warning("The scan was cancelled: the curves below are partial (the layers and ratios it reached). "
+                   "Run it to the end to get a recommendation.", icon=":material/cancel:")
+    metric = st.radio("Measure", ["accuracy", "loss"], key="sens.metric", horizontal=True)
+    st.plotly_chart(sensitivity_curves(sens, metric), key="sens.curves")
+    st.plotly_chart(sensitivity_heatmap(sens), key="sens.heatmap")
+    latency = channel_latency(sens)
+    if latency is not None:
+        st.plotly_chart(latency, key="sens.latency")
+        st.caption(next(u.latency["how"] for u in sens.units if u.latency))
+    st.caption(f"{sens.how}. Scanned in {sens.seconds:.1f} s. Least sensitive first: "
+               + ", ".join(sens.least_sensitive()))
+
+
+def show_recommendation(sens) -> None:
+    st.subheader("Recommendation")
+    left, right = st.columns([1, 2])
+    target = left.radio("Target", list(TARGETS), key="sens.target", format_func=TARGET_LABELS.get,
+                        help="\n\n".join(f"**{TARGET_LABELS[k]}**: {v}" for k, v in TARGETS.items()))
+    if target == "drop":
+        value = left.slider("Accuracy drop allowed (percentage points)", 0.0, 20.0, 1.0, 0.1, key="sens.drop") / 100
+    else:
+        value = left.slider(f"{TARGET_LABELS[target]} (fraction removed)", 0.05, 0.95, 0.7, 0.01, key=f"sens.{target}")
+    try:
+        rec = recommend(sens, target, value)
+    except PrunerError as e:
+        left.error(str(e), icon=":material/error:")
+        return
+    p, u = rec.predicted, rec.uniform["predicted"]
+    cols = right.columns(3)
+    for col, (key, label) in zip(cols, (("param_sparsity", "Parameter sparsity"), ("flop_reduction", "FLOP reduction"),
+                                        ("accuracy", "Predicted accuracy")), strict=True):
+        shown = "n/a" if p[key] is None else f"{p[key]:.1%}"
+        uniform = "n/a" if u[key] is None else f"uniform {u[key]:.1%}"
+        col.metric(label, shown, uniform, delta_color="off", delta_arrow="off")
+    right.caption("Predicted from the curves, without fine-tuning: the accuracy drop is the sum of each layer's drop "
+                  f"at its ratio. The uniform allocation prunes every layer by {rec.uniform['ratio']:.1%} for the same "
+                  "target.")
+    st.plotly_chart(allocation_bars(rec), key="sens.allocation")
+    if st.button("Check: apply both without fine-tuning and measure", key="sens.check", icon=":material/science:"):
+        model, data = get_model(ss["active.model"]), get_data(ss["active.data"])
+        with st.spinner("Pruning two copies and measuring them…"):
+            measured = {name: apply_and_measure(model, data, recipe, samples=sens.settings["samples"])
+                        for name, recipe in (("recommended", rec.recipe), ("uniform", rec.uniform["recipe"]))}
+        st.dataframe([{"allocation": k, "accuracy": m.accuracy, "parameter sparsity": m.param_sparsity,
+                       "FLOP reduction": m.flop_reduction, "samples": m.samples} for k, m in measured.items()],
+                     key="sens.measured", hide_index=True, column_config={
+                         c: st.column_config.NumberColumn(format="percent")
+                         for c in ("accuracy", "parameter sparsity", "FLOP reduction")})
+    with st.expander("Recommended recipe"):
+        st.code(rec.recipe.to_yaml(), language="yaml")
+    left, right = st.columns(2)
+    left.download_button("Download recipe", rec.recipe.to_yaml(), file_name="recommended.yaml",
+                         mime="application/x-yaml", key="sens.download", icon=":material/download:")
+    if right.button("Open in Prune", key="sens.open", type="primary", icon=":material/content_cut:"):
+        show_in_prune(rec.recipe)
+        st.switch_page("pages/prune.py")
+
+
+init_state()  # also when Streamlit runs this file before app.py's first run (a fresh server)
+st.title("Sensitivity")
+st.caption(f"Which layers of {model_label(ss['active.model'])} can lose how much? Each layer (or coupled group) is "
+           "pruned alone at each ratio, without fine-tuning, and measured on test images.")
+ss.setdefault("sens.granularity", "unstructured")
+ss.setdefault("sens.ratios", ", ".join(f"{r:g}" for r in DEFAULT_RATIOS))
+
+try:
+    data = get_data(ss["active.data"])
+    model = get_model(ss["active.model"])
+except PrunerError as e:
+    st.error(str(e), icon=":material/error:")
+    st.stop()
+
+left, mid, right = st.columns(3)
+granularity = left.selectbox("Granularity", SCAN_GRANULARITIES, key="sens.granularity",
+                             format_func=lambda g: f"{g} — {GRANULARITIES[g].label}")
+criteria = [c for c in CRITERIA if granularity in CRITERIA[c].granularities]
+if ss.get("sens.criterion") not in criteria:
+    ss["sens.criterion"] = criteria[0]
+left.selectbox("Criterion", criteria, key="sens.criterion", format_func=lambda c: f"{c} — {CRITERIA[c].description}")
+mid.text_input("Ratios", key="sens.ratios", help="Fractions removed, comma-separated, each in [0, 1)")
+right.number_input("Test samples", min_value=1, max_value=len(data.y_test), value=min(1000, len(data.y_test)),
+                   step=100, key="sens.samples", help="The first test images: the evaluation subset")
+
+job = jobs.get(ss.get("sens.job"))
+busy = job is not None and job.running
+if st.button("Run scan", key="sens.run", type="primary", disabled=busy, icon=":material/play_arrow:"):
+    try:
+        ratios = parse_ratios(ss["sens.ratios"])
+        if not ratios:
+            raise PrunerError("no ratios to scan: give at least one fraction in [0, 1), e.g. 0.1, 0.5, 0.9")
+    except PrunerError as e:
+        st.error(str(e), icon=":material/error:")
+    else:
+        start_scan({"granularity": granularity, "criterion": ss["sens.criterion"], "ratios": ratios,
+                    "samples": int(ss["sens.samples"])})
+        job, busy = jobs.get(ss["sens.job"]), True
+
+if busy:
+    live_scan(job)
+elif job is not None:
+    if job.state == "failed":
+        st.error(f"Scan failed: {job.error}", icon=":material/error:")
+    elif job.result is not None:
+        ss["sens.result"] = job.result
+result = ss.get("sens.result")
+if result is not None and not busy:
+    if result.fingerprint != model.fingerprint():
+        st.info("The last scan was of another model; run the scan for this one.", icon=":material/info:")
+    else:
+        show_scan(result)
+        if result.complete:
+            show_recommendation(result)
+elif not busy:
+    st.info("Choose what to scan and press Run scan. A full scan of mnist-cnn takes a few seconds; of resnet20, "
+            "about a minute and a half on two cores.", icon=":material/info:")

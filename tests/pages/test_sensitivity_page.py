@@ -1,0 +1,120 @@
+"""The Sensitivity page, driven as a user would: scan the demo, read the curves, get a recommendation, open it
+in Prune; a cancelled scan, bad ratios and an impossible target."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from pruner_core import jobs
+
+JOB_DEADLINE_S = 120
+
+
+@pytest.fixture
+def sensitivity(app: AppTest) -> AppTest:
+    at = app.switch_page("pages/sensitivity.py").run()
+    assert not at.exception
+    return at
+
+
+def wait_for_scan(at: AppTest) -> jobs.Job:
+    job = jobs.get(at.session_state["sens.job"])
+    deadline = time.monotonic() + JOB_DEADLINE_S
+    while job.running:
+        assert time.monotonic() < deadline, f"the scan did not end within {JOB_DEADLINE_S} s"
+        time.sleep(0.2)  # a background thread, not UI state: nothing to wait on but time
+    at.run()
+    assert not at.exception
+    return job
+
+
+def scanned(at: AppTest, ratios: str = "0.3, 0.6, 0.9", samples: int = 300) -> AppTest:
+    at.text_input(key="sens.ratios").set_value(ratios)
+    at.number_input(key="sens.samples").set_value(samples)
+    at = at.button(key="sens.run").click().run()
+    assert not at.exception and not at.error
+    wait_for_scan(at)
+    return at
+
+
+def chart_titles(at: AppTest) -> list[str]:
+    return [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+
+
+def test_scan_shows_curves_and_a_recommendation_that_opens_in_prune(sensitivity):
+    assert any("Run scan" in i.value for i in sensitivity.info)
+    at = scanned(sensitivity)
+    titles = chart_titles(at)
+    assert titles[0].startswith("Sensitivity: accuracy") and titles[1].startswith("Accuracy drop")
+    curves = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert [t["name"] for t in curves["data"]] == ["conv1", "conv2", "fc1", "fc2"]
+    assert all(t["x"] == [0.0, 0.3, 0.6, 0.9] for t in curves["data"])
+    assert len({t["y"][0] for t in curves["data"]}) == 1  # ratio 0: the dense accuracy for every layer
+    assert any(t.startswith("Ratio removed per layer") for t in titles)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Parameter sparsity"] == "70.0%"
+    at = at.button(key="sens.check").click().run()
+    measured = next(df.value for df in at.dataframe if "allocation" in df.value.columns).set_index("allocation")
+    assert measured.loc["recommended", "parameter sparsity"] == pytest.approx(0.70, abs=0.005)
+    assert measured.loc["recommended", "accuracy"] > measured.loc["uniform", "accuracy"]
+    at = at.button(key="sens.open").click().run()
+    assert not at.exception
+    assert at.session_state["prune.sparsity"] == 0.0
+    assert set(at.session_state["prune.overrides"]["layers"]) <= {"conv1", "conv2", "fc1"}
+    assert [t.value for t in at.title] == ["Prune"]
+    settings = next(df.value for df in at.dataframe if "prune" in df.value.columns).set_index("layer")
+    assert settings["ratio"].notna().sum() >= 2  # the recommended per-layer ratios fill the table
+
+
+def test_an_impossible_target_names_the_closest_achievable(sensitivity):
+    at = scanned(sensitivity, ratios="0.1, 0.2")
+    at = at.slider(key="sens.sparsity").set_value(0.9).run()
+    assert not at.exception
+    assert any("closest achievable" in e.value for e in at.error)
+
+
+def test_bad_ratios_are_named_and_nothing_runs(sensitivity):
+    at = sensitivity.text_input(key="sens.ratios").set_value("0.1, lots").run()
+    at = at.button(key="sens.run").click().run()
+    assert any("'lots' is not a number" in e.value for e in at.error)
+    assert "sens.job" not in at.session_state
+    at = at.text_input(key="sens.ratios").set_value(" , ").run()
+    at = at.button(key="sens.run").click().run()
+    assert any("no ratios to scan" in e.value for e in at.error)
+    at = at.text_input(key="sens.ratios").set_value("0.5, 1.5").run()
+    at = at.button(key="sens.run").click().run()
+    wait_for_scan(at)
+    assert any("1.5" in e.value for e in at.error)
+
+
+def test_a_cancelled_scan_keeps_its_partial_curves_marked(sensitivity):
+    at = sensitivity.switch_page("pages/model.py").run()
+    at.session_state["active.model"] = {"spec": "demo:resnet20", "weights": None, "trust": False}
+    at = at.switch_page("pages/sensitivity.py").run()
+    at.number_input(key="sens.samples").set_value(200)
+    at = at.button(key="sens.run").click().run()
+    job = jobs.get(at.session_state["sens.job"])
+    deadline = time.monotonic() + JOB_DEADLINE_S
+    while job.update is None or job.update.done < 3:
+        assert time.monotonic() < deadline and job.running
+        time.sleep(0.1)  # a background thread, not UI state
+    job.cancel.set()  # what the Cancel button's callback does
+    wait_for_scan(at)
+    assert any("cancelled" in w.value and "partial" in w.value for w in at.warning)
+    assert chart_titles(at)[0].endswith("cancelled, partial")
+    assert not [m for m in at.metric if m.label == "Parameter sparsity"]  # no recommendation from a partial scan
+
+
+def test_channel_scan_groups_residual_partners_and_times_kept_channels(sensitivity):
+    at = sensitivity.switch_page("pages/model.py").run()
+    at.session_state["active.model"] = {"spec": "demo:resnet20", "weights": None, "trust": False}
+    at = at.switch_page("pages/sensitivity.py").run()
+    at = at.selectbox(key="sens.granularity").set_value("channel").run()
+    at = scanned(at, ratios="0.5", samples=100)
+    curves = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert any("coupled" in t["name"] for t in curves["data"])  # a residual group is one curve
+    assert any(t.startswith("Latency of each group") for t in chart_titles(at))
