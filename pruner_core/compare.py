@@ -40,7 +40,7 @@ from .export import ensure_onnx, size_figures
 from .metrics import PYTORCH_RUNTIME, count_parameters, device_name, latency_of
 from .models import LoadedModel, check_data_fits
 
-VERSION = 1  # bump when what measure() returns changes: older caches are measured again
+VERSION = 2  # bump when what measure() returns changes: older caches are measured again
 BATCHES = (1, 64)
 RUNTIMES = {"pytorch": "PyTorch eager", "onnxruntime": "ONNX Runtime"}
 
@@ -139,11 +139,14 @@ class Subject:
 
 
 def time_together(subjects: list[Subject], *, latency_runs: tuple[int, int] = (30, 10), warmup: int = 3) -> list[dict]:
-    """Latency of several models, interleaved: each timed run goes through every model in turn.
+    """Latency of several models, interleaved: each timed round goes through every model in turn.
 
     Timing the models of a comparison one after another lets a load that comes and goes favour whichever ran
-    in a quiet moment; in turn, they share it. For each runtime (PyTorch eager, ONNX Runtime where a file is
-    given) and batch (1 and 64): ``warmup`` untimed calls per model, then ``runs`` rounds.
+    in a quiet moment; in turn, they share it. Each runtime is timed in a phase of its own (PyTorch eager, then
+    ONNX Runtime where a file is given): ONNX Runtime's worker threads keep spinning after a call and would slow
+    a PyTorch call right after it many times over, and the sessions are made with spinning off, so that one
+    session's idle threads do not slow the next one's call. Per runtime and batch (1 and 64): ``warmup`` untimed calls
+    per model, then ``runs`` rounds.
 
     Returns:
         Per subject: ``{runtime: {"batch1": Latency dict, "batch64": ...}}``.
@@ -151,28 +154,30 @@ def time_together(subjects: list[Subject], *, latency_runs: tuple[int, int] = (3
     from .export import ort_runtime, session
 
     out: list[dict] = [{"pytorch": {}} | ({"onnxruntime": {}} if s.onnx else {}) for s in subjects]
-    sessions = [session(s.onnx) if s.onnx else None for s in subjects]
     threads = torch.get_num_threads()
-    for batch, runs in zip(BATCHES, latency_runs, strict=True):
-        calls = []  # (subject index, runtime, label, call)
-        for i, s in enumerate(subjects):
-            x = torch.rand(batch, *s.input_shape, generator=torch.Generator().manual_seed(0))
-            calls.append((i, "pytorch", PYTORCH_RUNTIME, functools.partial(s.module, x)))
-            if sessions[i] is not None:
-                feed = {"input": x.numpy()}
-                calls.append((i, "onnxruntime", ort_runtime(), functools.partial(sessions[i].run, None, feed)))
-        times: list[list[float]] = [[] for _ in calls]
-        with torch.inference_mode():
-            for *_, call in calls:
-                for _ in range(warmup):
-                    call()
-            for _ in range(runs):
-                for k, (*_, call) in enumerate(calls):
-                    start = time.perf_counter()
-                    call()
-                    times[k].append((time.perf_counter() - start) * 1000)
-        for (i, runtime, label, _), t in zip(calls, times, strict=True):
-            out[i][runtime][f"batch{batch}"] = latency_of(t, batch, warmup, threads, label).to_dict()
+    inputs = {b: [torch.rand(b, *s.input_shape, generator=torch.Generator().manual_seed(0)) for s in subjects]
+              for b in BATCHES}
+    phases = [("pytorch", PYTORCH_RUNTIME, {i: s.module for i, s in enumerate(subjects)})]
+    sessions = {i: session(s.onnx, spinning=False) for i, s in enumerate(subjects) if s.onnx}
+    if sessions:
+        phases.append(("onnxruntime", ort_runtime() + ", worker threads not spinning",
+                       {i: functools.partial(lambda sess, x: sess.run(None, {"input": x.numpy()}), sess)
+                        for i, sess in sessions.items()}))
+    for runtime, label, runners in phases:
+        for batch, runs in zip(BATCHES, latency_runs, strict=True):
+            calls = {i: functools.partial(run, inputs[batch][i]) for i, run in runners.items()}
+            times: dict[int, list[float]] = {i: [] for i in calls}
+            with torch.inference_mode():
+                for call in calls.values():
+                    for _ in range(warmup):
+                        call()
+                for _ in range(runs):
+                    for i, call in calls.items():
+                        start = time.perf_counter()
+                        call()
+                        times[i].append((time.perf_counter() - start) * 1000)
+            for i, t in times.items():
+                out[i][runtime][f"batch{batch}"] = latency_of(t, batch, warmup, threads, label).to_dict()
     return out
 
 

@@ -56,12 +56,18 @@ def export_onnx(module: nn.Module, input_shape: tuple[int, ...], path: str | Pat
     return path
 
 
-def session(path: str | Path, threads: int | None = None):
-    """An ONNX Runtime CPU session for ``path`` with ``threads`` intra-op threads (default: PyTorch's count)."""
+def session(path: str | Path, threads: int | None = None, *, spinning: bool = True):
+    """An ONNX Runtime CPU session for ``path`` with ``threads`` intra-op threads (default: PyTorch's count).
+
+    ``spinning=False`` makes its worker threads sleep between calls instead of spinning, so that several
+    sessions timed in turn do not slow each other down.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

@@ -238,3 +238,23 @@ def test_report_is_self_contained_with_table_plots_recipes_and_how(entries):
     assert "granularity: channel" in page and "granularity: unstructured" in page  # each run's recipe
     assert "ONNX Runtime" in page and "thread(s)" in page  # how latency was measured
     assert np.isfinite(len(page)) and len(page) > 3_000_000  # plotly.js itself is several MB
+
+
+def test_runtimes_are_timed_in_phases_and_onnx_sessions_do_not_spin(entries, runs_root, monkeypatch):
+    from pruner_core import export
+
+    made = []
+    real = export.session
+    monkeypatch.setattr(export, "session", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    order = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            order.append("pytorch")
+            return x
+
+    onnx_file = runs_root / by_kind(entries, "channel").key / "compare" / "model.onnx"
+    got = cmp.time_together([cmp.Subject(Probe(), (1, 28, 28), onnx_file)], latency_runs=(2, 2), warmup=0)
+    assert len(order) == 4  # every PyTorch call (2 batches x 2 runs) before any ONNX Runtime call was timed
+    assert [s.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") for s in made] == ["0"]
+    assert "not spinning" in got[0]["onnxruntime"]["batch1"]["label"]
