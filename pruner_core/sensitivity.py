@@ -34,6 +34,7 @@ import copy
 import hashlib
 import json
 import math
+import operator
 import os
 import statistics
 import threading
@@ -268,6 +269,30 @@ def _fold_batchnorm(work: nn.Module, modules: dict[str, nn.Module]) -> nn.Module
     return folded
 
 
+def _fresh(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """Whether ``node`` makes a new tensor (a layer's output or a sum), never a view of another value."""
+    if node.op == "call_module":
+        return isinstance(modules.get(node.target), nn.Conv1d | nn.Conv2d | nn.Linear | nn.modules.batchnorm._BatchNorm)
+    if node.op == "call_function":
+        return node.target in (operator.add, torch.add)
+    return node.op == "call_method" and node.target == "add"
+
+
+def _relu_in_place(graph: fx.Graph, modules: dict[str, nn.Module]) -> None:
+    """Make each ReLU of ``graph`` work in place where nothing else reads its input and that input is a fresh
+    tensor made in the graph (not a placeholder, reused for the next ratio, nor a view of one): the same values,
+    one allocation fewer."""
+    for node in list(graph.nodes):
+        is_relu = (node.op == "call_module" and type(modules.get(node.target)) is nn.ReLU) or (
+            node.op == "call_function" and node.target in (torch.relu, F.relu) and not node.kwargs)
+        arg = node.args[0] if is_relu and len(node.args) == 1 else None
+        if isinstance(arg, fx.Node) and _fresh(arg, modules) and len(arg.users) == 1:
+            with graph.inserting_after(node):
+                inplace = graph.call_function(torch.relu_, (arg,))
+            node.replace_all_uses_with(inplace)
+            graph.erase_node(node)
+
+
 def _touches(node: fx.Node, changed: set[str]) -> bool:
     if node.op == "call_module":
         return node.target in changed
@@ -295,6 +320,10 @@ class _Engine:
             self.graph = None
         self.suffix: fx.GraphModule | None = None
         self.frontier: list[tuple] = []
+        self.copy_frontier = False
+        self._dense: list[fx.Interpreter] = []  # per batch: the dense forward, advanced only as far as cuts need
+        self._position = 0  # nodes[:position] have been run by the dense forward
+        self._last_use: dict[fx.Node, int] = {}
 
     def prepare(self, changed: set[str]) -> None:
         """Split at the modules in ``changed`` and compute the prefix values once (dense weights)."""
@@ -320,19 +349,63 @@ class _Engine:
         for n in nodes:
             if n in after:
                 env2[n] = suffix_graph.node_copy(n, lambda a: env2[a])
-        prefix = fx.GraphModule(self.graph, prefix_graph)
-        prefix.graph.eliminate_dead_code()  # values only the changed part needed
-        prefix.recompile()
+        modules = dict(self.graph.named_modules())
+        _relu_in_place(suffix_graph, modules)
         self.suffix = fx.GraphModule(self.graph, suffix_graph)
-        with torch.inference_mode():
-            self.frontier = [prefix(xb) for xb, _ in self.batches]
+        # a module that works in place on a value computed before the cut would change it for the next ratio
+        self.copy_frontier = any(
+            n.op == "call_module" and getattr(modules.get(n.target), "inplace", False)
+            and any(a in needed for a in n.all_input_nodes) for n in after
+        )
+        self.frontier = self._advance(nodes, after, needed)
+        if self.frontier is None:  # the cut lies before what the dense forward has already freed: run a prefix
+            prefix = fx.GraphModule(self.graph, prefix_graph)
+            prefix.graph.eliminate_dead_code()  # values only the changed part needed
+            prefix.recompile()
+            with torch.inference_mode():
+                self.frontier = [prefix(xb) for xb, _ in self.batches]
+
+    @torch.inference_mode()
+    def _advance(self, nodes: list[fx.Node], after: set[fx.Node], needed: list[fx.Node]) -> list[tuple] | None:
+        """The values of ``needed`` per batch, from one dense forward shared by every cut.
+
+        Scans go through the layers in order, so instead of a prefix per layer from the input, one dense forward
+        runs node by node only as far as each cut needs, and keeps just the values a node from the cut on still
+        reads. Returns None when a needed value was already dropped (a cut before an earlier one).
+        """
+        if not self._dense:
+            for i, node in enumerate(nodes):
+                for arg in node.all_input_nodes:
+                    self._last_use[arg] = i  # the index of the last node that reads it
+            for xb, _ in self.batches:
+                interp = fx.Interpreter(self.graph)
+                interp.env, interp.args_iter = {}, iter([xb])
+                self._dense.append(interp)
+        index = {n: i for i, n in enumerate(nodes)}
+        keep_from = min(min(index[n] for n in after), self._position)  # the cut, and the dense forward's next node
+        for interp in self._dense:
+            for n in [n for n in interp.env if self._last_use.get(n, -1) < keep_from]:
+                del interp.env[n]  # nothing from the cut on, and nothing the dense forward has still to run, reads it
+        end = max((index[n] + 1 for n in needed), default=0)
+        for node in nodes[self._position:end]:
+            for interp in self._dense:
+                interp.env[node] = interp.run_node(node)
+        self._position = max(self._position, end)
+        if any(n not in self._dense[0].env for n in needed):
+            return None
+        return [tuple(interp.env[n] for n in needed) for interp in self._dense]
 
     @torch.inference_mode()
     def evaluate(self) -> tuple[float, float]:
         """(top-1 accuracy, mean cross-entropy) of the work model as it is now."""
         correct, loss = 0, 0.0
         for i, (xb, yb) in enumerate(self.batches):
-            out = self.suffix(*self.frontier[i]) if self.suffix is not None else self.module(xb)
+            if self.suffix is None:
+                out = self.module(xb)
+            elif self.copy_frontier:
+                out = self.suffix(*(v.clone() for v in self.frontier[i]))
+            else:
+                out = self.suffix(*self.frontier[i])
             correct += int((out.argmax(1) == yb).sum())
             loss += float(F.cross_entropy(out.float(), yb, reduction="sum"))
         n = len(self.y)

@@ -15,6 +15,7 @@ from pruner_core.data import Dataset
 from pruner_core.errors import SpecError
 from pruner_core.metrics import accuracy
 from pruner_core.models import LoadedModel, load_model
+from pruner_core.recipe import Recipe
 from pruner_core.sensitivity import (
     DEFAULT_RATIOS,
     Sensitivity,
@@ -264,3 +265,18 @@ def test_scan_round_trips_through_json_and_caches_by_model_data_and_settings(cnn
     assert cache_key(other, demo_data, settings) != cache_key(cnn, demo_data, settings)
     with pytest.raises(SpecError, match="format version"):
         Sensitivity.from_dict({"version": 99})
+
+
+def test_resnet20_scan_with_its_shortcuts_equals_pruning_each_layer_alone(demo_data):
+    """The scan's speed-ups (BatchNorm folded, one shared dense forward cut per layer, ReLUs in place) must not
+    change what it measures: each point equals pruning that layer alone in a fresh copy and evaluating it."""
+    model = load_model("demo:resnet20")
+    names = ["conv1", "layer1.0.conv2", "layer2.0.shortcut.0", "layer2.1.conv1", "layer3.2.conv2"]
+    got = scan(model, demo_data, ratios=[0.5, 0.8], samples=200, layers=names)
+    assert [u.name for u in got.units] == names
+    for unit in got.units:
+        for ratio, acc, loss in zip(unit.ratios, unit.accuracy, unit.loss, strict=True):
+            alone = apply_and_measure(model, demo_data, Recipe.from_dict(
+                {"sparsity": 0.0, "layers": {unit.name: ratio}, "finetune": {"epochs": 0}}), samples=200)
+            assert abs(acc - alone.accuracy) <= 1 / 200, (unit.name, ratio)
+            assert loss == pytest.approx(alone.loss, rel=1e-3), (unit.name, ratio)
