@@ -12,7 +12,14 @@ from pruner_core import jobs
 from pruner_core.errors import PrunerError
 from pruner_core.granularities import GRANULARITIES
 from pruner_core.methods import CRITERIA
-from pruner_core.sensitivity import DEFAULT_RATIOS, TARGETS, apply_and_measure, cached_scan, recommend
+from pruner_core.sensitivity import (
+    DEFAULT_RATIOS,
+    TARGETS,
+    apply_and_measure,
+    cached_scan,
+    global_baseline,
+    recommend,
+)
 from pruner_core.viz_sensitivity import allocation_bars, channel_latency, sensitivity_curves, sensitivity_heatmap
 
 ss = st.session_state
@@ -98,13 +105,18 @@ def show_recommendation(sens) -> None:
     if st.button("Check: apply both without fine-tuning and measure", key="sens.check", icon=":material/science:"):
         model, data = get_model(ss["active.model"]), get_data(ss["active.data"])
         with st.spinner("Pruning two copies and measuring them…"):
+            recipes = {"recommended": rec.recipe, "uniform": rec.uniform["recipe"],
+                       "one global threshold": global_baseline(sens, target, value)}
             measured = {name: apply_and_measure(model, data, recipe, samples=sens.settings["samples"])
-                        for name, recipe in (("recommended", rec.recipe), ("uniform", rec.uniform["recipe"]))}
+                        for name, recipe in recipes.items() if recipe is not None}
         st.dataframe([{"allocation": k, "accuracy": m.accuracy, "parameter sparsity": m.param_sparsity,
                        "FLOP reduction": m.flop_reduction, "samples": m.samples} for k, m in measured.items()],
                      key="sens.measured", hide_index=True, column_config={
                          c: st.column_config.NumberColumn(format="percent")
                          for c in ("accuracy", "parameter sparsity", "FLOP reduction")})
+        st.caption("Measured on the scan's test samples. The curves are measured one layer at a time: in deep "
+                   "networks the damage of several pruned layers compounds beyond their sum, so check the "
+                   "recommendation against the uniform and the one-global-threshold allocations before using it.")
     with st.expander("Recommended recipe"):
         st.code(rec.recipe.to_yaml(), language="yaml")
     left, right = st.columns(2)

@@ -1089,6 +1089,21 @@ def _recipe(sens: Sensitivity, units: list[UnitCurve], ratios: dict[str, float],
 # ---------------------------------------------------------------- applying
 
 
+def global_baseline(sens: Sensitivity, target: str, value: float) -> Recipe | None:
+    """The one-global-threshold recipe for the same parameter-sparsity target, with the scan's granularity and
+    criterion: the baseline a recommendation should be checked against besides the uniform one (per-layer
+    curves miss how damage compounds across layers, which a global threshold on comparable scores can avoid).
+
+    None where it is not comparable: a target other than sparsity, or ``channel`` (its global ratio counts
+    channels, not parameters).
+    """
+    if target != "sparsity" or sens.settings["granularity"] == "channel":
+        return None
+    return Recipe.from_dict({"granularity": sens.settings["granularity"], "criterion": sens.settings["criterion"],
+                             "scope": "global", "sparsity": float(value), "finetune": {"epochs": 0}},
+                            source="global baseline")
+
+
 @dataclass
 class Measured:
     """What a recipe did when applied without fine-tuning: measured, on the evaluation subset."""

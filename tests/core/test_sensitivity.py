@@ -280,3 +280,13 @@ def test_resnet20_scan_with_its_shortcuts_equals_pruning_each_layer_alone(demo_d
                 {"sparsity": 0.0, "layers": {unit.name: ratio}, "finetune": {"epochs": 0}}), samples=200)
             assert abs(acc - alone.accuracy) <= 1 / 200, (unit.name, ratio)
             assert loss == pytest.approx(alone.loss, rel=1e-3), (unit.name, ratio)
+
+
+def test_global_baseline_is_the_one_threshold_recipe_for_sparsity_targets_only(cnn, demo_data, cnn_scan):
+    from pruner_core.sensitivity import global_baseline
+
+    recipe = global_baseline(cnn_scan, "sparsity", 0.7)
+    assert (recipe.scope, recipe.sparsity, recipe.granularity, recipe.criterion) == ("global", 0.7, "unstructured", "l1")
+    measured = apply_and_measure(cnn, demo_data, recipe, samples=SAMPLES)
+    assert measured.param_sparsity == pytest.approx(0.7, abs=0.01)  # the output layer (640 weights) is left alone
+    assert global_baseline(cnn_scan, "flops", 0.5) is None

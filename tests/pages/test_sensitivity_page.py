@@ -61,6 +61,7 @@ def test_scan_shows_curves_and_a_recommendation_that_opens_in_prune(sensitivity)
     measured = next(df.value for df in at.dataframe if "allocation" in df.value.columns).set_index("allocation")
     assert measured.loc["recommended", "parameter sparsity"] == pytest.approx(0.70, abs=0.005)
     assert measured.loc["recommended", "accuracy"] > measured.loc["uniform", "accuracy"]
+    assert measured.loc["one global threshold", "parameter sparsity"] == pytest.approx(0.70, abs=0.01)
     at = at.button(key="sens.open").click().run()
     assert not at.exception
     assert at.session_state["prune.sparsity"] == 0.0
