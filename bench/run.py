@@ -332,7 +332,7 @@ def bench_sensitivity() -> dict:
     """``sensitivity_seconds`` (targets <= 5 s mnist-cnn, <= 60 s resnet20): a full scan (every layer x 9 ratios,
     unstructured L1, 1,000 test images), after a tiny warm-up scan (one-time imports); and at 70% parameter
     sparsity without fine-tuning, the recommended recipe's accuracy against the uniform one's (all test images)."""
-    from pruner_core.sensitivity import apply_and_measure, global_baseline, recommend, scan
+    from pruner_core.sensitivity import apply_and_measure, global_baseline, recommend, refine, scan
 
     data = load_data("demo:mnist5k")
     figures: dict = {}
@@ -346,11 +346,19 @@ def bench_sensitivity() -> dict:
         rec = recommend(sens, "sparsity", 0.7)
         ours, uniform = apply_and_measure(model, data, rec.recipe), apply_and_measure(model, data, rec.uniform["recipe"])
         baseline = apply_and_measure(model, data, global_baseline(sens, "sparsity", 0.7))
+        start = time.perf_counter()
+        refined = refine(model, data, sens, rec)
+        refine_seconds = time.perf_counter() - start
+        chosen = apply_and_measure(model, data, refined.recommendation.recipe)
         figures |= {
             f"recommend.{name}.dense_accuracy": sens.dense_accuracy,
             f"recommend.{name}.recommended_accuracy": ours.accuracy,
             f"recommend.{name}.uniform_accuracy": uniform.accuracy,
             f"recommend.{name}.global_threshold_accuracy": baseline.accuracy,
+            f"recommend.{name}.refined_accuracy": chosen.accuracy,
+            f"recommend.{name}.refined_param_sparsity": round(chosen.param_sparsity, 4),
+            f"recommend.{name}.refined_choice": refined.chosen,
+            f"recommend.{name}.refine_seconds": round(refine_seconds, 1),
             f"recommend.{name}.recommended_param_sparsity": round(ours.param_sparsity, 4),
             f"recommend.{name}.uniform_param_sparsity": round(uniform.param_sparsity, 4),
             f"recommend.{name}.predicted_accuracy": round(rec.predicted["accuracy"], 4),

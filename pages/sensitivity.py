@@ -19,6 +19,7 @@ from pruner_core.sensitivity import (
     cached_scan,
     global_baseline,
     recommend,
+    refine,
 )
 from pruner_core.viz_sensitivity import allocation_bars, channel_latency, sensitivity_curves, sensitivity_heatmap
 
@@ -91,6 +92,21 @@ def show_recommendation(sens) -> None:
     except PrunerError as e:
         left.error(str(e), icon=":material/error:")
         return
+    key = (sens.fingerprint, repr(sorted(sens.settings.items())), target, value)
+    if global_baseline(sens, target, value) is not None and left.button(
+            "Refine by measurement", key="sens.refine", icon=":material/science:",
+            help="Prune with the curves' allocation, the one-global-threshold one and blends of the two, measure each "
+                 "on training images (not the test images reported) and keep the most accurate"):
+        with st.spinner("Pruning and measuring five candidate allocations…"):
+            ss["sens.refined"] = (key, refine(get_model(ss["active.model"]), get_data(ss["active.data"]), sens, rec))
+    refined = ss.get("sens.refined")
+    refined = refined[1] if refined is not None and refined[0] == key else None
+    if refined is not None:
+        rec = refined.recommendation
+        left.dataframe([{"candidate": c["name"] + (" (chosen)" if c["name"] == refined.chosen else ""),
+                         "accuracy": c["accuracy"]} for c in refined.candidates], key="sens.candidates",
+                       hide_index=True, column_config={"accuracy": st.column_config.NumberColumn(format="percent")})
+        left.caption(f"Chosen by accuracy on {refined.selection}, every candidate at the same target.")
     p, u = rec.predicted, rec.uniform["predicted"]
     cols = right.columns(3)
     for col, (key, label) in zip(cols, (("param_sparsity", "Parameter sparsity"), ("flop_reduction", "FLOP reduction"),

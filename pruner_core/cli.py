@@ -306,12 +306,15 @@ def recommend(
     max_drop: Annotated[float | None, typer.Option("--max-drop", help="largest accuracy drop allowed (predicted), e.g. 0.01")] = None,
     scan_path: Annotated[Path | None, typer.Option("--scan", help="curves from pruner sensitivity --json (else scanned now)")] = None,
     check: Annotated[bool, typer.Option("--check/--no-check", help="apply both recipes without fine-tuning and measure them")] = False,
+    refine_: Annotated[bool, typer.Option("--refine/--no-refine", help="sparsity target: choose, by measuring on "
+                                          "training images, among the curves' allocation, the one-global-threshold "
+                                          "one and blends of the two")] = False,
 ) -> None:
     """Per-layer ratios that meet a target, from sensitivity curves (sensitive layers keep more); writes a recipe."""
     from .data import load_data
     from .errors import SpecError
     from .models import load_model
-    from .sensitivity import Sensitivity, apply_and_measure, scan
+    from .sensitivity import Sensitivity, apply_and_measure, refine, scan
     from .sensitivity import recommend as allocate
 
     given = [(k, v) for k, v in (("sparsity", target_sparsity), ("flops", target_flops), ("drop", max_drop)) if v is not None]
@@ -327,6 +330,13 @@ def recommend(
     else:
         curves = scan(loaded, dataset, granularity=granularity, criterion=criterion, samples=samples, latency=False)
     rec = allocate(curves, *given[0])
+    if refine_:
+        refined = refine(loaded, dataset, curves, rec)
+        for row in refined.candidates:
+            mark = "  <- chosen" if row["name"] == refined.chosen else ""
+            typer.echo(f"candidate {row['name']:<24} accuracy {row['accuracy']:.2%} on {refined.selection}, "
+                       f"{row['param_sparsity']:.1%} sparsity{mark}")
+        rec = refined.recommendation
     rec.recipe.save(out)
     p, u = rec.predicted, rec.uniform["predicted"]
     for label, pred in (("recommended", p), (f"uniform {rec.uniform['ratio']:.3f}", u)):

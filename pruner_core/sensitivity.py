@@ -40,7 +40,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -1099,9 +1099,12 @@ def global_baseline(sens: Sensitivity, target: str, value: float) -> Recipe | No
     """
     if target != "sparsity" or sens.settings["granularity"] == "channel":
         return None
+    total = sum(v["weights"] for v in sens.layers.values())
+    included = sum(v["weights"] for v in sens.layers.values() if not v["is_output"])
+    share = min(float(value) * total / included, 0.99) if included else float(value)  # output layers stay whole
     return Recipe.from_dict({"granularity": sens.settings["granularity"], "criterion": sens.settings["criterion"],
-                             "scope": "global", "sparsity": float(value), "finetune": {"epochs": 0}},
-                            source="global baseline")
+                             "scope": "global", "sparsity": round(math.ceil(share * 1e4) / 1e4, 4),
+                             "finetune": {"epochs": 0}}, source="global baseline")
 
 
 @dataclass
@@ -1153,3 +1156,59 @@ def apply_and_measure(model: LoadedModel, data: Dataset, recipe: Recipe, *, samp
     engine = _Engine(copy.deepcopy(pruned.module), data.x_test[:n], data.y_test[:n], BATCH_SIZE)
     acc, loss = engine.evaluate()
     return Measured(acc, loss, 1 - kept_w / total_w, 1 - kept_f / total_f if total_f else 0.0, n, pruned.module)
+
+
+@dataclass
+class Refined:
+    """A recommendation chosen by measurement among candidate allocations that meet the same target.
+
+    ``candidates`` rows: ``name``, ``accuracy`` (on the selection images), ``param_sparsity``; ``chosen`` names
+    the winner. Selection uses training images (``selection``), never the test images figures are reported on.
+    """
+
+    recommendation: Recommendation
+    chosen: str
+    candidates: list[dict]
+    selection: str
+
+
+def refine(model: LoadedModel, data: Dataset, sens: Sensitivity, rec: Recommendation, *, samples: int = 1000,
+           mixes: Sequence[float] = (0.25, 0.5, 0.75)) -> Refined:
+    """Check the curve-based allocation against the one-global-threshold one and blends of the two, by pruning
+    each (no fine-tuning) and measuring it, and keep the most accurate.
+
+    Per-layer curves are measured one layer at a time; in deep networks with BatchNorm the damage of several
+    pruned layers compounds beyond their sum, where a global threshold on comparable scores can do better.
+    Blending per-layer ratios keeps the parameter sparsity (it is linear in them), so every candidate meets the
+    target. Only for a parameter-sparsity target with a masking granularity (see :func:`global_baseline`);
+    otherwise the recommendation is returned as the only candidate.
+
+    Args:
+        samples: how many training images (the last ones of the split) to choose on.
+    """
+    from .pipeline import layer_sparsity, prune
+
+    n = min(samples, len(data.y_train))
+    selection = replace(data, x_test=data.x_train[-n:], y_test=data.y_train[-n:])
+    label = f"the last {n:,} training images of {data.name}"
+    baseline = global_baseline(sens, rec.target, rec.value)
+    candidates = {"curves": rec.recipe}
+    if baseline is not None:
+        global_ratios = {k: v for k, v in layer_sparsity(prune(model, data, baseline).module).items() if v > 0}
+        curve_ratios = dict(rec.recipe.layers)
+        names = sorted(set(global_ratios) | set(curve_ratios))
+        for a in mixes:
+            mixed = {k: round((1 - a) * curve_ratios.get(k, 0.0) + a * global_ratios.get(k, 0.0), 4) for k in names}
+            candidates[f"{1 - a:.0%} curves + {a:.0%} global"] = rec.recipe.replace(layers={k: v for k, v in mixed.items() if v > 0})
+        candidates["global threshold"] = rec.recipe.replace(layers=global_ratios)
+    rows, best = [], None
+    for name, recipe in candidates.items():
+        m = apply_and_measure(model, selection, recipe)
+        rows.append({"name": name, "accuracy": m.accuracy, "param_sparsity": m.param_sparsity})
+        if best is None or m.accuracy > best[1]:
+            best = (name, m.accuracy, recipe)
+    chosen, recipe = best[0], best[2]
+    units = [u for u in sens.units if u.name in rec.ratios]
+    ratios = {u.name: float(recipe.layers.get(u.name, 0.0)) for u in units}
+    refined = replace(rec, ratios=ratios, recipe=recipe, predicted=_Model(sens, units).predict(ratios))
+    return Refined(refined, chosen, rows, label)

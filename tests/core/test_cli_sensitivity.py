@@ -84,3 +84,16 @@ def test_a_scan_of_other_weights_is_refused(curves, tmp_path):
     result = runner.invoke(app, ["recommend", "demo:mnist-cnn", "--scan", str(path), "--target-sparsity", "0.5",
                                  "--out", str(tmp_path / "r.yaml")])
     assert_one_line_error(result, "other weights")
+
+
+def test_recommend_refine_lists_the_candidates_and_writes_the_chosen_recipe(curves, tmp_path):
+    path, _ = curves
+    out = tmp_path / "refined.yaml"
+    result = runner.invoke(app, ["recommend", "demo:lenet300", "--scan", str(path), "--target-sparsity", "0.8",
+                                 "--refine", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line.startswith("candidate ")]
+    assert len(lines) == 5 and sum(line.endswith("<- chosen") for line in lines) == 1
+    assert "training images" in lines[0]
+    recipe = Recipe.load(out)
+    assert recipe.scope == "layerwise" and set(recipe.layers) <= {"fc1", "fc2"}

@@ -119,3 +119,13 @@ def test_channel_scan_groups_residual_partners_and_times_kept_channels(sensitivi
     curves = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert any("coupled" in t["name"] for t in curves["data"])  # a residual group is one curve
     assert any(t.startswith("Latency of each group") for t in chart_titles(at))
+
+
+def test_refine_by_measurement_keeps_the_target_and_reports_the_candidates(sensitivity):
+    at = scanned(sensitivity)
+    at = at.button(key="sens.refine").click().run()
+    assert not at.exception and not at.error
+    candidates = next(df.value for df in at.dataframe if "candidate" in df.value.columns)
+    assert len(candidates) == 5 and candidates["candidate"].str.endswith("(chosen)").sum() == 1
+    assert any("training images" in c.value for c in at.caption)
+    assert {m.label: m.value for m in at.metric}["Parameter sparsity"] == "70.0%"
