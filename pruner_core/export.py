@@ -12,7 +12,6 @@ from __future__ import annotations
 import gzip
 import os
 import threading
-import time
 import warnings
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import torch
 from torch import nn
 
 from .errors import PrunerError
-from .metrics import Latency, latency_of
+from .metrics import Latency, latency_of, timed_runs
 
 OPSET = 17
 
@@ -125,13 +124,7 @@ def onnx_latency(path: str | Path, input_shape: tuple[int, ...], batch: int, *, 
         raise ValueError(f"runs must be at least 1; got {runs}")
     sess = session(path)
     x = np.zeros((batch, *input_shape), dtype=np.float32)
-    for _ in range(warmup):
-        sess.run(None, {"input": x})
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        sess.run(None, {"input": x})
-        times.append((time.perf_counter() - start) * 1000)
+    times = timed_runs(lambda: sess.run(None, {"input": x}), runs, warmup)
     return latency_of(times, batch, warmup, sess.get_session_options().intra_op_num_threads, ort_runtime())
 
 

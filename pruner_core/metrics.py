@@ -104,14 +104,20 @@ def measure_latency(
     if runs < 1 or warmup < 0:
         raise ValueError(f"runs must be >= 1 and warmup >= 0; got runs={runs}, warmup={warmup}")
     x = torch.rand(batch, *sample_shape, generator=torch.Generator().manual_seed(0))
+    times = timed_runs(lambda: module(x), runs, warmup)
+    return latency_of(times, batch, warmup, torch.get_num_threads(), PYTORCH_RUNTIME)
+
+
+def timed_runs(call, runs: int, warmup: int) -> list[float]:
+    """Milliseconds of ``runs`` calls of ``call()``, after ``warmup`` untimed ones."""
     for _ in range(warmup):
-        module(x)
+        call()
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        module(x)
+        call()
         times.append((time.perf_counter() - start) * 1000)
-    return latency_of(times, batch, warmup, torch.get_num_threads(), PYTORCH_RUNTIME)
+    return times
 
 
 def vital_signs(model, data, *, latency_runs: tuple[int, int] = (30, 10), warmup: int = 5) -> dict:

@@ -58,6 +58,7 @@ from .methods import (
     compute_masks,
     scores,
 )
+from .metrics import timed_runs
 from .models import LoadedModel, check_data_fits
 from .recipe import Recipe
 
@@ -539,13 +540,7 @@ def _sum_or_none(values) -> int | None:
 
 @torch.inference_mode()
 def _time(module: nn.Module, x: torch.Tensor, runs: int) -> float:
-    module(x)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        module(x)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+    return statistics.median(timed_runs(lambda: module(x), runs, 1))
 
 
 def _resized(mod: nn.Module, out: int | None = None, inp: int | None = None) -> nn.Module:
