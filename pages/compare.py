@@ -66,11 +66,12 @@ def downloads(entries, runs_by_id, classes) -> None:
     cols[0].download_button("Recipe", run.recipe.to_yaml(), file_name="recipe.yaml", mime="application/x-yaml",
                             key="compare.recipe", icon=":material/download:",
                             help=f"Reproduces this run: pruner prune {run.base['spec']} --recipe recipe.yaml --out DIR")
-    cols[1].download_button("Weights", (run.path / "weights.safetensors").read_bytes(), key="compare.weights",
+    weights = run.path / "weights.safetensors"
+    cols[1].download_button("Weights", weights.read_bytes, key="compare.weights",  # read on click, not per rerun
                             file_name=f"{run.id}.safetensors", mime="application/octet-stream", icon=":material/download:")
     onnx = run_cache_dir(run) / "model.onnx"
     if onnx.is_file():
-        cols[2].download_button("ONNX", onnx.read_bytes(), file_name=f"{run.id}.onnx", key="compare.onnx",
+        cols[2].download_button("ONNX", onnx.read_bytes, file_name=f"{run.id}.onnx", key="compare.onnx",
                                 mime="application/octet-stream", icon=":material/download:")
 
 

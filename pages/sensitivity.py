@@ -45,7 +45,7 @@ def start_scan(settings: dict) -> None:
     folder = runs_root() / ".cache" / "sensitivity"
     job = jobs.start(f"sensitivity {settings['granularity']} {settings['criterion']}", lambda report, cancel: cached_scan(
         model, data, cache_dir=folder, callback=report, cancel=cancel, **settings))
-    ss["sens.job"] = job.id
+    ss["sens.job"], ss["sens.for"] = job.id, (dict(ss["active.model"]), ss["active.data"])
 
 
 @st.fragment(run_every=1)
@@ -109,12 +109,16 @@ def show_recommendation(sens) -> None:
         left.caption(f"Chosen by accuracy on {refined.selection}, every candidate at the same target.")
     p, u = rec.predicted, rec.uniform["predicted"]
     cols = right.columns(3)
-    for col, (key, label) in zip(cols, (("param_sparsity", "Parameter sparsity"), ("flop_reduction", "FLOP reduction"),
+    masked = sens.settings["granularity"] != "channel"
+    flops_label = "Non-zero FLOP reduction" if masked else "FLOP reduction"
+    for col, (key, label) in zip(cols, (("param_sparsity", "Parameter sparsity"), ("flop_reduction", flops_label),
                                         ("accuracy", "Predicted accuracy")), strict=True):
         shown = "n/a" if p[key] is None else f"{p[key]:.1%}"
         uniform = "n/a" if u[key] is None else f"uniform {u[key]:.1%}"
         col.metric(label, shown, uniform, delta_color="off", delta_arrow="off")
-    right.caption("Predicted from the curves, without fine-tuning: the accuracy drop is the sum of each layer's drop "
+    right.caption(("Masked weights still cost their multiply-adds in dense runtimes: non-zero FLOPs count only what a "
+                   "sparse kernel would compute. " if masked else "")
+                  + "Predicted from the curves, without fine-tuning: the accuracy drop is the sum of each layer's drop "
                   f"at its ratio. The uniform allocation prunes every layer by {rec.uniform['ratio']:.1%} for the same "
                   "target.")
     st.plotly_chart(allocation_bars(rec), key="sens.allocation")
@@ -152,7 +156,7 @@ ss.setdefault("sens.ratios", ", ".join(f"{r:g}" for r in DEFAULT_RATIOS))
 
 try:
     data = get_data(ss["active.data"])
-    model = get_model(ss["active.model"])
+    get_model(ss["active.model"])  # a model that fails to load is said here, once
 except PrunerError as e:
     st.error(str(e), icon=":material/error:")
     st.stop()
@@ -191,8 +195,8 @@ elif job is not None:
         ss["sens.result"] = job.result
 result = ss.get("sens.result")
 if result is not None and not busy:
-    if result.fingerprint != model.fingerprint():
-        st.info("The last scan was of another model; run the scan for this one.", icon=":material/info:")
+    if ss.get("sens.for") != (ss["active.model"], ss["active.data"]):
+        st.info("The last scan was of another model or data set; run the scan for these.", icon=":material/info:")
     else:
         show_scan(result)
         if result.complete:

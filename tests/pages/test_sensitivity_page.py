@@ -129,3 +129,13 @@ def test_refine_by_measurement_keeps_the_target_and_reports_the_candidates(sensi
     assert len(candidates) == 5 and candidates["candidate"].str.endswith("(chosen)").sum() == 1
     assert any("training images" in c.value for c in at.caption)
     assert {m.label: m.value for m in at.metric}["Parameter sparsity"] == "70.0%"
+
+
+def test_a_scan_of_another_model_is_not_shown_as_this_ones(sensitivity):
+    at = scanned(sensitivity, ratios="0.5", samples=100)
+    at = at.switch_page("pages/model.py").run()
+    at.session_state["active.model"] = {"spec": "demo:lenet300", "weights": None, "trust": False}
+    at = at.switch_page("pages/sensitivity.py").run()
+    assert not at.exception
+    assert any("another model or data set" in i.value for i in at.info)
+    assert not at.get("plotly_chart")
