@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import tempfile
 from pathlib import Path
 
@@ -220,6 +221,38 @@ def list_runs_by_path(root: str | Path) -> dict[str, Run]:
     return {str(run.path): run for run in list_runs(root)}
 
 
+def _runs_stamp(root: Path) -> tuple:
+    """What changes whenever a run folder under ``root`` gains, loses or rewrites a file: names and mtimes."""
+    stamp = []
+    try:
+        folders = [e for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")]
+    except OSError:
+        return ()
+    for folder in folders:
+        try:
+            stamp.append((folder.name, max((e.stat().st_mtime_ns for e in os.scandir(folder.path)),
+                                           default=folder.stat().st_mtime_ns)))
+        except OSError:
+            stamp.append((folder.name, None))
+    return tuple(sorted(stamp, key=str))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _cached_runs(root: str, stamp: tuple) -> list[Run]:
+    return list_runs(root)
+
+
+def saved_runs() -> list[Run]:
+    """The runs under :func:`runs_root`, newest first, read again only when a run folder changed on disk.
+
+    Running runs are always read afresh: their process may die without touching the folder (then they are
+    listed as interrupted).
+    """
+    root = runs_root()
+    runs = _cached_runs(str(root), _runs_stamp(root))
+    return list_runs(root) if any(r.status == "running" for r in runs) else runs
+
+
 def active_comparison(runs: list[Run]) -> list[Entry]:
     """The active model (as the original) compared with ``runs`` on the active data; measured once per run, cached.
 
@@ -270,7 +303,7 @@ def sidebar() -> None:
         st.markdown(f"**{model_label(st.session_state['active.model'])}**", help="Pick another on the Model page")
         st.caption("Active data")
         st.markdown(f"**{data_label(st.session_state['active.data'])}**")
-        runs = list_runs(runs_root())
+        runs = saved_runs()
         st.caption("Runs", help=f"Saved under {runs_root()}, newest first")
         if not runs:
             st.caption("none yet")

@@ -17,6 +17,7 @@ from pages._common import (
     init_state,
     model_label,
     runs_root,
+    saved_runs,
 )
 from pruner_core.compare import (
     comparison_table,
@@ -27,7 +28,6 @@ from pruner_core.compare import (
     run_cache_dir,
 )
 from pruner_core.errors import PrunerError
-from pruner_core.experiments import list_runs
 from pruner_core.report import html_report
 from pruner_core.viz import COMPARE_COSTS, finetune_overlay, pareto_plot, per_class_change, sparsity_comparison
 
@@ -82,7 +82,7 @@ st.caption(
     "on this machine. Deltas are against the original."
 )
 
-all_runs = list_runs(runs_root())
+all_runs = saved_runs()
 runs_by_path = {str(r.path): r for r in all_runs}
 if "compare.runs" not in ss:
     ss["compare.runs"] = [str(r.path) for r in all_runs if r.status == "done"][:DEFAULT_RUNS]

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages._common import get_data, get_model, init_state, model_label, runs_root
+from pages._common import get_data, get_model, init_state, model_label, runs_root, saved_runs
 from pruner_core import compare, netron_view
 from pruner_core.errors import PrunerError
-from pruner_core.experiments import Run, list_runs
+from pruner_core.experiments import Run
 from pruner_core.export import ensure_onnx
 from pruner_core.models import check_data_fits
 
@@ -64,7 +64,7 @@ def show(title: str, what: str, path: Path | None, *, reference: netron_view.Onn
     return info
 
 
-runs = list_runs(runs_root())
+runs = saved_runs()
 done = [r for r in runs if r.status == "done"]
 skipped = [r for r in runs if r.status in ("damaged", "failed")]
 original_path = original_onnx()
