@@ -108,8 +108,13 @@ def finished_job(job: jobs.Job) -> None:
         st.info(f"This run is masked: {MASKED_NOTE}.", icon=":material/info:")
     if run.history:
         st.plotly_chart(training_curves(run.history), key="prune.curves")
-    st.button("Make the pruned model active", key="prune.open",
-              on_click=activate, args=({"spec": str(run.path), "weights": None, "trust": False}, ss["prune.job_base"][1]))
+    left, right = st.columns(2)
+    left.button("Make the pruned model active", key="prune.open",
+                on_click=activate, args=({"spec": str(run.path), "weights": None, "trust": False}, ss["prune.job_base"][1]))
+    if right.button("Compare with the original (PyTorch and ONNX Runtime)", key="prune.compare",
+                    icon=":material/compare_arrows:", disabled=ss["active.model"] != ss["prune.job_base"][0]):
+        ss["compare.runs"] = [str(run.path)]
+        st.switch_page("pages/compare.py")
 
 
 init_state()  # also when Streamlit runs this file before app.py's first run (a fresh server)

@@ -121,6 +121,11 @@ def test_a_short_run_ends_as_a_saved_experiment(prune, runs_root):
     assert result.loc["parameters", "original"] == result.loc["parameters", "pruned"]  # masks keep every weight
     assert result.loc["non-zero parameters", "pruned"] != result.loc["non-zero parameters", "original"]
     assert any("dense runtimes do not run it faster" in i.value for i in at.info)
+    at = at.button(key="prune.compare").click().run()
+    assert not at.exception
+    assert [t.value for t in at.title] == ["Compare"]
+    shown = next(df.value for df in at.dataframe if "ONNX Runtime b64" in df.value.columns)
+    assert list(shown["kind"]) == ["original", "masked"] and job.result.id in shown["model"].iloc[1]
 
 
 def test_a_run_survives_leaving_the_page_and_can_be_cancelled(prune, runs_root):
