@@ -412,6 +412,7 @@ def comparison_table(entries: list[Entry]) -> pd.DataFrame:
             for batch in BATCHES:
                 lat, ref = _lat(f, runtime, batch), _lat(base, runtime, batch) if base else None
                 row[f"{short} b{batch} ms"] = lat["median_ms"] if lat else None
+                row[f"{short} b{batch} IQR ms"] = lat["p75_ms"] - lat["p25_ms"] if lat else None
                 row[f"{short} b{batch} speed-up"] = ref["median_ms"] / lat["median_ms"] if lat and ref else None
         for size, label in (("dense_bytes", "dense"), ("gzip_bytes", "gzip"), ("sparse_bytes", "sparse"), ("onnx_bytes", "ONNX")):
             value = f["sizes"].get(size)
@@ -437,6 +438,7 @@ def measurement_notes(entries: list[Entry]) -> list[str]:
         for lat in per_batch.values():
             lines.append(f"latency ({RUNTIMES.get(runtime, runtime)}): {lat['label']}")
     lines.append(
+        "latency cells: median ± half the inter-quartile range of the timed runs; "
         "speed-up = the original's median / this model's median at the same batch and runtime (> 1: faster); "
         f"the models were timed together, in turn, at {figures.get('measured', '?')}"
     )
@@ -468,7 +470,7 @@ def _with_ratio(value: str, ratio, better_above: bool) -> str:
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`comparison_table` as text for people: one column per figure, the delta or ratio beside each value.
 
-    Latency shows ``median ms (speed-up×)``, sizes ``MB (share of the original)``, FLOPs ``count (reduction×)``.
+    Latency shows ``median ±half the inter-quartile range ms (speed-up×)``, sizes ``MB (share of the original)``, FLOPs ``count (reduction×)``.
     """
     out = []
     for _, r in table.iterrows():
@@ -477,9 +479,10 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
             row["accuracy"] = f"{r['accuracy']:.2%} ({r['Δ accuracy (pp)']:+.1f} pp)"
             for short, name in (("PyTorch", "PyTorch"), ("ORT", "ONNX Runtime")):
                 for batch in BATCHES:
-                    ms = r.get(f"{short} b{batch} ms")
+                    ms, iqr = r.get(f"{short} b{batch} ms"), r.get(f"{short} b{batch} IQR ms")
                     row[f"{name} b{batch}"] = (
-                        "—" if ms is None or pd.isna(ms) else _with_ratio(f"{ms:.3g} ms", r.get(f"{short} b{batch} speed-up"), True)
+                        "—" if ms is None or pd.isna(ms)
+                        else _with_ratio(f"{ms:.3g} ±{iqr / 2:.2g} ms", r.get(f"{short} b{batch} speed-up"), True)
                     )
             for label in ("dense", "gzip", "sparse", "ONNX"):
                 size = r.get(f"{label} size (B)")

@@ -221,7 +221,9 @@ def test_comparison_table_deltas(entries):
     assert "dense runtimes do not run it faster" in table.loc["masked", "notes"]
     shown = cmp.display_table(cmp.comparison_table(entries))
     assert re.fullmatch(r"\d+\.\d\d% \([+-]\d+\.\d pp\)", shown["accuracy"].iloc[1])
-    assert re.search(r"ms \(\d+\.\d\d×\)$", shown["ONNX Runtime b64"].iloc[1])
+    assert re.search(r"^[\d.]+ ±[\d.e-]+ ms \(\d+\.\d\d×\)$", shown["ONNX Runtime b64"].iloc[1])
+    lat = channel["latency"]["pytorch"]["batch1"]
+    assert table.loc["channel", "PyTorch b1 IQR ms"] == pytest.approx(lat["p75_ms"] - lat["p25_ms"])
 
 
 def test_pareto_front():
