@@ -171,6 +171,9 @@ left.selectbox("Criterion", criteria, key="sens.criterion", format_func=lambda c
 mid.text_input("Ratios", key="sens.ratios", help="Fractions removed, comma-separated, each in [0, 1)")
 right.number_input("Test samples", min_value=1, max_value=len(data.y_test), value=min(1000, len(data.y_test)),
                    step=100, key="sens.samples", help="The first test images: the evaluation subset")
+right.number_input("Time budget (seconds, 0 = none)", min_value=0, value=0, step=10, key="sens.seconds",
+                   help="Fewer test samples (not fewer than 100) when the scan would take longer, as estimated from "
+                        "one dense evaluation; the samples used are stated with the curves")
 
 job = jobs.get(ss.get("sens.job"))
 busy = job is not None and job.running
@@ -183,7 +186,7 @@ if st.button("Run scan", key="sens.run", type="primary", disabled=busy, icon=":m
         st.error(str(e), icon=":material/error:")
     else:
         start_scan({"granularity": granularity, "criterion": ss["sens.criterion"], "ratios": ratios,
-                    "samples": int(ss["sens.samples"])})
+                    "samples": int(ss["sens.samples"]), "seconds": float(ss["sens.seconds"]) or None})
         job, busy = jobs.get(ss["sens.job"]), True
 
 if busy:

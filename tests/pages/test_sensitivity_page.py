@@ -139,3 +139,14 @@ def test_a_scan_of_another_model_is_not_shown_as_this_ones(sensitivity):
     assert not at.exception
     assert any("another model or data set" in i.value for i in at.info)
     assert not at.get("plotly_chart")
+
+
+def test_a_time_budget_lowers_the_samples_and_says_so(sensitivity):
+    at = sensitivity.switch_page("pages/model.py").run()
+    at.session_state["active.model"] = {"spec": "demo:resnet20", "weights": None, "trust": False}
+    at = at.switch_page("pages/sensitivity.py").run()
+    at.number_input(key="sens.seconds").set_value(2)
+    at = scanned(at, ratios="0.5", samples=1000)
+    result = at.session_state["sens.result"]
+    assert 100 <= result.settings["samples"] < 1000
+    assert any(f"first {result.settings['samples']:,} test samples" in c.value for c in at.caption)
