@@ -15,11 +15,12 @@ from pathlib import Path
 import streamlit as st
 
 from pruner_core.analysis import Analysis, analyze
-from pruner_core.compare import Entry, compare
+from pruner_core.compare import Entry, compare, original_cache_dir
 from pruner_core.data import Dataset, load_data
 from pruner_core.describe import LayerInfo, describe_model
 from pruner_core.errors import PrunerError
 from pruner_core.experiments import Run, default_root, list_runs
+from pruner_core.export import ensure_onnx
 from pruner_core.metrics import vital_signs
 from pruner_core.models import LoadedModel, check_data_fits, load_model
 from pruner_core.preview import Preview, preview
@@ -212,8 +213,41 @@ def active_preview(recipe: Recipe) -> Preview:
 def cached_comparison(model_choice: tuple, model_digest: str, data_spec: str, data_digest: str, runs: tuple[str, ...],
                       stamps: tuple, root: str) -> list[Entry]:
     """:func:`~pruner_core.compare.compare` of the model and the run folders ``runs`` (``stamps``: their states)."""
-    return compare(_model_of(model_choice), get_data(data_spec), [list_runs_by_path(root)[p] for p in runs],
-                   data_spec=data_spec, root=root)
+    listed = list_runs_by_path(root)
+    return compare(_model_of(model_choice), get_data(data_spec), [listed[p] for p in runs if p in listed],
+                   data_spec=data_spec, root=root)  # a folder removed meanwhile is left out, not an error
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _cached_fingerprint(model_choice: tuple, model_digest: str) -> str:
+    return _model_of(model_choice).fingerprint()
+
+
+def active_fingerprint() -> str:
+    """The active model's weights fingerprint, hashed once per model file rather than on every rerun."""
+    key = _active_key()
+    return _cached_fingerprint(key[0], key[1])
+
+
+@st.cache_data(max_entries=16, show_spinner="Exporting the model to ONNX…")
+def _cached_original_onnx(model_choice: tuple, model_digest: str, data_spec: str, data_digest: str, root: str) -> str:
+    model = _model_of(model_choice)
+    shape = check_data_fits(model, get_data(data_spec))
+    folder = original_cache_dir(model, root, fingerprint=_cached_fingerprint(model_choice, model_digest))
+    return str(ensure_onnx(model.module, shape, folder))
+
+
+def active_original_onnx() -> Path:
+    """The active model's ONNX file (exported and checked once, shared with the Compare page's cache).
+
+    Raises:
+        PrunerError: the model does not fit the data or cannot be exported.
+    """
+    path = Path(_cached_original_onnx(*_active_key(), str(runs_root())))
+    if not path.is_file():  # the cache folder was removed on disk: export again
+        _cached_original_onnx.clear()
+        path = Path(_cached_original_onnx(*_active_key(), str(runs_root())))
+    return path
 
 
 def list_runs_by_path(root: str | Path) -> dict[str, Run]:

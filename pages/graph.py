@@ -5,12 +5,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages._common import get_data, get_model, init_state, model_label, runs_root, saved_runs
+from pages._common import active_fingerprint, active_original_onnx, init_state, model_label, saved_runs
 from pruner_core import compare, netron_view
 from pruner_core.errors import PrunerError
 from pruner_core.experiments import Run
-from pruner_core.export import ensure_onnx
-from pruner_core.models import check_data_fits
 
 VIEW_HEIGHT = 640
 
@@ -22,14 +20,11 @@ owner = st.session_state.setdefault("graph.owner", uuid.uuid4().hex)
 
 def original_onnx() -> Path | None:
     """The active model's ONNX file (exported once per weights fingerprint), or None after showing the error."""
-    choice = st.session_state["active.model"]
     try:
-        model = get_model(choice)
-        shape = check_data_fits(model, get_data(st.session_state["active.data"]))
-        with st.spinner(f"Exporting {model_label(choice)} to ONNX…"):
-            return ensure_onnx(model.module, shape, compare.original_cache_dir(model, runs_root()))
+        return active_original_onnx()
     except PrunerError as e:
-        st.error(f"The original model {model_label(choice)} cannot be shown: {e}", icon=":material/error:")
+        label = model_label(st.session_state["active.model"])
+        st.error(f"The original model {label} cannot be shown: {e}", icon=":material/error:")
         return None
 
 
@@ -84,7 +79,7 @@ else:
     )
     run = by_id[run_id]
     try:
-        fingerprint = get_model(st.session_state["active.model"]).fingerprint()
+        fingerprint = active_fingerprint()
     except PrunerError:
         fingerprint = None  # original_onnx has already said why
     if fingerprint and run.base.get("fingerprint") not in (None, fingerprint):

@@ -46,6 +46,7 @@ def start_scan(settings: dict) -> None:
     job = jobs.start(f"sensitivity {settings['granularity']} {settings['criterion']}", lambda report, cancel: cached_scan(
         model, data, cache_dir=folder, callback=report, cancel=cancel, **settings))
     ss["sens.job"], ss["sens.for"] = job.id, (dict(ss["active.model"]), ss["active.data"])
+    ss.pop("sens.result", None)  # the curves shown are always this scan's, or none if it fails
 
 
 @st.fragment(run_every=1)
@@ -92,7 +93,7 @@ def show_recommendation(sens) -> None:
     except PrunerError as e:
         left.error(str(e), icon=":material/error:")
         return
-    key = (sens.fingerprint, repr(sorted(sens.settings.items())), target, value)
+    key = (ss.get("sens.job"), target, value)  # one scan (of one model and data set), one target
     if global_baseline(sens, target, value) is not None and left.button(
             "Refine by measurement", key="sens.refine", icon=":material/science:",
             help="Prune with the curves' allocation, the one-global-threshold one and blends of the two, measure each "
@@ -130,10 +131,10 @@ def show_recommendation(sens) -> None:
             measured = {name: apply_and_measure(model, data, recipe, samples=sens.settings["samples"])
                         for name, recipe in recipes.items() if recipe is not None}
         st.dataframe([{"allocation": k, "accuracy": m.accuracy, "parameter sparsity": m.param_sparsity,
-                       "FLOP reduction": m.flop_reduction, "samples": m.samples} for k, m in measured.items()],
+                       flops_label: m.flop_reduction, "samples": m.samples} for k, m in measured.items()],
                      key="sens.measured", hide_index=True, column_config={
                          c: st.column_config.NumberColumn(format="percent")
-                         for c in ("accuracy", "parameter sparsity", "FLOP reduction")})
+                         for c in ("accuracy", "parameter sparsity", flops_label)})
         st.caption("Measured on the scan's test samples. The curves are measured one layer at a time: in deep "
                    "networks the damage of several pruned layers compounds beyond their sum, so check the "
                    "recommendation against the uniform and the one-global-threshold allocations before using it.")
@@ -159,6 +160,10 @@ try:
     get_model(ss["active.model"])  # a model that fails to load is said here, once
 except PrunerError as e:
     st.error(str(e), icon=":material/error:")
+    st.stop()
+if len(data.y_test) == 0:
+    st.error(f"Data '{data.name}' has no test samples to measure sensitivity on: give it x_test and y_test, or load "
+             "it without them to get a seeded 80/20 split.", icon=":material/error:")
     st.stop()
 
 left, mid, right = st.columns(3)

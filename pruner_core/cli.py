@@ -346,8 +346,9 @@ def recommend(
     if check:
         for label, recipe in (("recommended", rec.recipe), ("uniform", rec.uniform["recipe"])):
             m = apply_and_measure(loaded, dataset, recipe, samples=curves.settings["samples"])
-            typer.echo(f"{label:<20} measured (no fine-tune): {m.param_sparsity:.1%} sparsity, {m.flop_reduction:.1%} FLOP "
-                       f"reduction, accuracy {m.accuracy:.2%}")
+            flops = "FLOP" if curves.settings["granularity"] == "channel" else "non-zero FLOP"
+            typer.echo(f"{label:<20} measured (no fine-tune): {m.param_sparsity:.1%} sparsity, {m.flop_reduction:.1%} "
+                       f"{flops} reduction, accuracy {m.accuracy:.2%}")
     typer.echo("ratios: " + ", ".join(f"{k} {v:.3f}" for k, v in rec.ratios.items()))
     typer.echo(f"wrote {out}")
 

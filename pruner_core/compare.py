@@ -50,10 +50,11 @@ def run_cache_dir(run: Run) -> Path:
     return run.path / "compare"
 
 
-def original_cache_dir(model: LoadedModel, root: str | Path | None = None) -> Path:
-    """Where an original (unpruned) model's measurements and ONNX file live, one folder per weights fingerprint."""
+def original_cache_dir(model: LoadedModel, root: str | Path | None = None, *, fingerprint: str | None = None) -> Path:
+    """Where an original (unpruned) model's measurements and ONNX file live, one folder per weights fingerprint
+    (pass ``fingerprint`` when it is known, to spare hashing the weights again)."""
     root = Path(root) if root is not None else default_root()
-    return root / ".cache" / f"original-{model.fingerprint()}"
+    return root / ".cache" / f"original-{fingerprint or model.fingerprint()}"
 
 
 def run_onnx(run: Run) -> Path:
@@ -204,7 +205,12 @@ def _now() -> str:
 
 
 def _cache_key(data: Dataset) -> str:
-    return f"v{VERSION}-{data_digest(data)}"
+    """Figures are reused only on the same data, machine, thread count and runtime versions (a run folder may
+    have been measured elsewhere and handed on)."""
+    from .export import ort_runtime
+
+    where = f"{device_name()}|{torch.get_num_threads()}|{PYTORCH_RUNTIME}|{ort_runtime()}"
+    return f"v{VERSION}-{data_digest(data)}-{hashlib.sha256(where.encode()).hexdigest()[:8]}"
 
 
 def read_cached(folder: str | Path, data: Dataset) -> dict | None:
@@ -322,8 +328,9 @@ def compare(
     for entry, folder in zip(entries, folders, strict=True):
         if entry.error is None:
             entry.figures = read_cached(folder, data)
-    if all(e.figures is not None for e in entries if e.error is None):
-        return entries
+    measured = [e.figures for e in entries if e.error is None]
+    if all(f is not None for f in measured) and len({f.get("measured") for f in measured}) <= 1:
+        return entries  # every figure cached, and every latency from one sitting
     _measure_missing(original, shape, data, runs, entries, folders, latency_runs, callback)
     return entries
 
@@ -343,6 +350,8 @@ def _measure_missing(original, shape, data, runs, entries, folders, latency_runs
             model_shape = shape if i == 0 else check_data_fits(model, data)
             if entry.figures is None:
                 onnx = i > 0 or original.fmt not in ("torchscript", "export")
+                if i > 0 and not runs[i - 1].path.is_dir():
+                    raise PrunerError(f"run '{runs[i - 1].id}' is no longer on disk at {runs[i - 1].path}")
                 entry.figures = measure_static(model.module, model_shape, data, folders[i], onnx=onnx)
         except PrunerError as e:
             entry.error, entry.figures = str(e), None
@@ -356,13 +365,30 @@ def _measure_missing(original, shape, data, runs, entries, folders, latency_runs
         callback(total - 1, total, "timing every model together")
     start = time.perf_counter()
     order = list(subjects)
-    timed = time_together([subjects[i] for i in order], latency_runs=latency_runs)
+    try:
+        timed = time_together([subjects[i] for i in order], latency_runs=latency_runs)
+    except Exception:  # noqa: BLE001 - ONNX Runtime raises its own kinds: find the model that fails, alone
+        order = [i for i in order if _times_alone(subjects[i], entries[i])]
+        timed = time_together([subjects[i] for i in order], latency_runs=latency_runs)
     measured = _now()
     share = (time.perf_counter() - start) / max(len(order), 1)
     for i, latency in zip(order, timed, strict=True):
         entries[i].figures |= {"latency": latency, "measured": measured}
         entries[i].seconds += share
-        write_cached(folders[i], data, entries[i].figures)
+        try:
+            write_cached(folders[i], data, entries[i].figures)
+        except OSError as e:  # the run folder went away while it was being measured
+            entries[i].error, entries[i].figures = f"its figures could not be cached: {type(e).__name__}: {e}", None
+
+
+def _times_alone(subject: Subject, entry: Entry) -> bool:
+    """Whether ``subject`` can be timed; if not, its entry says why (and has no figures)."""
+    try:
+        time_together([subject], latency_runs=(1, 1), warmup=0)
+    except Exception as e:  # noqa: BLE001 - see above
+        entry.error, entry.figures = f"latency could not be measured: {type(e).__name__}: {e}", None
+        return False
+    return True
 
 
 # --- tables ---------------------------------------------------------------------------------------------
@@ -414,6 +440,8 @@ def comparison_table(entries: list[Entry]) -> pd.DataFrame:
                 row[f"{short} b{batch} ms"] = lat["median_ms"] if lat else None
                 row[f"{short} b{batch} IQR ms"] = lat["p75_ms"] - lat["p25_ms"] if lat else None
                 row[f"{short} b{batch} speed-up"] = ref["median_ms"] / lat["median_ms"] if lat and ref else None
+                row[f"{short} b{batch} within spread"] = bool(lat and ref) and abs(lat["median_ms"] - ref["median_ms"]) <= (
+                    (lat["p75_ms"] - lat["p25_ms"]) + (ref["p75_ms"] - ref["p25_ms"])) / 2
         for size, label in (("dense_bytes", "dense"), ("gzip_bytes", "gzip"), ("sparse_bytes", "sparse"), ("onnx_bytes", "ONNX")):
             value = f["sizes"].get(size)
             row[f"{label} size (B)"] = value
@@ -470,7 +498,8 @@ def _with_ratio(value: str, ratio, better_above: bool) -> str:
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`comparison_table` as text for people: one column per figure, the delta or ratio beside each value.
 
-    Latency shows ``median ±half the inter-quartile range ms (speed-up×)``, sizes ``MB (share of the original)``, FLOPs ``count (reduction×)``.
+    Latency shows ``median ±half the inter-quartile range ms (speed-up×)``, or ``≈1×`` where the difference from the
+    original is within the two spreads (so noise is never shown as a speed-up), sizes ``MB (share of the original)``, FLOPs ``count (reduction×)``.
     """
     out = []
     for _, r in table.iterrows():
@@ -480,10 +509,12 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
             for short, name in (("PyTorch", "PyTorch"), ("ORT", "ONNX Runtime")):
                 for batch in BATCHES:
                     ms, iqr = r.get(f"{short} b{batch} ms"), r.get(f"{short} b{batch} IQR ms")
-                    row[f"{name} b{batch}"] = (
-                        "—" if ms is None or pd.isna(ms)
-                        else _with_ratio(f"{ms:.3g} ±{iqr / 2:.2g} ms", r.get(f"{short} b{batch} speed-up"), True)
-                    )
+                    if ms is None or pd.isna(ms):
+                        row[f"{name} b{batch}"] = "—"
+                    elif r.get(f"{short} b{batch} within spread") and r["kind"] != "original":
+                        row[f"{name} b{batch}"] = f"{ms:.3g} ±{iqr / 2:.2g} ms (≈1×, within the spread)"
+                    else:
+                        row[f"{name} b{batch}"] = _with_ratio(f"{ms:.3g} ±{iqr / 2:.2g} ms", r.get(f"{short} b{batch} speed-up"), True)
             for label in ("dense", "gzip", "sparse", "ONNX"):
                 size = r.get(f"{label} size (B)")
                 row[f"{label} size"] = (

@@ -1184,6 +1184,9 @@ def refine(model: LoadedModel, data: Dataset, sens: Sensitivity, rec: Recommenda
     from .pipeline import layer_sparsity, prune
 
     n = min(samples, len(data.y_train))
+    if n < 1:
+        raise SpecError(f"refine needs training images to choose on; got samples={samples} and "
+                        f"{len(data.y_train)} training images in '{data.name}'")
     selection = replace(data, x_test=data.x_train[-n:], y_test=data.y_train[-n:])
     label = f"the last {n:,} training images of {data.name}"
     baseline = global_baseline(sens, rec.target, rec.value)

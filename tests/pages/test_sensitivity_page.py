@@ -150,3 +150,13 @@ def test_a_time_budget_lowers_the_samples_and_says_so(sensitivity):
     result = at.session_state["sens.result"]
     assert 100 <= result.settings["samples"] < 1000
     assert any(f"first {result.settings['samples']:,} test samples" in c.value for c in at.caption)
+
+
+def test_a_failed_scan_leaves_no_earlier_curves_on_show(sensitivity):
+    at = scanned(sensitivity, ratios="0.5", samples=100)
+    assert at.get("plotly_chart")
+    at = at.text_input(key="sens.ratios").set_value("0.5, 1.5").run()
+    at = at.button(key="sens.run").click().run()
+    wait_for_scan(at)
+    assert any("1.5" in e.value for e in at.error)
+    assert not at.get("plotly_chart")
