@@ -327,6 +327,11 @@ def recommend(
         curves = Sensitivity.load(scan_path)
         if curves.fingerprint != loaded.fingerprint():
             raise SpecError(f"--scan '{scan_path}' was measured on other weights ({curves.model}); scan this model again")
+        if curves.data != dataset.name:
+            raise SpecError(f"--scan '{scan_path}' was measured on data '{curves.data}', not '{dataset.name}'; pass "
+                            f"--data for that data set, or scan again")
+        typer.echo(f"curves from {scan_path}: {curves.settings['granularity']} / {curves.settings['criterion']} "
+                   "(--granularity and --criterion are the scan's)")
     else:
         curves = scan(loaded, dataset, granularity=granularity, criterion=criterion, samples=samples, latency=False)
     rec = allocate(curves, *given[0])

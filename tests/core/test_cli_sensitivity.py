@@ -97,3 +97,17 @@ def test_recommend_refine_lists_the_candidates_and_writes_the_chosen_recipe(curv
     assert "training images" in lines[0]
     recipe = Recipe.load(out)
     assert recipe.scope == "layerwise" and set(recipe.layers) <= {"fc1", "fc2"}
+
+
+def test_a_scan_of_other_data_is_refused(curves, tmp_path):
+    import numpy as np
+
+    from pruner_core.data import load_data
+
+    demo = load_data("demo:mnist5k")
+    other = tmp_path / "other.npz"
+    np.savez(other, x=demo.x_train[:200].numpy(), y=demo.y_train[:200].numpy())
+    path, _ = curves
+    result = runner.invoke(app, ["recommend", "demo:lenet300", "--scan", str(path), "--data", str(other),
+                                 "--target-sparsity", "0.5", "--out", str(tmp_path / "r.yaml")])
+    assert_one_line_error(result, "measured on data 'demo:mnist5k'", "--data")
