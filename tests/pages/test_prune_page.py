@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -11,8 +10,7 @@ from streamlit.testing.v1 import AppTest
 from pruner_core import jobs
 from pruner_core.experiments import list_runs
 from pruner_core.models import load_model
-
-JOB_DEADLINE_S = 120
+from tests.pages.helpers import wait_for_job
 
 
 @pytest.fixture
@@ -30,18 +28,6 @@ def table(at: AppTest, column: str):
 
 def criteria(at: AppTest) -> list[str]:
     return [option.split(" — ")[0] for option in at.selectbox(key="prune.criterion").options]
-
-
-def wait_for_job(at: AppTest) -> jobs.Job:
-    """Poll the page's job until it has ended (or fail after JOB_DEADLINE_S), then rerun the page."""
-    job = jobs.get(at.session_state["prune.job"])
-    deadline = time.monotonic() + JOB_DEADLINE_S
-    while job.running:
-        assert time.monotonic() < deadline, f"the job did not end within {JOB_DEADLINE_S} s: {job.update}"
-        time.sleep(0.5)  # a background thread, not UI state: nothing to wait on but time
-    at.run()
-    assert not at.exception
-    return job
 
 
 def test_opens_on_the_demo_with_its_layers_and_a_preview(prune):
@@ -111,7 +97,7 @@ def test_a_short_run_ends_as_a_saved_experiment(prune, runs_root):
     at = prune.number_input(key="prune.epochs").set_value(0.05).run()
     at = at.button(key="prune.run").click().run()
     assert not at.exception
-    job = wait_for_job(at)
+    job = wait_for_job(at, "prune.job")
     assert job.state == "done", job.error
     assert any(job.result.id in s.value for s in at.success)
     runs = list_runs(runs_root)
@@ -139,7 +125,7 @@ def test_a_run_survives_leaving_the_page_and_can_be_cancelled(prune, runs_root):
     assert at.session_state["prune.job"] == job.id and job.running
     assert at.get("progress"), "the running job's progress bar is shown again"
     at = at.button(key="prune.cancel").click().run()
-    job = wait_for_job(at)
+    job = wait_for_job(at, "prune.job")
     assert job.state == "cancelled"
     assert any("cancelled" in w.value for w in at.warning)
     assert [r.status for r in list_runs(runs_root)] == ["cancelled"]

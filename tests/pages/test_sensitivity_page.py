@@ -10,8 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from pruner_core import jobs
-
-JOB_DEADLINE_S = 120
+from tests.pages.helpers import JOB_DEADLINE_S, wait_for_job
 
 
 @pytest.fixture
@@ -21,23 +20,12 @@ def sensitivity(app: AppTest) -> AppTest:
     return at
 
 
-def wait_for_scan(at: AppTest) -> jobs.Job:
-    job = jobs.get(at.session_state["sens.job"])
-    deadline = time.monotonic() + JOB_DEADLINE_S
-    while job.running:
-        assert time.monotonic() < deadline, f"the scan did not end within {JOB_DEADLINE_S} s"
-        time.sleep(0.2)  # a background thread, not UI state: nothing to wait on but time
-    at.run()
-    assert not at.exception
-    return job
-
-
 def scanned(at: AppTest, ratios: str = "0.3, 0.6, 0.9", samples: int = 300) -> AppTest:
     at.text_input(key="sens.ratios").set_value(ratios)
     at.number_input(key="sens.samples").set_value(samples)
     at = at.button(key="sens.run").click().run()
     assert not at.exception and not at.error
-    wait_for_scan(at)
+    wait_for_job(at, "sens.job")
     return at
 
 
@@ -88,7 +76,7 @@ def test_bad_ratios_are_named_and_nothing_runs(sensitivity):
     assert any("no ratios to scan" in e.value for e in at.error)
     at = at.text_input(key="sens.ratios").set_value("0.5, 1.5").run()
     at = at.button(key="sens.run").click().run()
-    wait_for_scan(at)
+    wait_for_job(at, "sens.job")
     assert any("1.5" in e.value for e in at.error)
 
 
@@ -104,7 +92,7 @@ def test_a_cancelled_scan_keeps_its_partial_curves_marked(sensitivity):
         assert time.monotonic() < deadline and job.running
         time.sleep(0.1)  # a background thread, not UI state
     job.cancel.set()  # what the Cancel button's callback does
-    wait_for_scan(at)
+    wait_for_job(at, "sens.job")
     assert any("cancelled" in w.value and "partial" in w.value for w in at.warning)
     assert chart_titles(at)[0].endswith("cancelled, partial")
     assert not [m for m in at.metric if m.label == "Parameter sparsity"]  # no recommendation from a partial scan
@@ -157,6 +145,6 @@ def test_a_failed_scan_leaves_no_earlier_curves_on_show(sensitivity):
     assert at.get("plotly_chart")
     at = at.text_input(key="sens.ratios").set_value("0.5, 1.5").run()
     at = at.button(key="sens.run").click().run()
-    wait_for_scan(at)
+    wait_for_job(at, "sens.job")
     assert any("1.5" in e.value for e in at.error)
     assert not at.get("plotly_chart")
