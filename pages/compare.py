@@ -10,6 +10,7 @@ import streamlit as st
 
 from pages._common import (
     active_comparison,
+    active_fingerprint,
     cached_comparison,
     data_label,
     get_data,
@@ -41,7 +42,7 @@ def remeasure(entries, runs) -> None:
     """Button callback: forget the cached figures of every model shown, so they are measured again, together."""
     for run in runs:
         forget(run_cache_dir(run))
-    forget(original_cache_dir(get_model(ss["active.model"]), runs_root()))
+    forget(original_cache_dir(get_model(ss["active.model"]), runs_root(), fingerprint=active_fingerprint()))
     cached_comparison.clear()
 
 

@@ -1,7 +1,7 @@
 """Side-by-side comparison of the original model and saved runs: every figure measured, cached per run.
 
-- :func:`measure`: accuracy (overall and per class), parameters and non-zeros, FLOPs, the three sizes of
-  :func:`~pruner_core.export.size_figures`, the ONNX file's size, and latency in PyTorch eager and ONNX Runtime at
+- :func:`measure_static`: accuracy (overall and per class), parameters and non-zeros, FLOPs, the three sizes of
+  :func:`~pruner_core.export.size_figures` and the ONNX file's size; :func:`time_together`: latency in PyTorch eager and ONNX Runtime at
   batch 1 and 64 (median and inter-quartile range, with device, threads and runs).
 - :func:`compare`: one :class:`Entry` per model (the original first), each measured once per data set and
   cached on disk, so a second visit reads JSON. Runs of another base model or data set are measured anyway
@@ -40,7 +40,7 @@ from .export import ensure_onnx, size_figures
 from .metrics import PYTORCH_RUNTIME, count_parameters, device_name, latency_of
 from .models import LoadedModel, check_data_fits
 
-VERSION = 2  # bump when what measure() returns changes: older caches are measured again
+VERSION = 2  # bump when the cached figures change: older caches are measured again
 BATCHES = (1, 64)
 RUNTIMES = {"pytorch": "PyTorch eager", "onnxruntime": "ONNX Runtime"}
 
@@ -99,7 +99,13 @@ def per_class_accuracy(module: nn.Module, data: Dataset, batch_size: int = 256) 
 
 def measure_static(module: nn.Module, input_shape: tuple[int, ...], data: Dataset, folder: str | Path, *,
                    onnx: bool = True) -> dict:
-    """Everything :func:`measure` returns but latency, writing the weight files (and ONNX) into ``folder``."""
+    """A model's figures but latency (see :func:`time_together`), writing the weight files (and ONNX) into ``folder``.
+
+    Returns:
+        Plain data: ``accuracy``, ``per_class``, ``params``, ``nonzero_params``, ``flops``, ``sizes``
+        (``dense_bytes``, ``gzip_bytes``, ``sparse_bytes``, ``onnx_bytes``), ``sparsity`` (per prunable layer),
+        ``onnx_error`` (why ONNX is missing, if it is) and ``how``.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     module.eval()
@@ -180,24 +186,6 @@ def time_together(subjects: list[Subject], *, latency_runs: tuple[int, int] = (3
             for i, t in times.items():
                 out[i][runtime][f"batch{batch}"] = latency_of(t, batch, warmup, threads, label).to_dict()
     return out
-
-
-def measure(module: nn.Module, input_shape: tuple[int, ...], data: Dataset, folder: str | Path, *,
-            latency_runs: tuple[int, int] = (30, 10), warmup: int = 3, onnx: bool = True) -> dict:
-    """Measure one model for a comparison, writing its weight files (and ONNX) into ``folder``.
-
-    Returns:
-        Plain data: ``accuracy``, ``per_class``, ``params``, ``nonzero_params``, ``flops``, ``sizes``
-        (``dense_bytes``, ``gzip_bytes``, ``sparse_bytes``, ``onnx_bytes``), ``latency`` (runtime -> ``batchB`` ->
-        :meth:`~pruner_core.metrics.Latency.to_dict`), ``sparsity`` (per prunable layer), ``onnx_error``
-        (why ONNX is missing, if it is), ``how`` and ``measured`` (ISO time).
-    """
-    figures = measure_static(module, input_shape, data, folder, onnx=onnx)
-    onnx_path = Path(folder) / "model.onnx" if "onnx_bytes" in figures["sizes"] else None
-    figures["latency"] = time_together([Subject(module, input_shape, onnx_path)], latency_runs=latency_runs,
-                                       warmup=warmup)[0]
-    figures["measured"] = _now()
-    return figures
 
 
 def _now() -> str:
