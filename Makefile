@@ -6,6 +6,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH := torch==2.13.0
 PORT ?= 8501
+# Who may reach the app: 127.0.0.1 (this machine) unless HOST says otherwise; see the README's "Sharing the app".
+HOST ?= 127.0.0.1
+# Modules whose factories (package.module:function) the Model page may call, comma-separated; none by default.
+FACTORIES ?= $(PRUNER_FACTORIES)
+# The one folder a shared app (HOST beyond loopback) reads "Path on this machine" from; none: paths off.
+PATHS ?= $(PRUNER_PATH_ROOT)
+# Upload limit in MB: 1024 on loopback; a shared app accepts at most 200 (pruner_core.serving.SHARED_UPLOAD_MB).
+UPLOAD_MB ?= $(if $(filter 127.% localhost ::1,$(HOST)),1024,200)
 INSTALLED := $(VENV)/.installed
 TEST_INSTALLED := $(VENV)/.test-installed
 
@@ -26,7 +34,8 @@ $(TEST_INSTALLED): $(INSTALLED)
 	touch $@
 
 run: $(INSTALLED)
-	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true
+	PRUNER_FACTORIES='$(FACTORIES)' PRUNER_PATH_ROOT='$(PATHS)' $(PY) -m streamlit run app.py \
+		--server.address $(HOST) --server.port $(PORT) --server.headless true --server.maxUploadSize $(UPLOAD_MB)
 
 chromium:
 	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \

@@ -22,9 +22,10 @@ from pruner_core.errors import PrunerError
 from pruner_core.experiments import Run, default_root, list_runs
 from pruner_core.export import ensure_onnx
 from pruner_core.metrics import vital_signs
-from pruner_core.models import LoadedModel, check_data_fits, load_model
+from pruner_core.models import LoadedModel, allow_factories, check_data_fits, load_model
 from pruner_core.preview import Preview, preview
 from pruner_core.recipe import Recipe
+from pruner_core.serving import Exposure
 
 UPLOAD_DIR = Path(tempfile.gettempdir()) / "pruning-explorer-uploads"
 DEFAULT_MODEL = {"spec": "demo:mnist-cnn", "weights": None, "trust": False}
@@ -37,9 +38,28 @@ RUN_STATUS_ICONS = {
 
 
 def init_state() -> None:
-    """Initialise the session's explorer state where missing: the demo model and data are active."""
+    """Initialise the session's explorer state where missing: the demo model and data are active.
+
+    Also holds this process to the factory modules it was started with (see :func:`exposure`), before any page
+    can load a model: a browser visitor never picks code to import.
+    """
+    try:
+        allow_factories(exposure().factories)
+    except PrunerError as e:  # the app was started with a bad setting: nothing may load until it is fixed
+        allow_factories(())
+        st.error(f"This app was started with a bad setting: {e}", icon=":material/error:")
+        st.stop()
     st.session_state.setdefault("active.model", dict(DEFAULT_MODEL))
     st.session_state.setdefault("active.data", DEFAULT_DATA)
+
+
+def exposure() -> Exposure:
+    """Who this server serves: its listening address, with the factory modules and folder it was started with.
+
+    Raises:
+        PrunerError: ``$PRUNER_FACTORIES`` or ``$PRUNER_PATH_ROOT`` is malformed.
+    """
+    return Exposure.from_env(st.get_option("server.address"), st.get_option("server.maxUploadSize"))
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading model…")
@@ -69,7 +89,12 @@ def _hash_file(path: str, size: int, mtime_ns: int) -> str:
 
 
 def save_upload(upload) -> str:
-    """Store an uploaded file under its content hash and return its path. Storing runs nothing."""
+    """Store an uploaded file under its content hash and return its path. Storing runs nothing.
+
+    Raises:
+        PrunerError: the file is larger than this server accepts (see :meth:`Exposure.check_upload`).
+    """
+    exposure().check_upload(upload.name, upload.size)
     payload = upload.getvalue()
     digest = hashlib.sha256(payload).hexdigest()[:16]
     path = UPLOAD_DIR / digest / Path(upload.name).name

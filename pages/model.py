@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from pages._common import activate, active_vital_signs, get_model, init_state, save_upload, show_outcome
+from pages._common import activate, active_vital_signs, exposure, get_model, init_state, save_upload, show_outcome
 from pruner_core.archs import ARCHITECTURES
+from pruner_core.errors import PrunerError
 from pruner_core.tables import coupled_groups_table, layer_table, prunability_table
 
 WHOLE_MODEL = "(whole model file: TorchScript, .pt2, or pickled)"
@@ -13,17 +14,34 @@ DATA_SOURCES = ["Demo MNIST-5k", "Upload a file", "Path on this machine"]
 init_state()  # also when Streamlit runs this file before app.py's first run (a fresh server)
 st.title("Model")
 st.caption("Pick a model and data, then read its vital signs. Every figure below is measured on this machine.")
+EXPOSURE = exposure()
+OFFERED, DATA_OFFERED = (SOURCES, DATA_SOURCES) if EXPOSURE.paths_allowed else (SOURCES[:2], DATA_SOURCES[:2])
+PATH_HELP = f"A path under {EXPOSURE.path_root}, the folder this shared app serves" if EXPOSURE.shared else (
+    "A file or run folder on this machine")
+FACTORY_HELP = (f"Factory specs (package.module:function) only from {', '.join(EXPOSURE.factories)}"
+                if EXPOSURE.factories else "Factory specs (package.module:function) are off: start the app with "
+                "make run FACTORIES=pkg.module to allow one")
+
+
+def server_path(key: str) -> str | None:
+    """The path typed into ``key``, checked against what this server may read (raises PrunerError)."""
+    text = (st.session_state.get(key) or "").strip()
+    return EXPOSURE.resolve_path(text) if text else None
 
 
 def picked() -> tuple[dict, str | None]:
-    """The model and data the pickers name now (read from their state, so a click sees the latest values)."""
+    """The model and data the pickers name now (read from their state, so a click sees the latest values).
+
+    Raises:
+        PrunerError: an upload too large, or a path this server may not read.
+    """
     ss = st.session_state
     source, spec, weights = ss.get("model.source", SOURCES[0]), None, None
     if source == SOURCES[0]:
         spec = f"demo:{ss.get('model.demo') or 'mnist-cnn'}"
     else:
         upload = ss.get("model.upload")
-        path = (save_upload(upload) if upload else None) if source == SOURCES[1] else (ss.get("model.path") or "").strip()
+        path = (save_upload(upload) if upload else None) if source == SOURCES[1] else server_path("model.path")
         arch = ss.get("model.arch", WHOLE_MODEL)
         spec, weights = (path or None, None) if arch == WHOLE_MODEL else (f"demo:{arch}" if path else None, path or None)
     data_source = ss.get("model.data_source", DATA_SOURCES[0])
@@ -32,15 +50,31 @@ def picked() -> tuple[dict, str | None]:
     elif data_source == DATA_SOURCES[1]:
         data = save_upload(ss["model.data_upload"]) if ss.get("model.data_upload") else None
     else:
-        data = (ss.get("model.data_path") or "").strip() or None
+        data = server_path("model.data_path")
     trust = bool(ss.get("model.trust")) and source != SOURCES[0]
     return {"spec": spec, "weights": weights, "trust": trust}, data
 
 
+def load_picked() -> None:
+    """The Load button: activate what the pickers name, or say why not."""
+    try:
+        choice, data = picked()
+    except PrunerError as e:
+        st.session_state["model.outcome"] = ("error", str(e))
+        return
+    activate(choice, data)
+
+
 with st.expander("Choose model and data", expanded=True):
+    if EXPOSURE.shared:
+        st.caption(
+            f"This app is shared (listening on {EXPOSURE.address or 'every interface'}): "
+            + (f"paths are read only under {EXPOSURE.path_root}" if EXPOSURE.path_root else "paths on the server are off")
+            + f"; uploads up to {EXPOSURE.upload_mb} MB."
+        )
     left, right = st.columns(2)
     with left:
-        source = st.radio("Model source", SOURCES, key="model.source", horizontal=True)
+        source = st.radio("Model source", OFFERED, key="model.source", horizontal=True)
         if source == SOURCES[0]:
             active = st.session_state["active.model"]["spec"].removeprefix("demo:")
             st.selectbox(
@@ -52,10 +86,12 @@ with st.expander("Choose model and data", expanded=True):
             if source == SOURCES[1]:
                 st.file_uploader(
                     "Model file", type=["pt", "pth", "pt2", "ts", "safetensors"], key="model.upload",
-                    help="TorchScript, torch.export (.pt2), a state_dict (pick its architecture) or a pickled module",
+                    help="TorchScript, torch.export (.pt2), a state_dict (pick its architecture) or a pickled module; "
+                    f"up to {EXPOSURE.upload_mb} MB",
                 )
             else:
-                st.text_input("Model file path", key="model.path", placeholder="/path/to/model.pt")
+                st.text_input("Model file path", key="model.path", placeholder="/path/to/model.pt",
+                              help=f"{PATH_HELP}. {FACTORY_HELP}.")
             st.selectbox("Architecture of a state_dict", [WHOLE_MODEL, *ARCHITECTURES], key="model.arch")
         trust = st.checkbox(
             "I trust this file: allow unpickling a whole model", key="model.trust", disabled=source == SOURCES[0],
@@ -65,15 +101,17 @@ with st.expander("Choose model and data", expanded=True):
         if trust:
             st.warning("Unpickling executes code from the file. Only do this for files you made or fully trust.")
     with right:
-        data_source = st.radio("Data source", DATA_SOURCES, key="model.data_source", horizontal=True)
+        data_source = st.radio("Data source", DATA_OFFERED, key="model.data_source", horizontal=True)
         if data_source == DATA_SOURCES[1]:
             st.file_uploader(
                 "Data file", type=["npz", "zip"], key="model.data_upload",
-                help=".npz with x, y (and optionally x_test, y_test), or a .zip with one sub-folder per class",
+                help=".npz with x, y (and optionally x_test, y_test), or a .zip with one sub-folder per class; "
+                f"up to {EXPOSURE.upload_mb} MB",
             )
         elif data_source == DATA_SOURCES[2]:
-            st.text_input("Data file path", key="model.data_path", placeholder="/path/to/data.npz")
-    st.button("Load", key="model.load", type="primary", on_click=lambda: activate(*picked()))
+            st.text_input("Data file path", key="model.data_path", placeholder="/path/to/data.npz",
+                          help=PATH_HELP)
+    st.button("Load", key="model.load", type="primary", on_click=load_picked)
     show_outcome()
 
 signs = active_vital_signs()

@@ -4,7 +4,8 @@ Specs (``MODEL_FORMATS`` is the registry, tried in order):
 
 - ``demo:NAME``: a demo architecture with its shipped weights (or ``weights=FILE`` for your own).
 - ``runs/ID``: a pruning run folder: its pruned model (see :mod:`pruner_core.experiments`).
-- ``pkg.module:factory``: a callable importable in this environment, optionally with ``weights``.
+- ``pkg.module:factory``: a callable importable in this environment, optionally with ``weights``. A process
+  that serves others narrows which modules may be imported with :func:`allow_factories`.
 - ``FILE.pt2``: a ``torch.export`` program.
 - ``FILE.pt`` / ``.pth`` / ``.ts`` TorchScript archive.
 - ``FILE.pt`` / ``.pth`` holding a fully pickled module: only with ``trust=True`` (unpickling runs code).
@@ -22,7 +23,7 @@ import json
 import pickle
 import re
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,41 @@ from .errors import ModelLoadError, SpecError, TrustError
 MODELS_DIR = ASSETS / "models"
 FACTORY_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 STATE_DICT_SUFFIXES = (".pt", ".pth", ".safetensors", ".bin")
+
+# The modules a factory spec may import in this process; None: any. A command line or a script is its user's own,
+# so the library accepts any; the app, driven by whoever reaches its port, narrows it at start-up.
+_factory_modules: frozenset[str] | None = None
+
+
+def allow_factories(modules: Iterable[str] | None) -> None:
+    """Let factory specs of this process import only ``modules`` (exact names; empty: none; ``None``: any).
+
+    Process-wide, so it also holds for base models named by run folders and for background jobs.
+
+    >>> allow_factories(["mypkg.models"]); load_model("os:getcwd")
+    Traceback (most recent call last):
+    ...
+    pruner_core.errors.SpecError: factory 'os:getcwd' is not allowed here: this app calls factories only from mypkg.models; to allow 'os', start it with make run FACTORIES=os
+    >>> allow_factories(None)
+    """
+    global _factory_modules
+    _factory_modules = None if modules is None else frozenset(modules)
+
+
+def check_factory_allowed(spec: str) -> None:
+    """Refuse a factory spec whose module this process does not allow (see :func:`allow_factories`), importing nothing.
+
+    Raises:
+        SpecError: naming the module and the allowed ones.
+    """
+    mod_name = spec.split(":")[0]
+    if _factory_modules is None or mod_name in _factory_modules:
+        return
+    allowed = f"only from {', '.join(sorted(_factory_modules))}" if _factory_modules else "from no module"
+    raise SpecError(
+        f"factory '{spec}' is not allowed here: this app calls factories {allowed}; "
+        f"to allow '{mod_name}', start it with make run FACTORIES={mod_name}"
+    )
 
 
 @dataclass
@@ -165,6 +201,7 @@ def _load_demo(spec: str, weights: str | None, trust: bool) -> LoadedModel:
 
 
 def _load_factory(spec: str, weights: str | None, trust: bool) -> LoadedModel:
+    check_factory_allowed(spec)
     mod_name, fn_name = spec.split(":")
     try:
         mod = importlib.import_module(mod_name)

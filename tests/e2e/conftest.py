@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import write_probe
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 OUTPUT_DIR = REPO / "test-output" / "e2e"
@@ -113,11 +115,20 @@ def e2e_runs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def app_url(screenshot_dir: Path, e2e_runs_root: Path) -> Iterator[str]:
+def server_probe(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """A module importable by the server (on its ``PYTHONPATH``) that leaves a marker file when imported:
+    (its name, the marker's path). The server is started with no factory allowed, so it must never appear."""
+    folder = tmp_path_factory.mktemp("probe")
+    name = write_probe(folder)
+    return name, folder / f"{name}.imported"
+
+
+@pytest.fixture(scope="session")
+def app_url(screenshot_dir: Path, e2e_runs_root: Path, server_probe: tuple[str, Path]) -> Iterator[str]:
     """Start ``streamlit run app.py`` on a free loopback port, wait until healthy, yield its URL, stop it.
 
     Its pruning runs go to a temporary folder (``$PRUNER_RUNS``, see ``e2e_runs_root``), never to the
-    repository's ``runs/``.
+    repository's ``runs/``. Its ``PYTHONPATH`` holds ``server_probe``'s module; no factory is allowed.
     """
     port = _free_port()
     log_path = screenshot_dir / "streamlit-server.log"
@@ -130,7 +141,10 @@ def app_url(screenshot_dir: Path, e2e_runs_root: Path) -> Iterator[str]:
         # Others may edit the sources while the tests run: no "source changed" banners or reruns.
         "--server.fileWatcherType", "none",
     ]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PRUNER_RUNS": str(e2e_runs_root)}
+    probe_dir = str(server_probe[1].parent)
+    python_path = os.pathsep.join(p for p in (probe_dir, os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PRUNER_RUNS": str(e2e_runs_root), "PYTHONPATH": python_path}
+    env.pop("PRUNER_FACTORIES", None)
     with log_path.open("w+b") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         try:

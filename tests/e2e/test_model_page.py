@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import io
+import os
 import random
 import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
+import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from pruner_core.archs import ARCHITECTURES
@@ -182,3 +189,77 @@ def test_data_of_the_wrong_shape_is_refused_naming_both_shapes(page: Page, app_u
     expect(page.locator('[data-testid="stAlertContentSuccess"]')).to_have_count(0)
     expect_demo_still_shown(page)
     expect(sidebar(page)).to_contain_text("demo:mnist5k")
+
+
+def healthy(app_url: str) -> bool:
+    with urllib.request.urlopen(f"{app_url}/_stcore/health", timeout=10) as r:
+        return r.read().decode().strip() == "ok"
+
+
+@pytest.mark.parametrize("spec", ["probe", "os:abort", "_thread:interrupt_main", "os:getcwd"])
+def test_a_factory_typed_into_the_path_box_is_refused_and_the_server_answers(
+    page: Page, app_url: str, server_probe: tuple[str, Path], spec: str
+) -> None:
+    name, marker = server_probe
+    spec = f"{name}:make" if spec == "probe" else spec
+    open_model_page(page, app_url)
+    choose_radio(page, "Model source", "Path on this machine")
+    page.get_by_role("textbox", name="Model file path").fill(spec)
+    page.get_by_role("textbox", name="Model file path").press("Enter")
+    click_load(page)
+
+    error = page.locator('[data-testid="stAlertContentError"]')
+    expect(error).to_have_count(1, timeout=MODEL_LOAD_MS)
+    expect(error).to_contain_text(f"factory '{spec}' is not allowed here")
+    expect(error).to_contain_text("FACTORIES=")
+    assert not marker.exists()  # the server imported nothing
+    assert healthy(app_url)  # ... and is still up for everyone
+    expect_demo_still_shown(page)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses of the TCP sockets listening on ``port`` (IPv4 and IPv6), read from /proc/net."""
+    found = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        if not os.path.exists(table):
+            continue
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, port_hex = local.split(":")
+            if state == "0A" and int(port_hex, 16) == port:  # 0A: LISTEN
+                raw = bytes.fromhex(address)
+                if width == 8:
+                    found.add(socket.inet_ntop(socket.AF_INET, raw[::-1]))
+                else:  # four little-endian 32-bit words
+                    words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+                    found.add(socket.inet_ntop(socket.AF_INET6, words))
+    return found
+
+
+def test_make_run_listens_on_loopback_only(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    port = free_port()
+    env = {**os.environ, "PRUNER_RUNS": str(tmp_path / "runs")}
+    proc = subprocess.Popen(
+        ["make", "--no-print-directory", "run", f"PORT={port}"], cwd=repo, env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not listening_addresses(port) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.25)  # polling a server coming up
+        assert proc.poll() is None, proc.stdout.read().decode(errors="replace")
+        assert listening_addresses(port) == {"127.0.0.1"}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=15)
