@@ -12,7 +12,7 @@ HOST ?= 127.0.0.1
 FACTORIES ?= $(PRUNER_FACTORIES)
 # The one folder a shared app (HOST beyond loopback) reads "Path on this machine" from; none: paths off.
 PATHS ?= $(PRUNER_PATH_ROOT)
-# Upload limit in MB: 1024 on loopback; a shared app accepts at most 200 (pruner_core.serving.SHARED_UPLOAD_MB).
+# Upload limit in MB: 1024 on loopback; a shared app accepts at most 200 (pruner_core.frontends.serving.SHARED_UPLOAD_MB).
 UPLOAD_MB ?= $(if $(filter 127.% localhost ::1,$(HOST)),1024,200)
 INSTALLED := $(VENV)/.installed
 TEST_INSTALLED := $(VENV)/.test-installed

@@ -24,11 +24,11 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from pruner_core.analysis import analyze  # noqa: E402
-from pruner_core.archs import ARCHITECTURES  # noqa: E402
-from pruner_core.data import Dataset, load_data  # noqa: E402
-from pruner_core.metrics import device_name, vital_signs  # noqa: E402
-from pruner_core.models import load_model  # noqa: E402
+from pruner_core.io.archs import ARCHITECTURES  # noqa: E402
+from pruner_core.io.data import Dataset, load_data  # noqa: E402
+from pruner_core.io.models import load_model  # noqa: E402
+from pruner_core.measure.analysis import analyze  # noqa: E402
+from pruner_core.measure.metrics import device_name, vital_signs  # noqa: E402
 
 
 def _median(values: list[float]) -> float:
@@ -86,7 +86,7 @@ def _overhead(model, data: Dataset, samples: int, repeats: int, batch_size: int 
     ``ratio``: as the Inspect page runs it, the model's description (FLOPs, coupled groups: per model, not per
     sample) already cached; ``ratio_cold``: the description made too, as ``pruner analyze`` runs it.
     """
-    from pruner_core.describe import describe_model
+    from pruner_core.graph.describe import describe_model
 
     x = data.x_train[:samples]
     start = time.perf_counter()
@@ -152,8 +152,8 @@ def bench_apply() -> dict:
     from torch import nn
     from torch.nn.utils import prune as tprune
 
-    from pruner_core.describe import prunable_layers
-    from pruner_core.methods import Target, apply_masks, compute_masks
+    from pruner_core.graph.describe import prunable_layers
+    from pruner_core.pruning.methods import Target, apply_masks, compute_masks
 
     big, _ = resnet50_model()
     names = [name for name, _, _ in prunable_layers(big.module)]
@@ -178,10 +178,10 @@ def bench_apply() -> dict:
 def bench_finetune() -> dict:
     """``finetune_mask_overhead`` (target <= 1.10): median fine-tuning step on mnist-cnn with 50% masks / without;
     ``demo_prune_ft_seconds`` (target <= 10 s): 50% unstructured + 1 epoch on mnist-cnn, end to end."""
-    from pruner_core.finetune import finetune
-    from pruner_core.methods import Target, compute_masks
-    from pruner_core.pipeline import prune
-    from pruner_core.recipe import Recipe
+    from pruner_core.pipeline.finetune import finetune
+    from pruner_core.pipeline.run import prune
+    from pruner_core.pruning.methods import Target, compute_masks
+    from pruner_core.pruning.recipe import Recipe
 
     data = load_data("demo:mnist5k")
     model = load_model("demo:mnist-cnn")
@@ -219,9 +219,9 @@ def _structured(model, shape: tuple[int, ...], runs: int) -> dict:
     """50% of channels (L1, layerwise, classifier kept) removed; latency at batch 64 and FLOPs, before and after."""
     import copy
 
-    from pruner_core.describe import layer_flops, prunable_layers
-    from pruner_core.methods import Target, plan_channels, prune_channels
-    from pruner_core.metrics import measure_latency
+    from pruner_core.graph.describe import layer_flops, prunable_layers
+    from pruner_core.measure.metrics import measure_latency
+    from pruner_core.pruning.methods import Target, plan_channels, prune_channels
 
     example = torch.zeros(1, *shape)
     names = [name for name, _, _ in prunable_layers(model.module)][:-1]
@@ -261,9 +261,9 @@ def bench_quality() -> dict:
     import subprocess
     import tempfile
 
-    from pruner_core.metrics import accuracy
-    from pruner_core.pipeline import prune
-    from pruner_core.recipe import Recipe
+    from pruner_core.measure.metrics import accuracy
+    from pruner_core.pipeline.run import prune
+    from pruner_core.pruning.recipe import Recipe
 
     data = load_data("demo:mnist5k")
     model = load_model("demo:mnist-cnn")
@@ -274,7 +274,7 @@ def bench_quality() -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "run"
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "pruner_core.cli", "prune", "demo:mnist-cnn", "--recipe", str(path),
+            subprocess.run([sys.executable, "-m", "pruner_core.frontends.cli", "prune", "demo:mnist-cnn", "--recipe", str(path),
                             "--out", str(out), "--quiet"], check=True, cwd=ROOT)
             seconds = time.perf_counter() - start
             metrics = json.loads((out / "metrics.json").read_text())
@@ -299,10 +299,10 @@ def bench_compare() -> dict:
     accuracy, sizes, ONNX export, PyTorch + ONNX Runtime latency at batch 1 and 64) and warm (read from cache)."""
     import tempfile
 
-    from pruner_core.compare import compare, comparison_table
-    from pruner_core.experiments import list_runs
-    from pruner_core.pipeline import run_experiment
-    from pruner_core.recipe import Recipe
+    from pruner_core.compare.compare import compare, comparison_table
+    from pruner_core.pipeline.run import run_experiment
+    from pruner_core.pipeline.runs import list_runs
+    from pruner_core.pruning.recipe import Recipe
 
     data = load_data("demo:mnist5k")
     model = load_model("demo:mnist-cnn")
@@ -332,7 +332,7 @@ def bench_sensitivity() -> dict:
     """``sensitivity_seconds`` (targets <= 5 s mnist-cnn, <= 60 s resnet20): a full scan (every layer x 9 ratios,
     unstructured L1, 1,000 test images), after a tiny warm-up scan (one-time imports); and at 70% parameter
     sparsity without fine-tuning, the recommended recipe's accuracy against the uniform one's (all test images)."""
-    from pruner_core.sensitivity import apply_and_measure, global_baseline, recommend, refine, scan
+    from pruner_core.sensitivity.core import apply_and_measure, global_baseline, recommend, refine, scan
 
     data = load_data("demo:mnist5k")
     figures: dict = {}

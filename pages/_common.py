@@ -14,18 +14,18 @@ from pathlib import Path
 
 import streamlit as st
 
-from pruner_core.analysis import Analysis, analyze
-from pruner_core.compare import Entry, compare, original_cache_dir
-from pruner_core.data import Dataset, load_data
-from pruner_core.describe import LayerInfo, describe_model
+from pruner_core.compare.compare import Entry, compare, original_cache_dir
 from pruner_core.errors import PrunerError
-from pruner_core.experiments import Run, default_root, list_runs
-from pruner_core.export import ensure_onnx
-from pruner_core.metrics import vital_signs
-from pruner_core.models import LoadedModel, allow_factories, check_data_fits, load_model
-from pruner_core.preview import Preview, preview
-from pruner_core.recipe import Recipe
-from pruner_core.serving import Exposure
+from pruner_core.frontends.serving import Exposure
+from pruner_core.graph.describe import LayerInfo, describe_model
+from pruner_core.io.data import Dataset, load_data
+from pruner_core.io.export import ensure_onnx
+from pruner_core.io.models import LoadedModel, allow_factories, check_data_fits, load_model
+from pruner_core.measure.analysis import Analysis, analyze
+from pruner_core.measure.metrics import vital_signs
+from pruner_core.measure.preview import Preview, preview
+from pruner_core.pipeline.runs import Run, default_root, list_runs
+from pruner_core.pruning.recipe import Recipe
 
 UPLOAD_DIR = Path(tempfile.gettempdir()) / "pruning-explorer-uploads"
 DEFAULT_MODEL = {"spec": "demo:mnist-cnn", "weights": None, "trust": False}
@@ -212,7 +212,7 @@ def cached_layers(model_choice: tuple, model_digest: str, data_spec: str, data_d
 
 
 def active_layers() -> list[LayerInfo]:
-    """The prunable layers of the active model (:func:`~pruner_core.describe.describe_model`), cached.
+    """The prunable layers of the active model (:func:`~pruner_core.graph.describe.describe_model`), cached.
 
     Raises:
         PrunerError: from the core, for the page to show.
@@ -226,7 +226,7 @@ def cached_preview(model_choice: tuple, model_digest: str, data_spec: str, data_
 
 
 def active_preview(recipe: Recipe) -> Preview:
-    """What ``recipe`` would remove from the active model (:func:`~pruner_core.preview.preview`), cached per recipe.
+    """What ``recipe`` would remove from the active model (:func:`~pruner_core.measure.preview.preview`), cached per recipe.
 
     Raises:
         PrunerError: the recipe does not fit the model, or the criterion cannot score it.
@@ -276,7 +276,7 @@ def active_original_onnx() -> Path:
 
 
 def list_runs_by_path(root: str | Path) -> dict[str, Run]:
-    """Every run under ``root`` by its folder path (see :func:`~pruner_core.experiments.list_runs`)."""
+    """Every run under ``root`` by its folder path (see :func:`~pruner_core.pipeline.runs.list_runs`)."""
     return {str(run.path): run for run in list_runs(root)}
 
 

@@ -1,7 +1,7 @@
 """Compare page: the original and saved runs side by side, every figure measured here, and the hand-off downloads.
 
 Each model is measured once per data set (accuracy, sizes, PyTorch and ONNX Runtime latency) and cached in its
-run folder (:mod:`pruner_core.compare`), so a second visit only reads the figures back.
+run folder (:mod:`pruner_core.compare.compare`), so a second visit only reads the figures back.
 """
 
 from pathlib import Path
@@ -20,7 +20,7 @@ from pages._common import (
     runs_root,
     saved_runs,
 )
-from pruner_core.compare import (
+from pruner_core.compare.compare import (
     comparison_table,
     display_table,
     forget,
@@ -29,8 +29,14 @@ from pruner_core.compare import (
     run_cache_dir,
 )
 from pruner_core.errors import PrunerError
-from pruner_core.report import html_report
-from pruner_core.viz import COMPARE_COSTS, finetune_overlay, pareto_plot, per_class_change, sparsity_comparison
+from pruner_core.present.figures import (
+    COMPARE_COSTS,
+    finetune_overlay,
+    pareto_plot,
+    per_class_change,
+    sparsity_comparison,
+)
+from pruner_core.present.report import html_report
 
 ss = st.session_state
 DEFAULT_RUNS = 3

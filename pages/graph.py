@@ -6,9 +6,10 @@ from pathlib import Path
 import streamlit as st
 
 from pages._common import active_fingerprint, active_original_onnx, init_state, model_label, saved_runs
-from pruner_core import compare, netron_view
+from pruner_core.compare import compare
 from pruner_core.errors import PrunerError
-from pruner_core.experiments import Run
+from pruner_core.frontends import netron_server as netron_view
+from pruner_core.pipeline.runs import Run
 
 VIEW_HEIGHT = 640
 

@@ -8,7 +8,7 @@ import streamlit as st
 
 from pages._common import active_analysis, get_data, init_state, model_label
 from pruner_core.errors import PrunerError
-from pruner_core.viz import channel_signal_heatmap, kernel_heatmap, layer_signal_table, weight_histogram
+from pruner_core.present.figures import channel_signal_heatmap, kernel_heatmap, layer_signal_table, weight_histogram
 
 COLORSCALES = ["Viridis", "Cividis", "Plasma", "Inferno", "Magma", "Blues", "Greys", "RdBu"]
 NORMS = {"L2": "l2", "L1": "l1"}

@@ -3,9 +3,9 @@
 import streamlit as st
 
 from pages._common import activate, active_vital_signs, exposure, get_model, init_state, save_upload, show_outcome
-from pruner_core.archs import ARCHITECTURES
 from pruner_core.errors import PrunerError
-from pruner_core.tables import coupled_groups_table, layer_table, prunability_table
+from pruner_core.io.archs import ARCHITECTURES
+from pruner_core.present.tables import coupled_groups_table, layer_table, prunability_table
 
 WHOLE_MODEL = "(whole model file: TorchScript, .pt2, or pickled)"
 SOURCES = ["Demo model", "Upload a file", "Path on this machine"]

@@ -1,7 +1,7 @@
 """Prune page: build a recipe, preview what it removes, run it (prune + fine-tune) as a background job.
 
-The widgets build one :class:`~pruner_core.recipe.Recipe`; the preview and the run both use exactly that recipe.
-A run is a thread of this process (:mod:`pruner_core.jobs`): its id waits in ``st.session_state["prune.job"]``,
+The widgets build one :class:`~pruner_core.pruning.recipe.Recipe`; the preview and the run both use exactly that recipe.
+A run is a thread of this process (:mod:`pruner_core.frontends.jobs`): its id waits in ``st.session_state["prune.job"]``,
 so leaving the page and coming back finds it still running.
 """
 
@@ -21,15 +21,15 @@ from pages._common import (
     show_outcome,
     vital_signs_of,
 )
-from pruner_core import jobs
 from pruner_core.errors import PrunerError
-from pruner_core.finetune import OPTIMIZERS
-from pruner_core.granularities import GRANULARITIES
-from pruner_core.methods import CRITERIA
-from pruner_core.pipeline import run_experiment
-from pruner_core.preview import comparison_table, layer_settings, overrides_from_settings
-from pruner_core.recipe import Recipe, RecipeError
-from pruner_core.viz import mask_overlay_heatmap, training_curves
+from pruner_core.frontends import jobs
+from pruner_core.measure.preview import comparison_table, layer_settings, overrides_from_settings
+from pruner_core.pipeline.finetune import OPTIMIZERS
+from pruner_core.pipeline.run import run_experiment
+from pruner_core.present.figures import mask_overlay_heatmap, training_curves
+from pruner_core.pruning.granularities import GRANULARITIES
+from pruner_core.pruning.methods import CRITERIA
+from pruner_core.pruning.recipe import Recipe, RecipeError
 
 ss = st.session_state
 SCHEDULES = ["oneshot", "iterative", "gmp"]

@@ -1,18 +1,24 @@
 """Sensitivity page: which layers can lose how much, measured one layer (or coupled group) at a time, and the
 per-layer ratios that meet a target, handed to the Prune page as a recipe.
 
-The scan runs in the background (:mod:`pruner_core.jobs`) with a running ETA and a Cancel button; complete scans
-are cached on disk per model, data and settings (:func:`~pruner_core.sensitivity.cached_scan`).
+The scan runs in the background (:mod:`pruner_core.frontends.jobs`) with a running ETA and a Cancel button; complete scans
+are cached on disk per model, data and settings (:func:`~pruner_core.sensitivity.core.cached_scan`).
 """
 
 import streamlit as st
 
 from pages._common import get_data, get_model, init_state, model_label, runs_root, show_in_prune
-from pruner_core import jobs
 from pruner_core.errors import PrunerError
-from pruner_core.granularities import GRANULARITIES
-from pruner_core.methods import CRITERIA
-from pruner_core.sensitivity import (
+from pruner_core.frontends import jobs
+from pruner_core.present.sensitivity_figures import (
+    allocation_bars,
+    channel_latency,
+    sensitivity_curves,
+    sensitivity_heatmap,
+)
+from pruner_core.pruning.granularities import GRANULARITIES
+from pruner_core.pruning.methods import CRITERIA
+from pruner_core.sensitivity.core import (
     DEFAULT_RATIOS,
     TARGETS,
     apply_and_measure,
@@ -21,7 +27,6 @@ from pruner_core.sensitivity import (
     recommend,
     refine,
 )
-from pruner_core.viz_sensitivity import allocation_bars, channel_latency, sensitivity_curves, sensitivity_heatmap
 
 ss = st.session_state
 SCAN_GRANULARITIES = [g for g in GRANULARITIES if g != "nm"]  # N:M has no ratio to vary

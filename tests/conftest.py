@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from pruner_core.models import allow_factories
+from pruner_core.io.models import allow_factories
 
 
 @pytest.fixture(autouse=True)

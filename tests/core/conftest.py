@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pruner_core.data import Dataset, load_data
+from pruner_core.io.data import Dataset, load_data
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pruner_core.data import Dataset
+from pruner_core.io.data import Dataset
 
 
 def tiny_dataset(n: int = 12, shape: tuple[int, ...] = (1, 28, 28), classes: int = 10, seed: int = 0) -> Dataset:

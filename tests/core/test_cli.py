@@ -9,9 +9,9 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from pruner_core.archs import LeNet300
-from pruner_core.cli import app
-from pruner_core.models import MODELS_DIR
+from pruner_core.frontends.cli import app
+from pruner_core.io.archs import LeNet300
+from pruner_core.io.models import MODELS_DIR
 
 from .helpers import noise
 
@@ -111,7 +111,7 @@ def test_info_on_other_model_formats(tmp_path, kind):
         dynamic = {"x": {0: torch.export.Dim("batch")}}
         torch.export.save(torch.export.export(module, (torch.zeros(2, 1, 28, 28),), dynamic_shapes=dynamic), spec)
     else:
-        spec = "pruner_core.archs:LeNet300"
+        spec = "pruner_core.io.archs:LeNet300"
     result = runner.invoke(app, ["info", spec, "--runs", "1", "--json", str(tmp_path / "signs.json")])
     assert result.exit_code == 0, result.output
     assert f"model      {spec} ({kind})" in result.stdout
@@ -156,18 +156,18 @@ def test_prune_writes_a_run_with_the_same_masks_as_the_app_and_info_reads_it(tmp
     import subprocess
     import sys
 
-    from pruner_core.data import load_data
-    from pruner_core.experiments import load_run_masks
-    from pruner_core.models import load_model
-    from pruner_core.pipeline import run_experiment
-    from pruner_core.recipe import Recipe
+    from pruner_core.io.data import load_data
+    from pruner_core.io.models import load_model
+    from pruner_core.pipeline.run import run_experiment
+    from pruner_core.pipeline.runs import load_run_masks
+    from pruner_core.pruning.recipe import Recipe
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text("granularity: kernel\ncriterion: taylor\nsparsity: 0.4\nfinetune: {epochs: 0.05}\nseed: 7\n")
     out = tmp_path / "cli-run"
     # a separate process, as a user would run it: nothing shared with this one
     done = subprocess.run(
-        [sys.executable, "-m", "pruner_core.cli", "prune", "demo:mnist-cnn", "--recipe", str(recipe), "--out", str(out)],
+        [sys.executable, "-m", "pruner_core.frontends.cli", "prune", "demo:mnist-cnn", "--recipe", str(recipe), "--out", str(out)],
         capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr

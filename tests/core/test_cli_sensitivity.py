@@ -7,8 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from pruner_core.cli import app
-from pruner_core.recipe import Recipe
+from pruner_core.frontends.cli import app
+from pruner_core.pruning.recipe import Recipe
 
 from .test_cli import assert_one_line_error
 
@@ -102,7 +102,7 @@ def test_recommend_refine_lists_the_candidates_and_writes_the_chosen_recipe(curv
 def test_a_scan_of_other_data_is_refused(curves, tmp_path):
     import numpy as np
 
-    from pruner_core.data import load_data
+    from pruner_core.io.data import load_data
 
     demo = load_data("demo:mnist5k")
     other = tmp_path / "other.npz"

@@ -12,13 +12,13 @@ import onnx
 import pytest
 import torch
 
-from pruner_core import compare as cmp
-from pruner_core.experiments import list_runs, load_run_masks, load_run_model
-from pruner_core.export import onnx_max_diff
-from pruner_core.models import load_model
-from pruner_core.pipeline import run_experiment
-from pruner_core.recipe import Recipe
-from pruner_core.report import html_report
+from pruner_core.compare import compare as cmp
+from pruner_core.io.export import onnx_max_diff
+from pruner_core.io.models import load_model
+from pruner_core.pipeline.run import run_experiment
+from pruner_core.pipeline.runs import list_runs, load_run_masks, load_run_model
+from pruner_core.present.report import html_report
+from pruner_core.pruning.recipe import Recipe
 
 FAST = {"latency_runs": (3, 2)}
 
@@ -242,7 +242,7 @@ def test_report_is_self_contained_with_table_plots_recipes_and_how(entries):
 
 
 def test_runtimes_are_timed_in_phases_and_onnx_sessions_do_not_spin(entries, runs_root, monkeypatch):
-    from pruner_core import export
+    from pruner_core.io import export
 
     made, order = [], []
     real = export.session

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from pruner_core.data import DEMO_DATA, LOADERS, load_data, load_data_bytes
 from pruner_core.errors import DataError, SpecError
+from pruner_core.io.data import DEMO_DATA, LOADERS, load_data, load_data_bytes
 
 from .helpers import noise, png_bytes, write_npz, write_zip
 

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pruner_core.archs import ARCHITECTURES, LeNet300
-from pruner_core.describe import LayerInfo, describe_model, layer_flops, prunable_layers
-from pruner_core.models import LoadedModel, load_model
+from pruner_core.graph.describe import LayerInfo, describe_model, layer_flops, prunable_layers
+from pruner_core.io.archs import ARCHITECTURES, LeNet300
+from pruner_core.io.models import LoadedModel, load_model
 
 JIT_DEPRECATED = pytest.mark.filterwarnings("ignore:.*torch\\.jit.*is deprecated:DeprecationWarning")
 
@@ -288,7 +288,7 @@ class Untraceable(nn.Module):
 
 
 def test_untraceable_model_refuses_channel_pruning_with_reason(monkeypatch):
-    import pruner_core.describe as describe
+    import pruner_core.graph.describe as describe
 
     def fail(*args, **kwargs):
         raise RuntimeError("cannot trace")

@@ -16,10 +16,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from pruner_core import experiments, methods
-from pruner_core.describe import describe_model
 from pruner_core.errors import ModelLoadError, PrunerError, SpecError
-from pruner_core.experiments import (
+from pruner_core.graph.describe import describe_model
+from pruner_core.io.models import load_model
+from pruner_core.pipeline import runs as experiments
+from pruner_core.pipeline.runs import (
     base_info,
     create_run,
     fail_run,
@@ -30,8 +31,8 @@ from pruner_core.experiments import (
     load_run_model,
     write_history,
 )
-from pruner_core.models import load_model
-from pruner_core.recipe import Recipe
+from pruner_core.pruning import methods
+from pruner_core.pruning.recipe import Recipe
 
 from .helpers import noise
 
@@ -41,7 +42,7 @@ CNN_BASE = {"spec": "demo:mnist-cnn", "weights": None, "trust": False, "data": "
 
 
 def magnitude_masks(module: torch.nn.Module, layers: list[str], ratio: float) -> dict[str, torch.Tensor]:
-    """Keep-masks removing the ``ratio`` smallest |w| of each layer (independent of pruner_core.methods)."""
+    """Keep-masks removing the ``ratio`` smallest |w| of each layer (independent of pruner_core.pruning.methods)."""
     masks = {}
     for name in layers:
         w = module.get_submodule(name).weight.detach().abs()
@@ -348,7 +349,7 @@ def test_channel_run_rebuilds_in_a_new_process_with_identical_outputs(tmp_path):
     script = textwrap.dedent(f"""
         import torch
         from safetensors.torch import load_file, save_file
-        from pruner_core.experiments import load_run_model
+        from pruner_core.pipeline.runs import load_run_model
         io = load_file({str(tmp_path / "io.safetensors")!r})
         model = load_run_model({str(run.path)!r})
         with torch.no_grad():

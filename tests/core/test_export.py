@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from pruner_core.errors import PrunerError
-from pruner_core.export import export_onnx, onnx_latency, onnx_max_diff, size_figures, sparse_bytes
-from pruner_core.methods import Target, apply_masks, compute_masks, plan_channels, prune_channels
-from pruner_core.models import load_model
+from pruner_core.io.export import export_onnx, onnx_latency, onnx_max_diff, size_figures, sparse_bytes
+from pruner_core.io.models import load_model
+from pruner_core.pruning.methods import Target, apply_masks, compute_masks, plan_channels, prune_channels
 
 SHAPE = (1, 28, 28)
 
@@ -87,8 +87,8 @@ def test_a_model_that_cannot_be_exported_is_a_clear_error(tmp_path):
 def test_pruner_export_writes_weights_recipe_and_onnx_of_a_run(tmp_path):
     from typer.testing import CliRunner
 
-    from pruner_core.cli import app
-    from pruner_core.recipe import Recipe
+    from pruner_core.frontends.cli import app
+    from pruner_core.pruning.recipe import Recipe
 
     runner = CliRunner()
     recipe = tmp_path / "r.yaml"
@@ -110,7 +110,7 @@ def test_pruner_export_writes_weights_recipe_and_onnx_of_a_run(tmp_path):
 def test_pruner_export_refuses_a_run_that_is_not_done(tmp_path):
     from typer.testing import CliRunner
 
-    from pruner_core.cli import app
+    from pruner_core.frontends.cli import app
 
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "status.json").write_text('{"status": "failed"}')
@@ -121,8 +121,8 @@ def test_pruner_export_refuses_a_run_that_is_not_done(tmp_path):
 def test_exported_recipe_reproduces_identical_masks_and_report_is_written(tmp_path):
     from typer.testing import CliRunner
 
-    from pruner_core.cli import app
-    from pruner_core.experiments import load_run_masks
+    from pruner_core.frontends.cli import app
+    from pruner_core.pipeline.runs import load_run_masks
 
     runner = CliRunner()
     recipe = tmp_path / "r.yaml"
@@ -147,7 +147,7 @@ def test_pruner_compare_prints_the_table_and_writes_json_and_report_despite_a_da
 
     from typer.testing import CliRunner
 
-    from pruner_core.cli import app
+    from pruner_core.frontends.cli import app
 
     runner = CliRunner()
     recipe = tmp_path / "r.yaml"

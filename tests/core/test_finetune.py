@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pruner_core.finetune import OPTIMIZERS, Cancelled, Progress, finetune
-from pruner_core.metrics import accuracy
-from pruner_core.models import load_model
+from pruner_core.io.models import load_model
+from pruner_core.measure.metrics import accuracy
+from pruner_core.pipeline.finetune import OPTIMIZERS, Cancelled, Progress, finetune
 
 from .helpers import tiny_dataset
 

@@ -7,10 +7,10 @@ import re
 
 import pytest
 
-from pruner_core.archs import ARCHITECTURES
-from pruner_core.describe import describe_model
-from pruner_core.granularities import GRANULARITIES, NM_DEFAULT, LayerFacts, prunability
-from pruner_core.models import LoadedModel
+from pruner_core.graph.describe import describe_model
+from pruner_core.io.archs import ARCHITECTURES
+from pruner_core.io.models import LoadedModel
+from pruner_core.pruning.granularities import GRANULARITIES, NM_DEFAULT, LayerFacts, prunability
 
 
 def facts(type_: str, shape: tuple[int, ...], *, eager: bool = True, is_output: bool = False) -> LayerFacts:

@@ -12,12 +12,13 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from pruner_core.archs import MnistCNN
-from pruner_core.data import Dataset
-from pruner_core.describe import coupled_groups, prunable_layers
 from pruner_core.errors import SpecError
-from pruner_core.granularities import GRANULARITIES
-from pruner_core.methods import (
+from pruner_core.graph.describe import coupled_groups, prunable_layers
+from pruner_core.io.archs import MnistCNN
+from pruner_core.io.data import Dataset
+from pruner_core.io.models import load_model
+from pruner_core.pruning.granularities import GRANULARITIES
+from pruner_core.pruning.methods import (
     CRITERIA,
     Target,
     apply_masks,
@@ -28,7 +29,6 @@ from pruner_core.methods import (
     scores,
     valid_pairs,
 )
-from pruner_core.models import load_model
 
 
 def seeded(build, seed: int = 0) -> nn.Module:

@@ -10,10 +10,10 @@ import torch
 from safetensors.torch import save
 from torch import nn
 
-from pruner_core import metrics
 from pruner_core.errors import CompatibilityError
-from pruner_core.metrics import accuracy, count_parameters, measure_latency, size_bytes, vital_signs
-from pruner_core.models import load_model
+from pruner_core.io.models import load_model
+from pruner_core.measure import metrics
+from pruner_core.measure.metrics import accuracy, count_parameters, measure_latency, size_bytes, vital_signs
 
 from .helpers import tiny_dataset
 

@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from pruner_core.archs import ARCHITECTURES, LeNet300
 from pruner_core.errors import CompatibilityError, ModelLoadError, PrunerError, SpecError, TrustError
-from pruner_core.models import MODEL_FORMATS, LoadedModel, check_data_fits, load_model
+from pruner_core.io.archs import ARCHITECTURES, LeNet300
+from pruner_core.io.models import MODEL_FORMATS, LoadedModel, check_data_fits, load_model
 
 from .helpers import noise, tiny_dataset, tiny_mlp
 
@@ -199,7 +199,7 @@ def test_factory_with_weights_gives_identical_outputs(tmp_path, user_module):
 
 
 def test_builtin_architecture_class_works_as_a_factory():
-    m = load_model("pruner_core.archs:ResNet20")
+    m = load_model("pruner_core.io.archs:ResNet20")
     assert (m.fmt, m.eager) == ("factory", True)
     assert m.module(MNIST_BATCH).shape == (3, 10)
 
@@ -223,8 +223,8 @@ def test_pickled_module_as_weights_needs_trust_too(tmp_path):
 
 def finished_run(root) -> str:
     """A finished pruning run folder of demo:lenet300 (its weights unchanged)."""
-    from pruner_core.experiments import create_run, finish_run
-    from pruner_core.recipe import Recipe
+    from pruner_core.pipeline.runs import create_run, finish_run
+    from pruner_core.pruning.recipe import Recipe
 
     run = create_run(root, {"spec": "demo:lenet300"}, Recipe())
     finish_run(run, state_dict=load_model("demo:lenet300").module.state_dict(), metrics={})
@@ -444,7 +444,7 @@ def lenet_as(kind: str, module: nn.Module, tmp_path) -> tuple[str, dict]:
     if kind == "pickle":
         torch.save(module, tmp_path / "m.pt")
         return str(tmp_path / "m.pt"), {"trust": True}
-    return {"demo": "demo:lenet300", "factory": "pruner_core.archs:LeNet300"}[kind], {}
+    return {"demo": "demo:lenet300", "factory": "pruner_core.io.archs:LeNet300"}[kind], {}
 
 
 @JIT_DEPRECATED

@@ -14,10 +14,10 @@ import pytest
 import torch
 from torch import nn
 
-from pruner_core import netron_view
 from pruner_core.errors import PrunerError
-from pruner_core.export import OPSET, ensure_onnx
-from pruner_core.models import load_model
+from pruner_core.frontends import netron_server as netron_view
+from pruner_core.io.export import OPSET, ensure_onnx
+from pruner_core.io.models import load_model
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from pruner_core.describe import describe_model
 from pruner_core.errors import PrunerError, SpecError
-from pruner_core.granularities import GRANULARITIES
-from pruner_core.methods import CRITERIA, valid_pairs
-from pruner_core.models import load_model
-from pruner_core.recipe import Recipe, RecipeError
+from pruner_core.graph.describe import describe_model
+from pruner_core.io.models import load_model
+from pruner_core.pruning.granularities import GRANULARITIES
+from pruner_core.pruning.methods import CRITERIA, valid_pairs
+from pruner_core.pruning.recipe import Recipe, RecipeError
 
 FULL = """\
 granularity: channel

@@ -8,10 +8,10 @@ import pytest
 from torch import nn
 
 from pruner_core.errors import SpecError
-from pruner_core.experiments import create_run, finish_run, load_run_model
-from pruner_core.models import allow_factories, load_model
-from pruner_core.recipe import Recipe
-from pruner_core.serving import SHARED_UPLOAD_MB, Exposure, is_loopback, parse_modules
+from pruner_core.frontends.serving import SHARED_UPLOAD_MB, Exposure, is_loopback, parse_modules
+from pruner_core.io.models import allow_factories, load_model
+from pruner_core.pipeline.runs import create_run, finish_run, load_run_model
+from pruner_core.pruning.recipe import Recipe
 
 
 @pytest.mark.parametrize(("address", "loopback"), [
@@ -50,7 +50,7 @@ def test_an_allowed_factory_module_loads(probe):
     assert model.fmt == "factory" and isinstance(model.module, nn.Module)
     assert marker.exists()
     allow_factories(None)  # the library default: any (the command line is its user's own)
-    assert load_model("pruner_core.archs:LeNet300").fmt == "factory"
+    assert load_model("pruner_core.io.archs:LeNet300").fmt == "factory"
 
 
 def test_a_run_folder_cannot_bring_a_factory_past_the_allow_list(tmp_path, probe):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pruner_core.granularities import GRANULARITIES
-from pruner_core.tables import coupled_groups_table, layer_table, prunability_table
+from pruner_core.present.tables import coupled_groups_table, layer_table, prunability_table
+from pruner_core.pruning.granularities import GRANULARITIES
 
 
 def layer(name, group, flops, **why_not):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pruner_core.archs import ARCHITECTURES
 from pruner_core.errors import SpecError
-from pruner_core.train import augment, train_model
+from pruner_core.io.archs import ARCHITECTURES
+from pruner_core.pipeline.train import augment, train_model
 
 from .helpers import tiny_dataset
 

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from pruner_core.analysis import Analysis, LayerAnalysis
-from pruner_core.viz import (
+from pruner_core.measure.analysis import Analysis, LayerAnalysis
+from pruner_core.present.figures import (
     CHANNEL_SIGNALS,
     channel_signal_heatmap,
     kernel_heatmap,

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from pruner_core.data import load_data
-from pruner_core.models import load_model
-from pruner_core.pipeline import run_experiment
-from pruner_core.recipe import Recipe
+from pruner_core.io.data import load_data
+from pruner_core.io.models import load_model
+from pruner_core.pipeline.run import run_experiment
+from pruner_core.pruning.recipe import Recipe
 from tests.e2e.test_model_page import UI_MS, open_model_page, save_screenshot
 
 MEASURE_MS = 120_000  # the first visit measures every model: accuracy, sizes, ONNX export, latency in two runtimes

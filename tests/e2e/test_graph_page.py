@@ -7,11 +7,11 @@ from pathlib import Path
 
 from playwright.sync_api import FrameLocator, Page, expect
 
-from pruner_core.data import load_data
-from pruner_core.experiments import Run
-from pruner_core.models import load_model
-from pruner_core.pipeline import run_experiment
-from pruner_core.recipe import Recipe
+from pruner_core.io.data import load_data
+from pruner_core.io.models import load_model
+from pruner_core.pipeline.run import run_experiment
+from pruner_core.pipeline.runs import Run
+from pruner_core.pruning.recipe import Recipe
 from tests.e2e.test_model_page import UI_MS, open_model_page, save_screenshot
 
 EXPORT_MS = 60_000  # the first visit exports both models to ONNX

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from pruner_core.archs import ARCHITECTURES
+from pruner_core.io.archs import ARCHITECTURES
 
 FIRST_LOAD_MS = 120_000  # the first visit measures latency (tens of runs at batch 1 and 64)
 MODEL_LOAD_MS = 120_000  # a newly loaded model is measured too

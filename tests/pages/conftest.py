@@ -9,7 +9,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from pruner_core.archs import ARCHITECTURES
+from pruner_core.io.archs import ARCHITECTURES
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 

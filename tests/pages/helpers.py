@@ -6,7 +6,7 @@ import time
 
 from streamlit.testing.v1 import AppTest
 
-from pruner_core import jobs
+from pruner_core.frontends import jobs
 
 JOB_DEADLINE_S = 120
 

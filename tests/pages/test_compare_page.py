@@ -8,10 +8,10 @@ import shutil
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from pruner_core.data import load_data
-from pruner_core.models import load_model
-from pruner_core.pipeline import run_experiment
-from pruner_core.recipe import Recipe
+from pruner_core.io.data import load_data
+from pruner_core.io.models import load_model
+from pruner_core.pipeline.run import run_experiment
+from pruner_core.pruning.recipe import Recipe
 
 RECIPES = (
     {"sparsity": 0.5, "finetune": {"epochs": 0.1}},
@@ -63,7 +63,7 @@ def test_compares_two_runs_with_the_original(compare):
 
 
 def test_switching_runtime_and_size_redraws_without_measuring_again(compare, monkeypatch):
-    from pruner_core import compare as core
+    from pruner_core.compare import compare as core
 
     monkeypatch.setattr(core, "measure_static", lambda *a, **k: pytest.fail("measured again"))
     at = compare.radio(key="compare.latency").set_value("ONNX Runtime").run()

@@ -10,7 +10,7 @@ from streamlit import config
 from streamlit.testing.v1 import AppTest
 
 from pages._common import DEFAULT_MODEL
-from pruner_core.archs import ARCHITECTURES
+from pruner_core.io.archs import ARCHITECTURES
 from tests.pages.conftest import APP
 from tests.pages.test_model_page import errors, load_path, metric
 

@@ -9,14 +9,15 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from pruner_core import export, netron_view
-from pruner_core.compare import run_cache_dir
-from pruner_core.data import load_data
+from pruner_core.compare.compare import run_cache_dir
 from pruner_core.errors import PrunerError
-from pruner_core.experiments import list_runs
-from pruner_core.models import load_model
-from pruner_core.pipeline import run_experiment
-from pruner_core.recipe import Recipe
+from pruner_core.frontends import netron_server as netron_view
+from pruner_core.io import export
+from pruner_core.io.data import load_data
+from pruner_core.io.models import load_model
+from pruner_core.pipeline.run import run_experiment
+from pruner_core.pipeline.runs import list_runs
+from pruner_core.pruning.recipe import Recipe
 
 
 @pytest.fixture(scope="module")

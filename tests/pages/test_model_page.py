@@ -8,7 +8,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from pages._common import DEFAULT_MODEL
-from pruner_core.models import MODELS_DIR
+from pruner_core.io.models import MODELS_DIR
 
 
 def load_path(at: AppTest, model_path: Path | None = None, *, arch: str | None = None, trust: bool = False,

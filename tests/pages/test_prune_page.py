@@ -7,9 +7,9 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from pruner_core import jobs
-from pruner_core.experiments import list_runs
-from pruner_core.models import load_model
+from pruner_core.frontends import jobs
+from pruner_core.io.models import load_model
+from pruner_core.pipeline.runs import list_runs
 from tests.pages.helpers import wait_for_job
 
 

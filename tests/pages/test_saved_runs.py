@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 
 from pages import _common
-from pruner_core.experiments import create_run, fail_run
-from pruner_core.recipe import Recipe
+from pruner_core.pipeline.runs import create_run, fail_run
+from pruner_core.pruning.recipe import Recipe
 
 
 def test_runs_are_read_again_only_when_a_folder_changes(runs_root, monkeypatch):

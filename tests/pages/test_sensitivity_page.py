@@ -9,7 +9,7 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from pruner_core import jobs
+from pruner_core.frontends import jobs
 from tests.pages.helpers import JOB_DEADLINE_S, wait_for_job
 
 

@@ -23,13 +23,13 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
-from .data import Dataset
-from .describe import describe_model, prunable_layers
-from .errors import PrunerError, SpecError
-from .finetune import Cancelled, Progress, finetune
-from .methods import Target, apply_masks, compute_masks, plan_channels, prune_channels
-from .models import LoadedModel, check_data_fits
-from .recipe import Recipe
+from pruner_core.errors import PrunerError, SpecError
+from pruner_core.graph.describe import describe_model, prunable_layers
+from pruner_core.io.data import Dataset
+from pruner_core.io.models import LoadedModel, check_data_fits
+from pruner_core.pipeline.finetune import Cancelled, Progress, finetune
+from pruner_core.pruning.methods import Target, apply_masks, compute_masks, plan_channels, prune_channels
+from pruner_core.pruning.recipe import Recipe
 
 GMP_PRUNING_SPAN = 0.75  # share of the fine-tuning steps during which GMP raises sparsity
 
@@ -178,8 +178,8 @@ def prune(
         data: training split for fine-tuning and calibration; test split for accuracy.
         recipe: what to do.
         callback: called with an :class:`Update` after each step.
-        cancel: when set, the run stops between two steps with :class:`~pruner_core.finetune.Cancelled`.
-        layers: the model's description (:func:`~pruner_core.describe.describe_model`) when already at hand.
+        cancel: when set, the run stops between two steps with :class:`~pruner_core.pipeline.finetune.Cancelled`.
+        layers: the model's description (:func:`~pruner_core.graph.describe.describe_model`) when already at hand.
 
     Raises:
         SpecError / RecipeError: the recipe does not fit the model (names the layer, value and what is valid).
@@ -219,14 +219,14 @@ def run_experiment(
     cancel: threading.Event | None = None,
     latency_runs: tuple[int, int] = (30, 10),
 ):
-    """Prune and fine-tune as :func:`prune`, saved as an experiment folder (see :mod:`pruner_core.experiments`).
+    """Prune and fine-tune as :func:`prune`, saved as an experiment folder (see :mod:`pruner_core.pipeline.runs`).
 
     The run is created (status "running") before any work, its history is written at each epoch end, and it
     ends "done" with weights, masks, structure and vital signs, or "cancelled" / "failed" with the reason.
 
     Args:
         data_spec: how ``data`` was loaded (stored so the run can be re-measured later).
-        root: the runs folder (default: :func:`~pruner_core.experiments.default_root`).
+        root: the runs folder (default: :func:`~pruner_core.pipeline.runs.default_root`).
         folder: the exact run folder instead of a new one under ``root`` (the CLI's ``--out``).
 
     Returns:
@@ -235,8 +235,8 @@ def run_experiment(
     Raises:
         Everything :func:`prune` raises, after marking the run failed or cancelled.
     """
-    from .experiments import base_info, create_run, fail_run, finish_run, write_history
-    from .metrics import vital_signs
+    from pruner_core.measure.metrics import vital_signs
+    from pruner_core.pipeline.runs import base_info, create_run, fail_run, finish_run, write_history
 
     shape = check_data_fits(model, data)
     layers = describe_model(model, shape)

@@ -4,7 +4,7 @@
 - :func:`onnx_max_diff`: ONNX Runtime's outputs against PyTorch's on the same inputs.
 - :func:`size_figures`: the dense weight file, that file gzip-compressed, and a sparse encoding
   (a bitmask of the non-zeros plus their values), each in bytes of what is actually written or encoded.
-- :func:`onnx_latency`: ONNX Runtime latency, labelled like :func:`~pruner_core.metrics.measure_latency`.
+- :func:`onnx_latency`: ONNX Runtime latency, labelled like :func:`~pruner_core.measure.metrics.measure_latency`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import PrunerError
-from .metrics import Latency, latency_of, timed_runs
+from pruner_core.errors import PrunerError
+from pruner_core.measure.metrics import Latency, latency_of, timed_runs
 
 OPSET = 17
 
@@ -139,7 +139,7 @@ def export_run(run_path: str | Path, out: str | Path, *, onnx_file: bool = True,
     """Hand a saved run on: its pruned weights, its recipe and (optionally) ONNX, written into ``out``.
 
     Args:
-        run_path: a finished run folder (:mod:`pruner_core.experiments`).
+        run_path: a finished run folder (:mod:`pruner_core.pipeline.runs`).
         out: the folder to write (made if missing).
         onnx_file: also write ``model.onnx`` and check it against PyTorch on ``test_x`` (when given).
         test_x: inputs for the parity check (e.g. the run's test data).
@@ -150,7 +150,7 @@ def export_run(run_path: str | Path, out: str | Path, *, onnx_file: bool = True,
     Raises:
         PrunerError: the run is not done or cannot be loaded, or the export fails.
     """
-    from .experiments import load_run, load_run_model
+    from pruner_core.pipeline.runs import load_run, load_run_model
 
     run = load_run(run_path)
     if run.status != "done":

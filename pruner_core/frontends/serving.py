@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import SpecError
+from pruner_core.errors import SpecError
 
 FACTORIES_ENV = "PRUNER_FACTORIES"
 PATH_ROOT_ENV = "PRUNER_PATH_ROOT"

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .granularities import LayerFacts, prunability
-from .models import LoadedModel
+from pruner_core.io.models import LoadedModel
+from pruner_core.pruning.granularities import LayerFacts, prunability
 
 PRUNABLE_TYPES = {"Linear", "Conv1d", "Conv2d"}
 _WEIGHT_NDIM_TYPE = {2: "Linear", 3: "Conv1d", 4: "Conv2d"}

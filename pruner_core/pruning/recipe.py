@@ -2,7 +2,7 @@
 
 A recipe says *what* to prune (granularity x criterion x scope, how much, which layers), *how often*
 (the schedule) and how to recover (fine-tuning). It is model-independent; :meth:`Recipe.target`
-resolves it against one described model into a :class:`~pruner_core.methods.Target`.
+resolves it against one described model into a :class:`~pruner_core.pruning.methods.Target`.
 
 .. code-block:: yaml
 
@@ -43,10 +43,10 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import SpecError
-from .finetune import OPTIMIZERS
-from .granularities import GRANULARITIES
-from .methods import CRITERIA, Target, check_pair
+from pruner_core.errors import SpecError
+from pruner_core.pipeline.finetune import OPTIMIZERS
+from pruner_core.pruning.granularities import GRANULARITIES
+from pruner_core.pruning.methods import CRITERIA, Target, check_pair
 
 _CONFIG = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 Fraction = Annotated[float, Field(ge=0, lt=1)]
@@ -272,11 +272,11 @@ class Recipe(BaseModel):
     # --- resolving against a model -------------------------------------------------------------------
 
     def target(self, layers: list) -> Target:
-        """Resolve the recipe against a described model into a :class:`~pruner_core.methods.Target`.
+        """Resolve the recipe against a described model into a :class:`~pruner_core.pruning.methods.Target`.
 
         Args:
-            layers: :class:`~pruner_core.describe.LayerInfo` of every prunable layer
-                (:func:`~pruner_core.describe.describe_model`).
+            layers: :class:`~pruner_core.graph.describe.LayerInfo` of every prunable layer
+                (:func:`~pruner_core.graph.describe.describe_model`).
 
         Returns:
             A Target whose ``ratios`` hold every layer to prune: its ``layers`` override, else ``sparsity``.

@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import PrunerError
+from pruner_core.errors import PrunerError
 
 HOST = "127.0.0.1"
 MAX_SERVERS = 16  # beyond this many, the servers asked for longest ago (and claimed by nobody) are stopped first

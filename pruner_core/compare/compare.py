@@ -1,7 +1,7 @@
 """Side-by-side comparison of the original model and saved runs: every figure measured, cached per run.
 
 - :func:`measure_static`: accuracy (overall and per class), parameters and non-zeros, FLOPs, the three sizes of
-  :func:`~pruner_core.export.size_figures` and the ONNX file's size; :func:`time_together`: latency in PyTorch eager and ONNX Runtime at
+  :func:`~pruner_core.io.export.size_figures` and the ONNX file's size; :func:`time_together`: latency in PyTorch eager and ONNX Runtime at
   batch 1 and 64 (median and inter-quartile range, with device, threads and runs).
 - :func:`compare`: one :class:`Entry` per model (the original first), each measured once per data set and
   cached on disk, so a second visit reads JSON. Runs of another base model or data set are measured anyway
@@ -32,13 +32,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .data import Dataset, batches
-from .describe import layer_flops, prunable_layers
-from .errors import PrunerError
-from .experiments import Run, default_root, load_run_model
-from .export import ensure_onnx, size_figures
-from .metrics import PYTORCH_RUNTIME, count_parameters, device_name, latency_of
-from .models import LoadedModel, check_data_fits
+from pruner_core.errors import PrunerError
+from pruner_core.graph.describe import layer_flops, prunable_layers
+from pruner_core.io.data import Dataset, batches
+from pruner_core.io.export import ensure_onnx, size_figures
+from pruner_core.io.models import LoadedModel, check_data_fits
+from pruner_core.measure.metrics import PYTORCH_RUNTIME, count_parameters, device_name, latency_of
+from pruner_core.pipeline.runs import Run, default_root, load_run_model
 
 VERSION = 2  # bump when the cached figures change: older caches are measured again
 BATCHES = (1, 64)
@@ -158,7 +158,7 @@ def time_together(subjects: list[Subject], *, latency_runs: tuple[int, int] = (3
     Returns:
         Per subject: ``{runtime: {"batch1": Latency dict, "batch64": ...}}``.
     """
-    from .export import ort_runtime, session
+    from pruner_core.io.export import ort_runtime, session
 
     out: list[dict] = [{"pytorch": {}} | ({"onnxruntime": {}} if s.onnx else {}) for s in subjects]
     threads = torch.get_num_threads()
@@ -195,7 +195,7 @@ def _now() -> str:
 def _cache_key(data: Dataset) -> str:
     """Figures are reused only on the same data, machine, thread count and runtime versions (a run folder may
     have been measured elsewhere and handed on)."""
-    from .export import ort_runtime
+    from pruner_core.io.export import ort_runtime
 
     where = f"{device_name()}|{torch.get_num_threads()}|{PYTORCH_RUNTIME}|{ort_runtime()}"
     return f"v{VERSION}-{data_digest(data)}-{hashlib.sha256(where.encode()).hexdigest()[:8]}"
@@ -289,7 +289,7 @@ def compare(
     Args:
         original: the unpruned model (not modified).
         data: the data every model is measured on.
-        runs: the runs to compare, as listed by :func:`~pruner_core.experiments.list_runs` (any status).
+        runs: the runs to compare, as listed by :func:`~pruner_core.pipeline.runs.list_runs` (any status).
         data_spec: how ``data`` was loaded; runs pruned on another spec get a warning.
         root: the runs folder holding the original's cache (see :func:`original_cache_dir`).
         latency_runs: timed rounds at batch 1 and 64 (only used when measuring).
@@ -525,8 +525,8 @@ def compare_saved(
     Raises:
         PrunerError: no runs; the first run names no base model or data; they cannot be loaded or do not fit.
     """
-    from .data import load_data
-    from .models import load_model
+    from pruner_core.io.data import load_data
+    from pruner_core.io.models import load_model
 
     if not runs:
         raise PrunerError("no runs to compare: name at least one run folder")

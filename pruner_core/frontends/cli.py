@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from .errors import PrunerError
+from pruner_core.errors import PrunerError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Pruning Explorer: inspect and prune PyTorch models.")
 
@@ -81,9 +81,9 @@ def info(
     runs: Annotated[int, typer.Option(help="timed runs at batch 1 (batch 64 uses a third)", min=1)] = 30,
 ) -> None:
     """Measure and print a model's vital signs: parameters, FLOPs, size, accuracy, latency, layers."""
-    from .data import load_data
-    from .metrics import vital_signs
-    from .models import load_model
+    from pruner_core.io.data import load_data
+    from pruner_core.io.models import load_model
+    from pruner_core.measure.metrics import vital_signs
 
     loaded = load_model(model, weights=weights, trust=trust)
     if data is None:
@@ -97,7 +97,7 @@ def info(
 
 def _run_data(spec: str) -> str | None:
     """The data a run folder was pruned with, when ``spec`` is one."""
-    from .experiments import load_run
+    from pruner_core.pipeline.runs import load_run
 
     if not Path(spec).is_dir():
         return None
@@ -116,10 +116,10 @@ def prune(
     quiet: Annotated[bool, typer.Option("--quiet", help="no progress lines")] = False,
 ) -> None:
     """Prune and fine-tune MODEL with a recipe; write the experiment folder (weights, masks, metrics, history)."""
-    from .data import load_data
-    from .models import load_model
-    from .pipeline import run_experiment
-    from .recipe import Recipe
+    from pruner_core.io.data import load_data
+    from pruner_core.io.models import load_model
+    from pruner_core.pipeline.run import run_experiment
+    from pruner_core.pruning.recipe import Recipe
 
     plan = Recipe.load(recipe)
     loaded = load_model(model, weights=weights, trust=trust)
@@ -155,9 +155,9 @@ def export(
                                          "base model, measured here (opens offline)")] = False,
 ) -> None:
     """Export a run: pruned weights (safetensors, + gzip), the recipe that reproduces it, ONNX (opset 17), a report."""
-    from .data import load_data
-    from .experiments import load_run
-    from .export import export_run
+    from pruner_core.io.data import load_data
+    from pruner_core.io.export import export_run
+    from pruner_core.pipeline.runs import load_run
 
     data = load_run(run).base.get("data")
     test_x = load_data(data).x_test if data else None
@@ -177,9 +177,9 @@ def export(
 
 def _write_comparison(runs: list[Path], report: Path | None, json_path: Path | None, data: str | None) -> Path | None:
     """Compare run folders against the first one's base model; print the table; write the report / JSON."""
-    from .compare import compare_saved, comparison_table, display_table, measurement_notes
-    from .experiments import list_runs, load_run
-    from .report import write_report
+    from pruner_core.compare.compare import compare_saved, comparison_table, display_table, measurement_notes
+    from pruner_core.pipeline.runs import list_runs, load_run
+    from pruner_core.present.report import write_report
 
     loaded = []
     for path in runs:
@@ -223,9 +223,9 @@ def analyze(
     samples: Annotated[int, typer.Option(help="calibration samples for APoZ and mean activation", min=1)] = 256,
 ) -> None:
     """Per-layer redundancy signals: channel L1/L2, kernel norms, APoZ, BN scale, coupled group."""
-    from .analysis import analyze as run_analysis
-    from .data import load_data
-    from .models import load_model
+    from pruner_core.io.data import load_data
+    from pruner_core.io.models import load_model
+    from pruner_core.measure.analysis import analyze as run_analysis
 
     loaded = load_model(model, weights=weights, trust=trust)
     dataset = load_data(data)
@@ -241,7 +241,7 @@ def analyze(
 
 
 def _ratio_list(text: str) -> list[float]:
-    from .errors import SpecError
+    from pruner_core.errors import SpecError
 
     parts = [p.strip() for p in text.split(",") if p.strip()]
     try:
@@ -272,9 +272,9 @@ def sensitivity(
     latency: Annotated[bool, typer.Option("--latency/--no-latency", help="channel: time each group against kept channels")] = True,
 ) -> None:
     """Prune each layer (or coupled group) alone at each ratio, no fine-tuning: accuracy and loss curves."""
-    from .data import load_data
-    from .models import load_model
-    from .sensitivity import scan
+    from pruner_core.io.data import load_data
+    from pruner_core.io.models import load_model
+    from pruner_core.sensitivity.core import scan
 
     loaded = load_model(model, weights=weights, trust=trust)
     result = scan(loaded, load_data(data), granularity=granularity, criterion=criterion, ratios=_ratio_list(ratios),
@@ -311,11 +311,11 @@ def recommend(
                                           "one and blends of the two")] = False,
 ) -> None:
     """Per-layer ratios that meet a target, from sensitivity curves (sensitive layers keep more); writes a recipe."""
-    from .data import load_data
-    from .errors import SpecError
-    from .models import load_model
-    from .sensitivity import Sensitivity, apply_and_measure, refine, scan
-    from .sensitivity import recommend as allocate
+    from pruner_core.errors import SpecError
+    from pruner_core.io.data import load_data
+    from pruner_core.io.models import load_model
+    from pruner_core.sensitivity.core import Sensitivity, apply_and_measure, refine, scan
+    from pruner_core.sensitivity.core import recommend as allocate
 
     given = [(k, v) for k, v in (("sparsity", target_sparsity), ("flops", target_flops), ("drop", max_drop)) if v is not None]
     if len(given) != 1:
@@ -367,9 +367,9 @@ def train_demo_cmd(
     out: Annotated[Path | None, typer.Option(help="output folder (default: assets/models)")] = None,
 ) -> None:
     """Train the demo models, seeded, on demo:mnist5k and write safetensors weights + a JSON card."""
-    from .archs import ARCHITECTURES
-    from .errors import SpecError
-    from .train import MODELS_DIR, train_demo
+    from pruner_core.errors import SpecError
+    from pruner_core.io.archs import ARCHITECTURES
+    from pruner_core.pipeline.train import MODELS_DIR, train_demo
 
     names = names or list(ARCHITECTURES)
     unknown = [n for n in names if n not in ARCHITECTURES]

@@ -1,7 +1,7 @@
 """What a recipe would remove, before running it: per-layer and total parameters and FLOPs, and the masks.
 
 Pure functions of (model, data, recipe); the model is never modified. Mask granularities are previewed with
-:func:`~pruner_core.methods.compute_masks` (the weights stay stored and the dense FLOPs stay the same, so the
+:func:`~pruner_core.pruning.methods.compute_masks` (the weights stay stored and the dense FLOPs stay the same, so the
 table also gives the FLOPs a sparse kernel would run: the non-zero multiply-adds). ``channel`` is previewed
 by planning and physically removing the channels on a deep copy, whose FLOPs are then measured.
 
@@ -21,12 +21,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data import Dataset
-from .describe import LayerInfo, describe_model, layer_flops
-from .methods import compute_masks, plan_channels, prune_channels
-from .metrics import count_parameters
-from .models import LoadedModel, check_data_fits
-from .recipe import Recipe
+from pruner_core.graph.describe import LayerInfo, describe_model, layer_flops
+from pruner_core.io.data import Dataset
+from pruner_core.io.models import LoadedModel, check_data_fits
+from pruner_core.measure.metrics import count_parameters
+from pruner_core.pruning.methods import compute_masks, plan_channels, prune_channels
+from pruner_core.pruning.recipe import Recipe
 
 SETTINGS_COLUMNS = ["layer", "type", "params", "FLOPs", "ratio", "prune", "note"]
 MASK_COLUMNS = ["layer", "type", "pruned", "params before", "params after", "removed", "FLOPs before",
@@ -43,7 +43,7 @@ class Preview:
     :data:`CHANNEL_COLUMNS` for ``channel``). ``totals`` holds ``params_before``, ``params_after``,
     ``flops_before`` and ``flops_after`` for the whole model (``flops_after`` is the dense count, equal to
     ``flops_before`` for masks), plus ``nonzero_flops_after`` for masks. ``weights`` and ``masks`` (bool keep,
-    shaped like the weight) are given for every pruned layer, for :func:`~pruner_core.viz.mask_overlay_heatmap`.
+    shaped like the weight) are given for every pruned layer, for :func:`~pruner_core.present.figures.mask_overlay_heatmap`.
     """
 
     granularity: str
@@ -126,8 +126,8 @@ def preview(model: LoadedModel, data: Dataset, recipe: Recipe) -> Preview:
         CompatibilityError: the data does not fit the model.
 
     Example:
-        >>> from pruner_core.data import load_data
-        >>> from pruner_core.models import load_model
+        >>> from pruner_core.io.data import load_data
+        >>> from pruner_core.io.models import load_model
         >>> p = preview(load_model("demo:mnist-cnn"), load_data("demo:mnist5k"), Recipe(sparsity=0.5))
         >>> p.table.set_index("layer").loc["conv1", "params after"]  # 288 weights, 144 removed; 32 biases
         176
@@ -197,7 +197,7 @@ def preview(model: LoadedModel, data: Dataset, recipe: Recipe) -> Preview:
 
 
 def comparison_table(original: dict, pruned: dict, masked: bool) -> pd.DataFrame:
-    """Original vs pruned, from two :func:`~pruner_core.metrics.vital_signs` dicts, one row per figure.
+    """Original vs pruned, from two :func:`~pruner_core.measure.metrics.vital_signs` dicts, one row per figure.
 
     Columns ``figure``, ``original``, ``pruned``, ``change`` (text, formatted for people). For a masked model the
     FLOPs row says that the dense count is unchanged, and latency is reported as measured, never assumed faster.

@@ -13,8 +13,8 @@ from pathlib import Path
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from .compare import Entry, comparison_table, display_table, measurement_notes
-from .viz import finetune_overlay, pareto_plot, per_class_change, sparsity_comparison
+from pruner_core.compare.compare import Entry, comparison_table, display_table, measurement_notes
+from pruner_core.present.figures import finetune_overlay, pareto_plot, per_class_change, sparsity_comparison
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1400px;color:#222;padding:0 1rem}

@@ -1,6 +1,6 @@
 """Pruning methods: which weights go (criteria x granularities x scope), as masks or as removed channels.
 
-Registries: ``CRITERIA`` here, ``GRANULARITIES`` in :mod:`pruner_core.granularities`. Every function is
+Registries: ``CRITERIA`` here, ``GRANULARITIES`` in :mod:`pruner_core.pruning.granularities`. Every function is
 pure with respect to its inputs except :func:`apply_masks` and :func:`prune_channels`, which change the
 module they are given in place (callers pass a copy when the original must survive).
 
@@ -20,9 +20,9 @@ import torch.fx  # noqa: F401  (torch.fx.symbolic_trace for apoz and bn_scale)
 import torch.nn.functional as F
 from torch import nn
 
-from .describe import coupled_groups, prunable_layers
-from .errors import SpecError
-from .granularities import GRANULARITIES, NM_DEFAULT, LayerFacts
+from pruner_core.errors import SpecError
+from pruner_core.graph.describe import coupled_groups, prunable_layers
+from pruner_core.pruning.granularities import GRANULARITIES, NM_DEFAULT, LayerFacts
 
 
 @dataclass(frozen=True)
@@ -276,7 +276,7 @@ def _wanda(job: _Job) -> Iterator[tuple[str, torch.Tensor]]:
 
 def _followers(job: _Job):
     """The fx graph and, per layer, (activation node, BatchNorm name) that follow it."""
-    from .analysis import follow
+    from pruner_core.measure.analysis import follow
 
     try:
         graph = torch.fx.symbolic_trace(job.module)
@@ -289,7 +289,7 @@ def _followers(job: _Job):
 
 
 def _apoz(job: _Job) -> Iterator[tuple[str, torch.Tensor]]:
-    from .analysis import _Counter
+    from pruner_core.measure.analysis import _Counter
 
     graph, links = _followers(job)
     for name, _, _ in job.layers:
@@ -474,7 +474,7 @@ def scores(module: nn.Module, target: Target, data=None, *, batches: int = 4, ba
 
     Shapes: unstructured and nm -> the weight's shape; vector -> weight.shape[:-1]; kernel -> [out, in];
     channel -> [out] (for channel, coupled layers' scores are summed by :func:`plan_channels`, not here).
-    ``data`` (a :class:`~pruner_core.data.Dataset`) is needed by taylor, apoz and wanda: the first
+    ``data`` (a :class:`~pruner_core.io.data.Dataset`) is needed by taylor, apoz and wanda: the first
     ``batches * batch_size`` training samples are used.
 
     Args:

@@ -16,10 +16,10 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from .data import Dataset
-from .describe import prunable_layers
-from .granularities import NM_DEFAULT
-from .models import LoadedModel
+from pruner_core.graph.describe import prunable_layers
+from pruner_core.io.data import Dataset
+from pruner_core.io.models import LoadedModel
+from pruner_core.pruning.granularities import NM_DEFAULT
 
 ACTIVATION_MODULES = (nn.ReLU, nn.ReLU6)
 ACTIVATION_FUNCTIONS = {torch.relu, torch.nn.functional.relu, torch.nn.functional.relu6, torch.relu_}
@@ -210,7 +210,7 @@ def analyze(
         data: calibration samples are the first ``samples`` training samples.
         samples: calibration samples for APoZ and mean activation (at least 1).
         batch_size: calibration batch size.
-        layers: the model's description (:func:`~pruner_core.describe.describe_model`) when already at hand
+        layers: the model's description (:func:`~pruner_core.graph.describe.describe_model`) when already at hand
             (it depends on the model only); described here when None.
 
     Returns:
@@ -231,8 +231,8 @@ def analyze(
 
 
 def _analyze(model: LoadedModel, data: Dataset, samples: int, batch_size: int, described: list | None) -> Analysis:
-    from .describe import describe_model
-    from .models import check_data_fits
+    from pruner_core.graph.describe import describe_model
+    from pruner_core.io.models import check_data_fits
 
     shape = check_data_fits(model, data)  # names both shapes instead of failing inside the graph
     start = time.perf_counter()

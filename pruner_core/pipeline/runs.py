@@ -2,14 +2,14 @@
 
 A run folder ``ROOT/ID`` (``ROOT``: the ``root`` argument, else ``$PRUNER_RUNS``, else ``./runs``) holds:
 
-- ``recipe.yaml``: the :class:`~pruner_core.recipe.Recipe`.
+- ``recipe.yaml``: the :class:`~pruner_core.pruning.recipe.Recipe`.
 - ``base.json``: the base model (``spec``, ``weights``, ``trust``), ``data`` spec, ``fingerprint``,
   ``input_shape`` and ``created`` time.
 - ``status.json``: ``{"status": running|done|failed|cancelled, "pid", "host", "started", "finished", "error"}``.
 - ``history.json``: fine-tuning history rows (rewritten while running, for live curves).
 - when done: ``weights.safetensors`` (the pruned state dict; physically smaller after channel pruning),
   ``masks.safetensors`` (bool keep-masks, masked runs only), ``structure.json`` (the channel plan of
-  :func:`~pruner_core.methods.plan_channels`, ``[]`` if none) and ``metrics.json`` (vital signs plus
+  :func:`~pruner_core.pruning.methods.plan_channels`, ``[]`` if none) and ``metrics.json`` (vital signs plus
   ``sparsity`` per layer).
 
 Every file is written to a temp file in the run folder and moved into place with ``os.replace``, so a
@@ -18,7 +18,7 @@ written last: a run whose process died is still "running" on disk and is listed 
 A pruned model is rebuilt from (base model, channel plan, pruned state dict): safetensors and JSON only.
 
 >>> import tempfile
->>> from pruner_core.recipe import Recipe
+>>> from pruner_core.pruning.recipe import Recipe
 >>> root = tempfile.mkdtemp()
 >>> run = create_run(root, {"spec": "demo:lenet300", "input_shape": [1, 28, 28]}, Recipe())
 >>> [r.status for r in list_runs(root)]
@@ -41,9 +41,9 @@ from typing import Any
 
 import torch
 
-from .errors import PrunerError
-from .models import LoadedModel, apply_state_dict, load_model, read_state_dict
-from .recipe import Recipe
+from pruner_core.errors import PrunerError
+from pruner_core.io.models import LoadedModel, apply_state_dict, load_model, read_state_dict
+from pruner_core.pruning.recipe import Recipe
 
 FINAL_STATUSES = ("done", "failed", "cancelled")
 STATUSES = ("running", *FINAL_STATUSES)
@@ -178,7 +178,7 @@ def finish_run(
         run: a running run of this root.
         state_dict: the pruned module's ``state_dict()`` (tensors are copied to CPU).
         masks: layer name -> bool keep-mask, for masked runs.
-        structure: the channel plan applied (:func:`~pruner_core.methods.plan_channels`), for channel runs.
+        structure: the channel plan applied (:func:`~pruner_core.pruning.methods.plan_channels`), for channel runs.
         metrics: vital signs; ``sparsity`` per layer is added from ``masks`` when absent.
 
     Raises:
@@ -280,7 +280,7 @@ def load_run_model(run: Run | str | Path, *, trust: bool = False) -> LoadedModel
     base = run.base
     loaded = load_model(base["spec"], weights=base.get("weights"), trust=trust and bool(base.get("trust")))
     if run.structure:
-        from . import methods
+        from pruner_core.pruning import methods
 
         shape = base.get("input_shape") or loaded.input_shape
         if not shape:

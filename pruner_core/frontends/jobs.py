@@ -13,9 +13,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .errors import PrunerError
-from .finetune import Cancelled
-from .pipeline import Update
+from pruner_core.errors import PrunerError
+from pruner_core.pipeline.finetune import Cancelled
+from pruner_core.pipeline.run import Update
 
 
 @dataclass
@@ -45,7 +45,7 @@ def start(label: str, work: Callable[[Callable[[Update], None], threading.Event]
     """Run ``work(report, cancel)`` in a daemon thread and return its job at once.
 
     ``work`` reports progress by calling ``report(update)`` and should stop with
-    :class:`~pruner_core.finetune.Cancelled` once ``cancel`` is set.
+    :class:`~pruner_core.pipeline.finetune.Cancelled` once ``cancel`` is set.
     """
     job = Job(uuid.uuid4().hex[:12], label)
 

@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import Dataset, batches
-from .errors import PrunerError
-from .metrics import accuracy
-from .train import augment as augment_batch
+from pruner_core.errors import PrunerError
+from pruner_core.io.data import Dataset, batches
+from pruner_core.measure.metrics import accuracy
+from pruner_core.pipeline.train import augment as augment_batch
 
 WEIGHT_DECAY = 1e-4  # the demo models were trained with this; fine-tuning keeps it
 
@@ -146,7 +146,7 @@ def finetune(
         temperature: distillation temperature ``T``.
         alpha: weight of the distillation term, in [0, 1].
         seed: seeds shuffling, augmentation and any randomness in the module (dropout).
-        augment: apply :func:`pruner_core.train.augment` (small rotation, scale, shift) to image batches.
+        augment: apply :func:`pruner_core.pipeline.train.augment` (small rotation, scale, shift) to image batches.
         on_step: called as ``on_step(step, steps)`` before each step (``step`` = steps done so far). A dict it
             returns replaces the masks from that step on (the new masks are applied at once); ``None`` keeps them.
         callback: called with a :class:`Progress` after every step; the epoch-end steps carry test accuracy.
@@ -167,8 +167,8 @@ def finetune(
         Cancelled: the cancel event was set. The module is then partially trained and its masks may not
             be the final ones: discard it (reload or restore a copy).
 
-    >>> from pruner_core.data import load_data
-    >>> from pruner_core.models import load_model
+    >>> from pruner_core.io.data import load_data
+    >>> from pruner_core.io.models import load_model
     >>> model = load_model("demo:lenet300").module
     >>> keep = {"fc1": model.fc1.weight.abs() >= model.fc1.weight.abs().median()}
     >>> history = finetune(model, load_data("demo:mnist5k"), epochs=0.1, masks=keep)

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .data import batches
+from pruner_core.io.data import batches
 
 
 @torch.inference_mode()
@@ -124,8 +124,8 @@ def vital_signs(model, data, *, latency_runs: tuple[int, int] = (30, 10), warmup
     """Measure a model's vital signs on a data set: the figures ``pruner info`` prints and the Model page shows.
 
     Args:
-        model: a :class:`~pruner_core.models.LoadedModel` (not modified).
-        data: a :class:`~pruner_core.data.Dataset` that fits it.
+        model: a :class:`~pruner_core.io.models.LoadedModel` (not modified).
+        data: a :class:`~pruner_core.io.data.Dataset` that fits it.
         latency_runs: timed runs at batch 1 and at batch 64.
         warmup: untimed runs before each latency measurement.
 
@@ -137,8 +137,8 @@ def vital_signs(model, data, *, latency_runs: tuple[int, int] = (30, 10), warmup
     Raises:
         CompatibilityError: the data does not fit the model.
     """
-    from .describe import describe_model, layer_flops
-    from .models import check_data_fits
+    from pruner_core.graph.describe import describe_model, layer_flops
+    from pruner_core.io.models import check_data_fits
 
     shape = check_data_fits(model, data)
     params, nonzero = count_parameters(model.module)

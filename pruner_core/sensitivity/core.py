@@ -7,7 +7,7 @@
    original model is never touched (the scan works on a copy and restores its weights after every ratio).
 2. :func:`recommend` turns the curves into per-layer ratios that meet a target (parameter sparsity, FLOP
    reduction or a maximum accuracy drop), sensitive layers keeping more, and returns a
-   :class:`~pruner_core.recipe.Recipe` with the predicted outcome next to the uniform allocation.
+   :class:`~pruner_core.pruning.recipe.Recipe` with the predicted outcome next to the uniform allocation.
 3. :func:`apply_and_measure` prunes with a recipe without fine-tuning and measures what it did.
 
 Channel removal is emulated in the scan by zeroing the input channels of every layer that reads the removed
@@ -20,8 +20,8 @@ fraction of those layers' FLOPs (``torch.utils.flop_counter``) removed, counting
 multiply-adds as removed (what a sparse kernel could skip; a masked model is not faster in PyTorch eager).
 
 Example:
-    >>> from pruner_core.models import load_model
-    >>> from pruner_core.data import load_data
+    >>> from pruner_core.io.models import load_model
+    >>> from pruner_core.io.data import load_data
     >>> model, data = load_model("demo:mnist-cnn"), load_data("demo:mnist5k")
     >>> sens = scan(model, data, samples=200)                                      # doctest: +SKIP
     >>> rec = recommend(sens, "sparsity", 0.7)                                     # doctest: +SKIP
@@ -47,10 +47,12 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from .data import Dataset
-from .describe import describe_model, layer_flops, prunable_layers
-from .errors import SpecError
-from .methods import (
+from pruner_core.errors import SpecError
+from pruner_core.graph.describe import describe_model, layer_flops, prunable_layers
+from pruner_core.io.data import Dataset
+from pruner_core.io.models import LoadedModel, check_data_fits
+from pruner_core.measure.metrics import timed_runs
+from pruner_core.pruning.methods import (
     Target,
     _keep_lowest_removed,
     _round_channels,
@@ -58,9 +60,7 @@ from .methods import (
     compute_masks,
     scores,
 )
-from .metrics import timed_runs
-from .models import LoadedModel, check_data_fits
-from .recipe import Recipe
+from pruner_core.pruning.recipe import Recipe
 
 DEFAULT_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 BATCH_SIZE = 250
@@ -1129,9 +1129,9 @@ def apply_and_measure(model: LoadedModel, data: Dataset, recipe: Recipe, *, samp
         :class:`Measured` accuracy, loss, parameter sparsity and FLOP reduction of the prunable layers.
 
     Raises:
-        Everything :func:`~pruner_core.pipeline.prune` raises.
+        Everything :func:`~pruner_core.pipeline.run.prune` raises.
     """
-    from .pipeline import prune
+    from pruner_core.pipeline.run import prune
 
     shape = check_data_fits(model, data)
     oneshot = recipe.replace(schedule={"kind": "oneshot", "steps": 1}, finetune={**recipe.to_dict()["finetune"], "epochs": 0})
@@ -1181,7 +1181,7 @@ def refine(model: LoadedModel, data: Dataset, sens: Sensitivity, rec: Recommenda
     Args:
         samples: how many training images (the last ones of the split) to choose on.
     """
-    from .pipeline import layer_sparsity, prune
+    from pruner_core.pipeline.run import layer_sparsity, prune
 
     n = min(samples, len(data.y_train))
     if n < 1:

@@ -1,7 +1,7 @@
-"""Plotly figure builders and display tables for the redundancy signals of :mod:`pruner_core.analysis`.
+"""Plotly figure builders and display tables for the redundancy signals of :mod:`pruner_core.measure.analysis`.
 
 Pure functions: data in, ``go.Figure`` (or ``pd.DataFrame``) out. Nothing here imports streamlit, computes a
-statistic, or touches a model; the numbers drawn are exactly those of the :class:`~pruner_core.analysis.Analysis`.
+statistic, or touches a model; the numbers drawn are exactly those of the :class:`~pruner_core.measure.analysis.Analysis`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .analysis import Analysis, LayerAnalysis
+from pruner_core.measure.analysis import Analysis, LayerAnalysis
 
 NORMS = ("l1", "l2")
 CHANNEL_SIGNALS = ("magnitude", "apoz", "bn_scale")
@@ -287,7 +287,7 @@ def training_curves(history: list[dict], losses: list[tuple[int, float]] | None 
     return fig
 
 
-# --- comparison (pruner_core.compare entries) --------------------------------------------------------------
+# --- comparison (pruner_core.compare.compare entries) --------------------------------------------------------------
 
 COMPARE_COSTS = {
     "latency": ("PyTorch b1 ms", "latency, batch 1, PyTorch eager (ms, median)"),
@@ -302,10 +302,10 @@ def pareto_plot(table: pd.DataFrame, cost: str = "latency") -> go.Figure:
     """Accuracy against a measured cost, one point per model, the Pareto front drawn and its points ringed.
 
     Args:
-        table: :func:`~pruner_core.compare.comparison_table` (rows without figures are left out).
+        table: :func:`~pruner_core.compare.compare.comparison_table` (rows without figures are left out).
         cost: a key of :data:`COMPARE_COSTS`.
     """
-    from .compare import pareto_front
+    from pruner_core.compare.compare import pareto_front
 
     _check("cost", cost, tuple(COMPARE_COSTS))
     column, title = COMPARE_COSTS[cost]

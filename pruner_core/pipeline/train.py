@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from .archs import ARCHITECTURES
-from .data import ASSETS, Dataset, batches, load_data
-from .errors import SpecError
-from .metrics import accuracy
+from pruner_core.errors import SpecError
+from pruner_core.io.archs import ARCHITECTURES
+from pruner_core.io.data import ASSETS, Dataset, batches, load_data
+from pruner_core.measure.metrics import accuracy
 
 MODELS_DIR = ASSETS / "models"
 # Epochs chosen so each model clears its accuracy bar on the 1,000 test images with margin.

@@ -3,7 +3,7 @@
 Specs (``MODEL_FORMATS`` is the registry, tried in order):
 
 - ``demo:NAME``: a demo architecture with its shipped weights (or ``weights=FILE`` for your own).
-- ``runs/ID``: a pruning run folder: its pruned model (see :mod:`pruner_core.experiments`).
+- ``runs/ID``: a pruning run folder: its pruned model (see :mod:`pruner_core.pipeline.runs`).
 - ``pkg.module:factory``: a callable importable in this environment, optionally with ``weights``. A process
   that serves others narrows which modules may be imported with :func:`allow_factories`.
 - ``FILE.pt2``: a ``torch.export`` program.
@@ -30,9 +30,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .archs import ARCHITECTURES
-from .data import ASSETS
-from .errors import ModelLoadError, SpecError, TrustError
+from pruner_core.errors import ModelLoadError, SpecError, TrustError
+from pruner_core.io.archs import ARCHITECTURES
+from pruner_core.io.data import ASSETS
 
 MODELS_DIR = ASSETS / "models"
 FACTORY_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
@@ -304,7 +304,7 @@ def _is_run_folder(spec: str) -> bool:
 
 
 def _load_run(spec: str, weights: str | None, trust: bool) -> LoadedModel:
-    from .experiments import load_run_model  # experiments imports this module
+    from pruner_core.pipeline.runs import load_run_model  # experiments imports this module
 
     if weights:
         raise SpecError(f"'{spec}' is a pruning run folder, which carries its own pruned weights; load it without weights")
@@ -362,7 +362,7 @@ def load_model(spec: str, *, weights: str | Path | None = None, trust: bool = Fa
 
 
 def check_data_fits(model: LoadedModel, data) -> tuple[int, ...]:
-    """Check that ``data`` (a :class:`~pruner_core.data.Dataset`) fits ``model``; return the input sample shape.
+    """Check that ``data`` (a :class:`~pruner_core.io.data.Dataset`) fits ``model``; return the input sample shape.
 
     Runs the model on two test samples: the sample shape must be accepted, the output must be
     ``[batch, classes]``, and every label must be one of those classes.
@@ -370,7 +370,7 @@ def check_data_fits(model: LoadedModel, data) -> tuple[int, ...]:
     Raises:
         CompatibilityError: naming the data's shape or label and what the model takes.
     """
-    from .errors import CompatibilityError
+    from pruner_core.errors import CompatibilityError
 
     shape = data.sample_shape
     expected = f" (it expects {tuple(model.input_shape)})" if model.input_shape else ""

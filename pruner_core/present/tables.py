@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .granularities import GRANULARITIES
+from pruner_core.pruning.granularities import GRANULARITIES
 
 
 def layer_table(signs: dict) -> pd.DataFrame:

@@ -17,9 +17,9 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
-from .errors import DataError, SpecError
+from pruner_core.errors import DataError, SpecError
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
 DEMO_DATA = {"mnist5k": ASSETS / "mnist5k.npz"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 SPLIT_SEED = 0
