@@ -86,7 +86,7 @@ def _overhead(model, data: Dataset, samples: int, repeats: int, batch_size: int 
     ``ratio``: as the Inspect page runs it, the model's description (FLOPs, coupled groups: per model, not per
     sample) already cached; ``ratio_cold``: the description made too, as ``pruner analyze`` runs it.
     """
-    from pruner_core.graph.describe import describe_model
+    from pruner_core.pruning.describe import describe_model
 
     x = data.x_train[:samples]
     start = time.perf_counter()
@@ -152,8 +152,9 @@ def bench_apply() -> dict:
     from torch import nn
     from torch.nn.utils import prune as tprune
 
-    from pruner_core.graph.describe import prunable_layers
-    from pruner_core.pruning.methods import Target, apply_masks, compute_masks
+    from pruner_core.graph.layers import prunable_layers
+    from pruner_core.pruning.select import apply_masks, compute_masks
+    from pruner_core.pruning.target import Target
 
     big, _ = resnet50_model()
     names = [name for name, _, _ in prunable_layers(big.module)]
@@ -180,8 +181,9 @@ def bench_finetune() -> dict:
     ``demo_prune_ft_seconds`` (target <= 10 s): 50% unstructured + 1 epoch on mnist-cnn, end to end."""
     from pruner_core.pipeline.finetune import finetune
     from pruner_core.pipeline.run import prune
-    from pruner_core.pruning.methods import Target, compute_masks
     from pruner_core.pruning.recipe import Recipe
+    from pruner_core.pruning.select import compute_masks
+    from pruner_core.pruning.target import Target
 
     data = load_data("demo:mnist5k")
     model = load_model("demo:mnist-cnn")
@@ -219,9 +221,11 @@ def _structured(model, shape: tuple[int, ...], runs: int) -> dict:
     """50% of channels (L1, layerwise, classifier kept) removed; latency at batch 64 and FLOPs, before and after."""
     import copy
 
-    from pruner_core.graph.describe import layer_flops, prunable_layers
+    from pruner_core.graph.flops import layer_flops
+    from pruner_core.graph.layers import prunable_layers
     from pruner_core.measure.metrics import measure_latency
-    from pruner_core.pruning.methods import Target, plan_channels, prune_channels
+    from pruner_core.pruning.channels import plan_channels, prune_channels
+    from pruner_core.pruning.target import Target
 
     example = torch.zeros(1, *shape)
     names = [name for name, _, _ in prunable_layers(model.module)][:-1]

@@ -17,7 +17,6 @@ import streamlit as st
 from pruner_core.compare.compare import Entry, compare, original_cache_dir
 from pruner_core.errors import PrunerError
 from pruner_core.frontends.serving import Exposure
-from pruner_core.graph.describe import LayerInfo, describe_model
 from pruner_core.io.data import Dataset, load_data
 from pruner_core.io.export import ensure_onnx
 from pruner_core.io.models import LoadedModel, allow_factories, check_data_fits, load_model
@@ -25,6 +24,7 @@ from pruner_core.measure.analysis import Analysis, analyze
 from pruner_core.measure.metrics import vital_signs
 from pruner_core.measure.preview import Preview, preview
 from pruner_core.pipeline.runs import Run, default_root, list_runs
+from pruner_core.pruning.describe import LayerInfo, describe_model
 from pruner_core.pruning.recipe import Recipe
 
 UPLOAD_DIR = Path(tempfile.gettempdir()) / "pruning-explorer-uploads"
@@ -212,7 +212,7 @@ def cached_layers(model_choice: tuple, model_digest: str, data_spec: str, data_d
 
 
 def active_layers() -> list[LayerInfo]:
-    """The prunable layers of the active model (:func:`~pruner_core.graph.describe.describe_model`), cached.
+    """The prunable layers of the active model (:func:`~pruner_core.pruning.describe.describe_model`), cached.
 
     Raises:
         PrunerError: from the core, for the page to show.

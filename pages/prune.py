@@ -27,8 +27,8 @@ from pruner_core.measure.preview import comparison_table, layer_settings, overri
 from pruner_core.pipeline.finetune import OPTIMIZERS
 from pruner_core.pipeline.run import run_experiment
 from pruner_core.present.figures import mask_overlay_heatmap, training_curves
+from pruner_core.pruning.criteria import CRITERIA
 from pruner_core.pruning.granularities import GRANULARITIES
-from pruner_core.pruning.methods import CRITERIA
 from pruner_core.pruning.recipe import Recipe, RecipeError
 
 ss = st.session_state

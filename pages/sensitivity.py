@@ -16,8 +16,8 @@ from pruner_core.present.sensitivity_figures import (
     sensitivity_curves,
     sensitivity_heatmap,
 )
+from pruner_core.pruning.criteria import CRITERIA
 from pruner_core.pruning.granularities import GRANULARITIES
-from pruner_core.pruning.methods import CRITERIA
 from pruner_core.sensitivity.core import (
     DEFAULT_RATIOS,
     TARGETS,

@@ -33,7 +33,8 @@ import torch
 from torch import nn
 
 from pruner_core.errors import PrunerError
-from pruner_core.graph.describe import layer_flops, prunable_layers
+from pruner_core.graph.flops import layer_flops
+from pruner_core.graph.layers import weight_sparsity
 from pruner_core.io.data import Dataset, batches
 from pruner_core.io.export import ensure_onnx, size_figures
 from pruner_core.io.models import LoadedModel, check_data_fits
@@ -123,7 +124,7 @@ def measure_static(module: nn.Module, input_shape: tuple[int, ...], data: Datase
         else:
             sizes["onnx_bytes"] = path.stat().st_size
             how["onnx_bytes"] = "bytes of the ONNX file (opset 17; weights stored dense, as ONNX stores them)"
-    sparsity = {name: float((mod.weight == 0).float().mean()) for name, mod, _ in prunable_layers(module)}
+    sparsity = weight_sparsity(module)
     how |= {
         "accuracy": f"top-1 on the {len(data.y_test):,} test samples of {data.name}",
         "flops": "torch.utils.flop_counter on one forward pass at batch 1 (a multiply-add counts as 2 FLOPs)",

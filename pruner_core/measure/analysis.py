@@ -7,25 +7,19 @@ prunable layer, the zeros after the non-linearity that follows it (through Batch
 
 from __future__ import annotations
 
-import operator
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.fx as fx
-from torch import nn
 
-from pruner_core.graph.describe import prunable_layers
+from pruner_core.graph.fx import ActivationCounter, follow
+from pruner_core.graph.layers import prunable_layers
 from pruner_core.io.data import Dataset
 from pruner_core.io.models import LoadedModel
 from pruner_core.pruning.granularities import NM_DEFAULT
 
-ACTIVATION_MODULES = (nn.ReLU, nn.ReLU6)
-ACTIVATION_FUNCTIONS = {torch.relu, torch.nn.functional.relu, torch.nn.functional.relu6, torch.relu_}
-ACTIVATION_METHODS = {"relu", "relu_"}
-NORM_MODULES = (nn.BatchNorm1d, nn.BatchNorm2d)
-ADD_FUNCTIONS = {operator.add, operator.iadd, torch.add}
 HIST_BINS = 60
 
 
@@ -133,73 +127,6 @@ def weight_stats(name: str, kind: str, weight: torch.Tensor) -> LayerAnalysis:
     )
 
 
-def _is_activation(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
-    if node.op == "call_module":
-        return isinstance(modules.get(node.target), ACTIVATION_MODULES)
-    if node.op == "call_function":
-        return node.target in ACTIVATION_FUNCTIONS
-    return node.op == "call_method" and node.target in ACTIVATION_METHODS
-
-
-def follow(graph: fx.GraphModule, layer_names: list[str]) -> dict[str, tuple[fx.Node | None, str | None]]:
-    """For each layer: the activation node its output reaches (through BN and additions), and its BN's name."""
-    modules = dict(graph.named_modules())
-    found: dict[str, tuple[fx.Node | None, str | None]] = {}
-    for node in graph.graph.nodes:
-        if node.op != "call_module" or node.target not in layer_names:
-            continue
-        cur, bn = node, None
-        act = None
-        while len(cur.users) == 1:
-            user = next(iter(cur.users))
-            if _is_activation(user, modules):
-                act = user
-                break
-            if user.op == "call_module" and isinstance(modules.get(user.target), NORM_MODULES):
-                if cur is node:  # the BatchNorm right after the layer scales its channels
-                    bn = user.target
-                cur = user
-            elif user.op == "call_function" and user.target in ADD_FUNCTIONS:
-                cur = user
-            else:
-                break
-        found[node.target] = (act, bn)
-    return found
-
-
-class _Counter(fx.Interpreter):
-    """Runs the graph; for the watched activation nodes counts zeros and sums per output channel, and times
-    the timed layers (by module name)."""
-
-    def __init__(self, graph: fx.GraphModule, watched: set[fx.Node], timed: set[str]) -> None:
-        super().__init__(graph)
-        self.watched = watched
-        self.timed = timed
-        self.zeros: dict[fx.Node, torch.Tensor] = {}
-        self.sums: dict[fx.Node, torch.Tensor] = {}
-        self.counts: dict[fx.Node, int] = {}
-        self.seconds: dict[str, float] = {}
-
-    def run_node(self, n: fx.Node):
-        if n.op == "call_module" and n.target in self.timed:
-            start = time.perf_counter()
-            out = super().run_node(n)
-            self.seconds[n.target] = self.seconds.get(n.target, 0.0) + time.perf_counter() - start
-        else:
-            out = super().run_node(n)
-        if n in self.watched and isinstance(out, torch.Tensor) and out.dim() >= 2:
-            # [N, C, positions]: reducing over the last, contiguous dimension first is ~10x faster than over
-            # (0, 2, 3); after a ReLU every value is >= 0, so sign() counts the non-zeros without a bool tensor
-            # (bool reductions are slow), exactly: float32 holds integers up to 2**24 per batch and channel.
-            flat = out.reshape(out.shape[0], out.shape[1], -1)
-            nonzero = torch.sign(flat).sum(2).sum(0).double()
-            per_channel = flat.shape[0] * flat.shape[2]
-            self.zeros[n] = self.zeros.get(n, 0) + (per_channel - nonzero)
-            self.sums[n] = self.sums.get(n, 0) + flat.sum(2).sum(0).double()
-            self.counts[n] = self.counts.get(n, 0) + per_channel
-        return out
-
-
 def analyze(
     model: LoadedModel, data: Dataset, *, samples: int = 256, batch_size: int = 64, layers: list | None = None
 ) -> Analysis:
@@ -210,7 +137,7 @@ def analyze(
         data: calibration samples are the first ``samples`` training samples.
         samples: calibration samples for APoZ and mean activation (at least 1).
         batch_size: calibration batch size.
-        layers: the model's description (:func:`~pruner_core.graph.describe.describe_model`) when already at hand
+        layers: the model's description (:func:`~pruner_core.pruning.describe.describe_model`) when already at hand
             (it depends on the model only); described here when None.
 
     Returns:
@@ -231,8 +158,8 @@ def analyze(
 
 
 def _analyze(model: LoadedModel, data: Dataset, samples: int, batch_size: int, described: list | None) -> Analysis:
-    from pruner_core.graph.describe import describe_model
     from pruner_core.io.models import check_data_fits
+    from pruner_core.pruning.describe import describe_model
 
     shape = check_data_fits(model, data)  # names both shapes instead of failing inside the graph
     start = time.perf_counter()
@@ -266,7 +193,7 @@ def _calibrate(model: LoadedModel, graph: fx.GraphModule, result: list[LayerAnal
     """
     links = follow(graph, [la.name for la in result])
     watched = {act for act, _ in links.values() if act is not None}
-    counter = _Counter(graph, watched, {la.name for la in result})
+    counter = ActivationCounter(graph, watched, {la.name for la in result})
     start = time.perf_counter()
     with torch.no_grad():
         for i in range(0, len(x), batch_size):

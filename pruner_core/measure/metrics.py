@@ -120,7 +120,8 @@ def timed_runs(call, runs: int, warmup: int) -> list[float]:
     return times
 
 
-def vital_signs(model, data, *, latency_runs: tuple[int, int] = (30, 10), warmup: int = 5) -> dict:
+def vital_signs(model, data, *, latency_runs: tuple[int, int] = (30, 10), warmup: int = 5,
+                input_shape: tuple[int, ...] | None = None) -> dict:
     """Measure a model's vital signs on a data set: the figures ``pruner info`` prints and the Model page shows.
 
     Args:
@@ -128,6 +129,7 @@ def vital_signs(model, data, *, latency_runs: tuple[int, int] = (30, 10), warmup
         data: a :class:`~pruner_core.io.data.Dataset` that fits it.
         latency_runs: timed runs at batch 1 and at batch 64.
         warmup: untimed runs before each latency measurement.
+        input_shape: the sample shape, when the data is already known to fit (else checked here).
 
     Returns:
         Plain data with ``params``, ``nonzero_params``, ``flops``, ``size_bytes``, ``accuracy``,
@@ -137,10 +139,11 @@ def vital_signs(model, data, *, latency_runs: tuple[int, int] = (30, 10), warmup
     Raises:
         CompatibilityError: the data does not fit the model.
     """
-    from pruner_core.graph.describe import describe_model, layer_flops
+    from pruner_core.graph.flops import layer_flops
     from pruner_core.io.models import check_data_fits
+    from pruner_core.pruning.describe import describe_model
 
-    shape = check_data_fits(model, data)
+    shape = tuple(input_shape) if input_shape is not None else check_data_fits(model, data)
     params, nonzero = count_parameters(model.module)
     flops, per_layer = layer_flops(model.module, torch.zeros(1, *shape))
     layers = describe_model(model, shape, per_layer)  # one FLOP count serves the total and the layers

@@ -1,7 +1,7 @@
 """What a recipe would remove, before running it: per-layer and total parameters and FLOPs, and the masks.
 
 Pure functions of (model, data, recipe); the model is never modified. Mask granularities are previewed with
-:func:`~pruner_core.pruning.methods.compute_masks` (the weights stay stored and the dense FLOPs stay the same, so the
+:func:`~pruner_core.pruning.select.compute_masks` (the weights stay stored and the dense FLOPs stay the same, so the
 table also gives the FLOPs a sparse kernel would run: the non-zero multiply-adds). ``channel`` is previewed
 by planning and physically removing the channels on a deep copy, whose FLOPs are then measured.
 
@@ -21,12 +21,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pruner_core.graph.describe import LayerInfo, describe_model, layer_flops
+from pruner_core.graph.flops import layer_flops
 from pruner_core.io.data import Dataset
 from pruner_core.io.models import LoadedModel, check_data_fits
 from pruner_core.measure.metrics import count_parameters
-from pruner_core.pruning.methods import compute_masks, plan_channels, prune_channels
+from pruner_core.pruning.channels import plan_channels, prune_channels
+from pruner_core.pruning.describe import LayerInfo, describe_model
 from pruner_core.pruning.recipe import Recipe
+from pruner_core.pruning.select import compute_masks
 
 SETTINGS_COLUMNS = ["layer", "type", "params", "FLOPs", "ratio", "prune", "note"]
 MASK_COLUMNS = ["layer", "type", "pruned", "params before", "params after", "removed", "FLOPs before",

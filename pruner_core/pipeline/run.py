@@ -24,12 +24,16 @@ import torch
 from torch import nn
 
 from pruner_core.errors import PrunerError, SpecError
-from pruner_core.graph.describe import describe_model, prunable_layers
+from pruner_core.graph.layers import weight_sparsity
+from pruner_core.graph.model_graph import ModelGraph, graph_of, live_graph
 from pruner_core.io.data import Dataset
 from pruner_core.io.models import LoadedModel, check_data_fits
 from pruner_core.pipeline.finetune import Cancelled, Progress, finetune
-from pruner_core.pruning.methods import Target, apply_masks, compute_masks, plan_channels, prune_channels
+from pruner_core.pruning.channels import plan_channels, prune_channels
+from pruner_core.pruning.describe import describe_model
 from pruner_core.pruning.recipe import Recipe
+from pruner_core.pruning.select import apply_masks, compute_masks
+from pruner_core.pruning.target import Target
 
 GMP_PRUNING_SPAN = 0.75  # share of the fine-tuning steps during which GMP raises sparsity
 
@@ -57,8 +61,29 @@ class Pruned:
 
 
 @dataclass
+class Working:
+    """A working copy of a model that a run prunes, with its one graph (built once, bound to the copy)."""
+
+    model: LoadedModel  # the copy, as a loaded model (same spec and format as the original)
+    graph: ModelGraph
+    input_shape: tuple[int, ...]
+
+    @classmethod
+    def of(cls, model: LoadedModel, input_shape: tuple[int, ...]) -> Working:
+        """Copy ``model`` (never modified) and build the copy's graph: the run's only torch-pruning trace."""
+        work = copy.deepcopy(model.module).eval()
+        graph = live_graph(work, input_shape) if model.eager else graph_of(work, input_shape, eager=False)
+        return cls(replace(model, module=work), graph, tuple(input_shape))
+
+    def describe(self) -> list:
+        """The copy's layers (:func:`~pruner_core.pruning.describe.describe_model`), from its graph."""
+        return describe_model(self.model, self.input_shape, graph=self.graph)
+
+
+@dataclass
 class _Context:
     work: nn.Module
+    graph: ModelGraph
     data: Dataset
     recipe: Recipe
     target: Target
@@ -82,8 +107,8 @@ def _prune_to(ctx: _Context, target: Target) -> None:
     if ctx.cancel is not None and ctx.cancel.is_set():
         raise Cancelled("cancelled before pruning")
     if target.granularity == "channel":
-        plan = plan_channels(ctx.work, target, ctx.example, ctx.data)
-        prune_channels(ctx.work, plan, ctx.example)
+        plan = plan_channels(ctx.work, target, ctx.example, ctx.data, graph=ctx.graph)
+        prune_channels(ctx.work, plan, ctx.example, graph=ctx.graph)
         ctx.structure.extend(plan)
         return
     masks = compute_masks(ctx.work, target, ctx.data)
@@ -170,6 +195,7 @@ def prune(
     callback: Callable[[Update], None] | None = None,
     cancel: threading.Event | None = None,
     layers: list | None = None,
+    working: Working | None = None,
 ) -> Pruned:
     """Apply ``recipe`` to a copy of ``model``: prune on its schedule and fine-tune.
 
@@ -179,32 +205,30 @@ def prune(
         recipe: what to do.
         callback: called with an :class:`Update` after each step.
         cancel: when set, the run stops between two steps with :class:`~pruner_core.pipeline.finetune.Cancelled`.
-        layers: the model's description (:func:`~pruner_core.graph.describe.describe_model`) when already at hand.
+        layers: the model's description (:func:`~pruner_core.pruning.describe.describe_model`) when already at hand.
+        working: the copy to prune (:meth:`Working.of`) when already made; made here otherwise.
 
     Raises:
         SpecError / RecipeError: the recipe does not fit the model (names the layer, value and what is valid).
         CompatibilityError: the data does not fit the model.
         Cancelled: the cancel event was set.
     """
-    shape = check_data_fits(model, data)
+    shape = working.input_shape if working is not None else check_data_fits(model, data)
     if recipe.granularity == "channel" and not model.eager:
         raise SpecError(f"channel pruning needs an ordinary nn.Module; '{model.label}' is a {model.fmt} program (mask only)")
-    target = recipe.target(layers if layers is not None else describe_model(model, shape))
+    working = working or Working.of(model, shape)
+    target = recipe.target(layers if layers is not None else working.describe())
     if not target.ratios:
         raise SpecError("the recipe prunes no layer: every layer is excluded or has ratio 0")
-    work = copy.deepcopy(model.module).eval()
     teacher = copy.deepcopy(model.module).eval() if recipe.finetune.distill and recipe.finetune.epochs > 0 else None
-    ctx = _Context(work, data, recipe, target, torch.zeros(1, *shape), teacher, callback or (lambda u: None), cancel)
+    work = working.model.module
+    ctx = _Context(work, working.graph, data, recipe, target, torch.zeros(1, *shape), teacher,
+                   callback or (lambda u: None), cancel)
     SCHEDULES[recipe.schedule.kind](ctx)
     if ctx.masks is not None:
         apply_masks(ctx.work, ctx.masks)
     ctx.work.eval()
     return Pruned(ctx.work, ctx.masks, ctx.structure, ctx.history, target)
-
-
-def layer_sparsity(module: nn.Module) -> dict[str, float]:
-    """Fraction of exactly-zero weights of every prunable layer."""
-    return {name: float((mod.weight == 0).float().mean()) for name, mod, _ in prunable_layers(module)}
 
 
 def run_experiment(
@@ -239,7 +263,10 @@ def run_experiment(
     from pruner_core.pipeline.runs import base_info, create_run, fail_run, finish_run, write_history
 
     shape = check_data_fits(model, data)
-    layers = describe_model(model, shape)
+    if recipe.granularity == "channel" and not model.eager:
+        raise SpecError(f"channel pruning needs an ordinary nn.Module; '{model.label}' is a {model.fmt} program (mask only)")
+    working = Working.of(model, shape)
+    layers = working.describe()
     recipe.target(layers)  # refuse a recipe that does not fit before making a folder
     run = create_run(root, base_info(model, data=data_spec, input_shape=shape), recipe, folder=folder)
     written = [0]
@@ -252,10 +279,10 @@ def run_experiment(
             callback(update)
 
     try:
-        pruned = prune(model, data, recipe, callback=report, cancel=cancel, layers=layers)
+        pruned = prune(model, data, recipe, callback=report, cancel=cancel, layers=layers, working=working)
         report(Update("measuring", 0.96, "measuring accuracy, size and latency", history=pruned.history))
-        signs = vital_signs(replace(model, module=pruned.module), data, latency_runs=latency_runs)
-        signs["sparsity_per_layer"] = layer_sparsity(pruned.module)
+        signs = vital_signs(working.model, data, latency_runs=latency_runs, input_shape=shape)
+        signs["sparsity_per_layer"] = weight_sparsity(pruned.module)
         signs["recipe"] = recipe.summary()
         write_history(run, pruned.history)
         run = finish_run(run, state_dict=pruned.module.state_dict(), masks=pruned.masks, structure=pruned.structure,

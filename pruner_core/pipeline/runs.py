@@ -9,7 +9,7 @@ A run folder ``ROOT/ID`` (``ROOT``: the ``root`` argument, else ``$PRUNER_RUNS``
 - ``history.json``: fine-tuning history rows (rewritten while running, for live curves).
 - when done: ``weights.safetensors`` (the pruned state dict; physically smaller after channel pruning),
   ``masks.safetensors`` (bool keep-masks, masked runs only), ``structure.json`` (the channel plan of
-  :func:`~pruner_core.pruning.methods.plan_channels`, ``[]`` if none) and ``metrics.json`` (vital signs plus
+  :func:`~pruner_core.pruning.channels.plan_channels`, ``[]`` if none) and ``metrics.json`` (vital signs plus
   ``sparsity`` per layer).
 
 Every file is written to a temp file in the run folder and moved into place with ``os.replace``, so a
@@ -178,7 +178,7 @@ def finish_run(
         run: a running run of this root.
         state_dict: the pruned module's ``state_dict()`` (tensors are copied to CPU).
         masks: layer name -> bool keep-mask, for masked runs.
-        structure: the channel plan applied (:func:`~pruner_core.pruning.methods.plan_channels`), for channel runs.
+        structure: the channel plan applied (:func:`~pruner_core.pruning.channels.plan_channels`), for channel runs.
         metrics: vital signs; ``sparsity`` per layer is added from ``masks`` when absent.
 
     Raises:
@@ -280,12 +280,12 @@ def load_run_model(run: Run | str | Path, *, trust: bool = False) -> LoadedModel
     base = run.base
     loaded = load_model(base["spec"], weights=base.get("weights"), trust=trust and bool(base.get("trust")))
     if run.structure:
-        from pruner_core.pruning import methods
+        from pruner_core.pruning.channels import prune_channels
 
         shape = base.get("input_shape") or loaded.input_shape
         if not shape:
             raise PrunerError(f"run '{run.id}' removed channels but base.json has no input_shape to trace the model with")
-        methods.prune_channels(loaded.module, run.structure, torch.zeros(1, *shape))
+        prune_channels(loaded.module, run.structure, torch.zeros(1, *shape))
     weights = run.path / "weights.safetensors"
     apply_state_dict(loaded.module, read_state_dict(weights), f"{run.id}/{weights.name}", loaded.arch or base["spec"])
     card = {"run": run.id, "recipe": run.recipe.summary() if run.recipe else None, "base": loaded.label}

@@ -1,13 +1,21 @@
-"""The registry of pruning granularities: what a group of weights is, and where it applies.
+"""The registry of pruning granularities: what a group of weights is, and which layers it applies to.
 
-For now each granularity knows which layers it applies to (the "prunability" summary the
-Model page and ``pruner info`` show). Mask computation joins this registry in the prune issue.
+A granularity decides *which groups* of a weight ``[out, in, *kernel]`` exist (:meth:`Granularity.kept_dims`: the
+leading dimensions that index a group; the rest are summed over) and *where it applies*
+(:meth:`Granularity.why_not`). The recipe, the preview, the pages and the CLI ask this registry; no rule about a
+granularity is written anywhere else. No heavy imports: the rules are plain Python.
+
+>>> GRANULARITIES["kernel"].kept_dims(4), GRANULARITIES["vector"].kept_dims(4), GRANULARITIES["channel"].kept_dims(2)
+(2, 3, 1)
+>>> GRANULARITIES["nm"].why_not(LayerFacts("Linear", (16, 10), True, False), nm=(2, 4))
+'10 input features is not a multiple of M=4'
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+
+from pruner_core.errors import SpecError
 
 NM_DEFAULT = (2, 4)
 
@@ -23,64 +31,115 @@ class LayerFacts:
     traced: bool = True  # torch-pruning's dependency graph could be built, so coupled channels are known
 
 
-@dataclass(frozen=True)
 class Granularity:
-    """One granularity: ``why_not`` returns None where it applies, else the reason it does not."""
+    """One granularity. Subclasses set ``name`` and ``label`` and override :meth:`kept_dims` and :meth:`why_not`."""
 
-    name: str
-    label: str
-    why_not: Callable[[LayerFacts], str | None]
+    name: str = ""
+    label: str = ""
 
+    def kept_dims(self, ndim: int) -> int:
+        """How many leading dimensions of an ``ndim``-dimensional weight index a group (the rest are summed over)."""
+        return ndim
 
-def _nm(layer: LayerFacts) -> str | None:
-    m = NM_DEFAULT[1]
-    n_in = layer.shape[1]
-    if n_in % m:
-        return f"{n_in} input {'features' if layer.type == 'Linear' else 'channels'} is not a multiple of M={m}"
-    return None
+    def group_shape(self, weight_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape of one layer's group scores."""
+        return tuple(weight_shape[: self.kept_dims(len(weight_shape))])
 
+    def why_not(self, layer: LayerFacts, nm: tuple[int, int] = NM_DEFAULT) -> str | None:
+        """None where this granularity applies to ``layer``, else the reason it does not."""
+        return None
 
-def _vector(layer: LayerFacts) -> str | None:
-    if layer.type == "Linear":
-        return "Linear weights have no kernel rows (use unstructured, nm or channel)"
-    if layer.shape[-1] < 2:
-        return f"kernel rows of width {layer.shape[-1]} are single weights (use unstructured)"
-    return None
+    def __repr__(self) -> str:
+        return f"<granularity {self.name}>"
 
 
-def _kernel(layer: LayerFacts) -> str | None:
-    if layer.type == "Linear":
-        return "Linear weights have no kernels (use unstructured, nm or channel)"
-    size = 1
-    for k in layer.shape[2:]:
-        size *= k
-    return "a 1x1 kernel is a single weight (use unstructured)" if size < 2 else None
+class Unstructured(Granularity):
+    name, label = "unstructured", "single weights"
 
 
-def _channel(layer: LayerFacts) -> str | None:
-    if not layer.eager:
-        return "TorchScript / torch.export programs cannot have channels physically removed (mask only)"
-    if not layer.traced:
-        return "torch-pruning could not trace the model, so which channels are coupled is unknown"
-    if layer.is_output:
-        return "its outputs are the model's outputs (the classes)"
-    if layer.shape[0] < 2:
-        return "a single output channel cannot be removed"
-    return None
+class NM(Granularity):
+    name, label = "nm", f"N:M ({NM_DEFAULT[0]}:{NM_DEFAULT[1]}) along the input dimension"
+
+    def why_not(self, layer: LayerFacts, nm: tuple[int, int] = NM_DEFAULT) -> str | None:
+        m, n_in = nm[1], layer.shape[1]
+        if n_in % m:
+            return f"{n_in} input {'features' if layer.type == 'Linear' else 'channels'} is not a multiple of M={m}"
+        return None
 
 
-GRANULARITIES: dict[str, Granularity] = {
-    g.name: g
-    for g in (
-        Granularity("unstructured", "single weights", lambda layer: None),
-        Granularity("nm", f"N:M ({NM_DEFAULT[0]}:{NM_DEFAULT[1]}) along the input dimension", _nm),
-        Granularity("vector", "kernel rows W[o, i, r, :]", _vector),
-        Granularity("kernel", "whole k x k kernels W[o, i, :, :]", _kernel),
-        Granularity("channel", "output channels, physically removed", _channel),
-    )
-}
+def check_nm(n, m) -> None:
+    """The N:M rule: whole numbers with 1 <= N < M (N = M would keep every weight).
+
+    Raises:
+        SpecError: naming both numbers.
+    """
+    whole = all(isinstance(v, int) and not isinstance(v, bool) for v in (n, m))
+    if not (whole and 1 <= n < m):
+        raise SpecError(f"n must be smaller than m (1 <= n < m); got n={n}, m={m}")
 
 
-def prunability(layer: LayerFacts) -> dict[str, str | None]:
+class Vector(Granularity):
+    name, label = "vector", "kernel rows W[o, i, r, :]"
+
+    def kept_dims(self, ndim: int) -> int:
+        return ndim - 1
+
+    def why_not(self, layer: LayerFacts, nm: tuple[int, int] = NM_DEFAULT) -> str | None:
+        if layer.type == "Linear":
+            return "Linear weights have no kernel rows (use unstructured, nm or channel)"
+        if layer.shape[-1] < 2:
+            return f"kernel rows of width {layer.shape[-1]} are single weights (use unstructured)"
+        return None
+
+
+class Kernel(Granularity):
+    name, label = "kernel", "whole k x k kernels W[o, i, :, :]"
+
+    def kept_dims(self, ndim: int) -> int:
+        return 2
+
+    def why_not(self, layer: LayerFacts, nm: tuple[int, int] = NM_DEFAULT) -> str | None:
+        if layer.type == "Linear":
+            return "Linear weights have no kernels (use unstructured, nm or channel)"
+        size = 1
+        for k in layer.shape[2:]:
+            size *= k
+        return "a 1x1 kernel is a single weight (use unstructured)" if size < 2 else None
+
+
+class Channel(Granularity):
+    name, label = "channel", "output channels, physically removed"
+
+    def kept_dims(self, ndim: int) -> int:
+        return 1
+
+    def why_not(self, layer: LayerFacts, nm: tuple[int, int] = NM_DEFAULT) -> str | None:
+        if not layer.eager:
+            return "TorchScript / torch.export programs cannot have channels physically removed (mask only)"
+        if not layer.traced:
+            return "torch-pruning could not trace the model, so which channels are coupled is unknown"
+        if layer.is_output:
+            return "its outputs are the model's outputs (the classes)"
+        if layer.shape[0] < 2:
+            return "a single output channel cannot be removed"
+        return None
+
+
+GRANULARITIES: dict[str, Granularity] = {g.name: g for g in (Unstructured(), NM(), Vector(), Kernel(), Channel())}
+MASK_GRANULARITIES = tuple(name for name in GRANULARITIES if name != "channel")  # pruned by masks, not surgery
+
+
+def granularity(name: str) -> Granularity:
+    """The registered granularity ``name``.
+
+    Raises:
+        SpecError: naming the valid ones.
+    """
+    if name not in GRANULARITIES:
+        raise SpecError(f"unknown granularity '{name}'; valid: {', '.join(GRANULARITIES)}")
+    return GRANULARITIES[name]
+
+
+def prunability(layer: LayerFacts, nm: tuple[int, int] = NM_DEFAULT) -> dict[str, str | None]:
     """Map each granularity to None (applies) or the reason it does not apply to ``layer``."""
-    return {name: g.why_not(layer) for name, g in GRANULARITIES.items()}
+    return {name: g.why_not(layer, nm) for name, g in GRANULARITIES.items()}

@@ -2,12 +2,12 @@
 
 A recipe says *what* to prune (granularity x criterion x scope, how much, which layers), *how often*
 (the schedule) and how to recover (fine-tuning). It is model-independent; :meth:`Recipe.target`
-resolves it against one described model into a :class:`~pruner_core.pruning.methods.Target`.
+resolves it against one described model into a :class:`~pruner_core.pruning.target.Target`.
 
 .. code-block:: yaml
 
-    granularity: unstructured   # a key of granularities.GRANULARITIES
-    criterion: l1               # a key of methods.CRITERIA (the pair must be valid)
+    granularity: unstructured   # a key of pruning.granularities.GRANULARITIES
+    criterion: l1               # a key of pruning.criteria.CRITERIA (the pair must be valid)
     scope: layerwise            # layerwise | global
     sparsity: 0.5               # fraction removed: of weights, or of output channels for `channel`
     layers: {conv1: 0.3}        # per-layer overrides by module name
@@ -30,7 +30,7 @@ import tempfile
 from collections.abc import Callable
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import yaml
 from pydantic import (
@@ -43,10 +43,11 @@ from pydantic import (
     model_validator,
 )
 
+from pruner_core.config.options import OPTIMIZERS, SCHEDULES, SCOPES, SINGLE_STEP_SCHEDULES
 from pruner_core.errors import SpecError
-from pruner_core.pipeline.finetune import OPTIMIZERS
-from pruner_core.pruning.granularities import GRANULARITIES
-from pruner_core.pruning.methods import CRITERIA, Target, check_pair
+from pruner_core.pruning.criteria import CRITERIA, check_pair
+from pruner_core.pruning.granularities import GRANULARITIES, check_nm
+from pruner_core.pruning.target import Target
 
 _CONFIG = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 Fraction = Annotated[float, Field(ge=0, lt=1)]
@@ -77,8 +78,10 @@ class NM(BaseModel):
 
     @model_validator(mode="after")
     def _n_below_m(self) -> NM:
-        if self.n >= self.m:
-            raise ValueError(f"n must be smaller than m (1 <= n < m); got n={self.n}, m={self.m}")
+        try:
+            check_nm(self.n, self.m)
+        except SpecError as e:
+            raise ValueError(str(e)) from None
         return self
 
 
@@ -86,12 +89,12 @@ class Schedule(BaseModel):
     """When to prune: at once, in ``steps`` rounds with fine-tuning between, or gradually (GMP)."""
 
     model_config = _CONFIG
-    kind: Literal["oneshot", "iterative", "gmp"] = "oneshot"
+    kind: Annotated[str, AfterValidator(_one_of(SCHEDULES, "schedule"))] = "oneshot"
     steps: Annotated[int, Field(ge=1)] = 1
 
     @model_validator(mode="after")
     def _oneshot_is_one_step(self) -> Schedule:
-        if self.kind == "oneshot" and self.steps != 1:
+        if self.kind in SINGLE_STEP_SCHEDULES and self.steps != 1:
             raise ValueError(f"oneshot prunes in 1 step; got steps={self.steps} (use kind: iterative or gmp for more)")
         return self
 
@@ -128,7 +131,7 @@ class Recipe(BaseModel):
     model_config = _CONFIG
     granularity: Annotated[str, AfterValidator(_one_of(GRANULARITIES, "granularity"))] = "unstructured"
     criterion: Annotated[str, AfterValidator(_one_of(CRITERIA, "criterion"))] = "l1"
-    scope: Literal["layerwise", "global"] = "layerwise"
+    scope: Annotated[str, AfterValidator(_one_of(SCOPES, "scope"))] = "layerwise"
     sparsity: Fraction = 0.5
     layers: dict[str, Fraction] = Field(default_factory=dict)
     exclude: list[str] | None = None
@@ -272,11 +275,11 @@ class Recipe(BaseModel):
     # --- resolving against a model -------------------------------------------------------------------
 
     def target(self, layers: list) -> Target:
-        """Resolve the recipe against a described model into a :class:`~pruner_core.pruning.methods.Target`.
+        """Resolve the recipe against a described model into a :class:`~pruner_core.pruning.target.Target`.
 
         Args:
-            layers: :class:`~pruner_core.graph.describe.LayerInfo` of every prunable layer
-                (:func:`~pruner_core.graph.describe.describe_model`).
+            layers: :class:`~pruner_core.pruning.describe.LayerInfo` of every prunable layer
+                (:func:`~pruner_core.pruning.describe.describe_model`).
 
         Returns:
             A Target whose ``ratios`` hold every layer to prune: its ``layers`` override, else ``sparsity``.
@@ -333,13 +336,8 @@ class Recipe(BaseModel):
         )
 
     def _why_not(self, info) -> str | None:
-        if self.granularity == "nm" and len(info.shape) >= 2:
-            # the described reason assumes the default M; the recipe's own M decides
-            n_in = info.shape[1]
-            if n_in % self.nm.m:
-                unit = "features" if info.type == "Linear" else "channels"
-                return f"{n_in} input {unit} is not a multiple of M={self.nm.m}"
-            return None
+        if self.granularity == "nm" and len(info.shape) >= 2:  # the description assumed the default M
+            return GRANULARITIES["nm"].why_not(info.facts(), (self.nm.n, self.nm.m))
         return info.granularities.get(self.granularity)
 
 

@@ -48,19 +48,16 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from pruner_core.errors import SpecError
-from pruner_core.graph.describe import describe_model, layer_flops, prunable_layers
+from pruner_core.graph.flops import layer_flops
+from pruner_core.graph.layers import prunable_layers
 from pruner_core.io.data import Dataset
 from pruner_core.io.models import LoadedModel, check_data_fits
 from pruner_core.measure.metrics import timed_runs
-from pruner_core.pruning.methods import (
-    Target,
-    _keep_lowest_removed,
-    _round_channels,
-    check_pair,
-    compute_masks,
-    scores,
-)
+from pruner_core.pruning.criteria import check_pair
+from pruner_core.pruning.describe import describe_model
 from pruner_core.pruning.recipe import Recipe
+from pruner_core.pruning.select import compute_masks, keep_lowest_removed, round_channels, scores
+from pruner_core.pruning.target import Target
 
 DEFAULT_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 BATCH_SIZE = 250
@@ -514,8 +511,8 @@ def _channel_units(work: nn.Module, infos: list, table: dict, settings: dict, da
         readers = list(consumers_of([0]))
 
         def apply(ratio: float, total=total, out=out, consumers_of=consumers_of) -> int:
-            n = _round_channels(out, round(ratio * out), None)
-            chans = torch.nonzero(~_keep_lowest_removed(total, n)).flatten().tolist()
+            n = round_channels(out, round(ratio * out), None)
+            chans = torch.nonzero(~keep_lowest_removed(total, n)).flatten().tolist()
             if chans:
                 with torch.no_grad():
                     for name, cols in consumers_of(chans).items():
@@ -872,11 +869,11 @@ class _Model:
                 own = self.unit_of.get(name)
                 if own is not None:
                     out = by[own].channels
-                    frac *= (out - _round_channels(out, round(ratios.get(own, 0.0) * out), None)) / out
+                    frac *= (out - round_channels(out, round(ratios.get(own, 0.0) * out), None)) / out
                 src = self.reader_of.get(name)
                 if src is not None:
                     out = by[src].channels
-                    frac *= (out - _round_channels(out, round(ratios.get(src, 0.0) * out), None)) / out
+                    frac *= (out - round_channels(out, round(ratios.get(src, 0.0) * out), None)) / out
             else:
                 g = info["groups"]
                 frac = 1 - round(ratios.get(name, 0.0) * g) / g
@@ -1181,7 +1178,8 @@ def refine(model: LoadedModel, data: Dataset, sens: Sensitivity, rec: Recommenda
     Args:
         samples: how many training images (the last ones of the split) to choose on.
     """
-    from pruner_core.pipeline.run import layer_sparsity, prune
+    from pruner_core.graph.layers import weight_sparsity
+    from pruner_core.pipeline.run import prune
 
     n = min(samples, len(data.y_train))
     if n < 1:
@@ -1192,7 +1190,7 @@ def refine(model: LoadedModel, data: Dataset, sens: Sensitivity, rec: Recommenda
     baseline = global_baseline(sens, rec.target, rec.value)
     candidates = {"curves": rec.recipe}
     if baseline is not None:
-        global_ratios = {k: v for k, v in layer_sparsity(prune(model, data, baseline).module).items() if v > 0}
+        global_ratios = {k: v for k, v in weight_sparsity(prune(model, data, baseline).module).items() if v > 0}
         curve_ratios = dict(rec.recipe.layers)
         names = sorted(set(global_ratios) | set(curve_ratios))
         for a in mixes:

@@ -184,7 +184,7 @@ def test_resnet20_groups_in_the_analysis_are_the_residual_stages():
 
 
 def test_layer_times_flops_and_params_are_measured(demo_data):
-    from pruner_core.graph.describe import layer_flops
+    from pruner_core.graph.flops import layer_flops
 
     torch.manual_seed(0)
     module = ARCHITECTURES["mnist-cnn"].build().eval()
@@ -200,7 +200,7 @@ def test_layer_times_flops_and_params_are_measured(demo_data):
 
 
 def test_a_given_description_is_used_instead_of_describing_again(demo_data, monkeypatch):
-    import pruner_core.graph.describe as describe
+    import pruner_core.pruning.describe as describe
 
     torch.manual_seed(0)
     model = loaded(ResNet20().eval())

@@ -9,9 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pruner_core.graph.describe import LayerInfo, describe_model, layer_flops, prunable_layers
+from pruner_core.graph.flops import layer_flops
+from pruner_core.graph.layers import prunable_layers
 from pruner_core.io.archs import ARCHITECTURES, LeNet300
 from pruner_core.io.models import LoadedModel, load_model
+from pruner_core.pruning.describe import LayerInfo, describe_model
 
 JIT_DEPRECATED = pytest.mark.filterwarnings("ignore:.*torch\\.jit.*is deprecated:DeprecationWarning")
 
@@ -288,12 +290,12 @@ class Untraceable(nn.Module):
 
 
 def test_untraceable_model_refuses_channel_pruning_with_reason(monkeypatch):
-    import pruner_core.graph.describe as describe
+    import torch_pruning as tp
 
     def fail(*args, **kwargs):
         raise RuntimeError("cannot trace")
 
-    monkeypatch.setattr(describe, "coupled_groups", fail)
+    monkeypatch.setattr(tp.DependencyGraph, "build_dependency", fail)
     layers = describe_model(loaded(Untraceable()), (4,))
     assert [layer.group for layer in layers] == [0, 1]
     assert all("could not trace" in layer.granularities["channel"] for layer in layers)

@@ -17,7 +17,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from pruner_core.errors import ModelLoadError, PrunerError, SpecError
-from pruner_core.graph.describe import describe_model
 from pruner_core.io.models import load_model
 from pruner_core.pipeline import runs as experiments
 from pruner_core.pipeline.runs import (
@@ -31,7 +30,8 @@ from pruner_core.pipeline.runs import (
     load_run_model,
     write_history,
 )
-from pruner_core.pruning import methods
+from pruner_core.pruning.channels import plan_channels, prune_channels
+from pruner_core.pruning.describe import describe_model
 from pruner_core.pruning.recipe import Recipe
 
 from .helpers import noise
@@ -42,7 +42,7 @@ CNN_BASE = {"spec": "demo:mnist-cnn", "weights": None, "trust": False, "data": "
 
 
 def magnitude_masks(module: torch.nn.Module, layers: list[str], ratio: float) -> dict[str, torch.Tensor]:
-    """Keep-masks removing the ``ratio`` smallest |w| of each layer (independent of pruner_core.pruning.methods)."""
+    """Keep-masks removing the ``ratio`` smallest |w| of each layer (independent of pruner_core.pruning.select)."""
     masks = {}
     for name in layers:
         w = module.get_submodule(name).weight.detach().abs()
@@ -73,19 +73,6 @@ def temp_files(root: Path) -> list[Path]:
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def methods_ready() -> bool:
-    """Whether methods.plan_channels / prune_channels are implemented yet (they are being written in parallel)."""
-    module = torch.nn.Sequential(torch.nn.Linear(2, 2))
-    try:
-        methods.plan_channels(module, methods.Target("channel", "l1"), torch.zeros(1, 2))
-        methods.prune_channels(module, [], torch.zeros(1, 2))
-    except NotImplementedError:
-        return False
-    except Exception:  # implemented, just not happy with this toy: the real test will tell
-        return True
-    return True
 
 
 # --- creating ----------------------------------------------------------------------------------------
@@ -331,14 +318,13 @@ def test_a_run_older_than_the_process_holding_its_pid_is_interrupted(tmp_path):
 # --- a channel-pruned run rebuilt in a new process -----------------------------------------------------
 
 
-@pytest.mark.skipif(not methods_ready(), reason="methods.plan_channels / prune_channels are not implemented yet")
 def test_channel_run_rebuilds_in_a_new_process_with_identical_outputs(tmp_path):
     base = load_model("demo:resnet20")
     example = torch.zeros(1, 1, 28, 28)
     target = Recipe(granularity="channel", sparsity=0.5).target(describe_model(base, (1, 28, 28)))
     pruned = copy.deepcopy(base.module)
-    plan = methods.plan_channels(pruned, target, example)
-    methods.prune_channels(pruned, plan, example)
+    plan = plan_channels(pruned, target, example)
+    prune_channels(pruned, plan, example)
     assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in base.module.parameters())
     run = create_run(tmp_path / "runs", base_info(base), Recipe(granularity="channel", sparsity=0.5))
     finish_run(run, state_dict=pruned.state_dict(), structure=plan, metrics={})

@@ -12,7 +12,9 @@ import torch
 from pruner_core.errors import PrunerError
 from pruner_core.io.export import export_onnx, onnx_latency, onnx_max_diff, size_figures, sparse_bytes
 from pruner_core.io.models import load_model
-from pruner_core.pruning.methods import Target, apply_masks, compute_masks, plan_channels, prune_channels
+from pruner_core.pruning.channels import plan_channels, prune_channels
+from pruner_core.pruning.select import apply_masks, compute_masks
+from pruner_core.pruning.target import Target
 
 SHAPE = (1, 28, 28)
 

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from pruner_core.graph.describe import describe_model
 from pruner_core.io.archs import ARCHITECTURES
 from pruner_core.io.models import LoadedModel
+from pruner_core.pruning.describe import describe_model
 from pruner_core.pruning.granularities import GRANULARITIES, NM_DEFAULT, LayerFacts, prunability
 
 

@@ -13,22 +13,16 @@ from torch import nn
 from torch.nn.utils import prune
 
 from pruner_core.errors import SpecError
-from pruner_core.graph.describe import coupled_groups, prunable_layers
+from pruner_core.graph.layers import prunable_layers
+from pruner_core.graph.model_graph import graph_of
 from pruner_core.io.archs import MnistCNN
 from pruner_core.io.data import Dataset
 from pruner_core.io.models import load_model
+from pruner_core.pruning.channels import plan_channels, prune_channels
+from pruner_core.pruning.criteria import CRITERIA, check_pair, valid_pairs
 from pruner_core.pruning.granularities import GRANULARITIES
-from pruner_core.pruning.methods import (
-    CRITERIA,
-    Target,
-    apply_masks,
-    check_pair,
-    compute_masks,
-    plan_channels,
-    prune_channels,
-    scores,
-    valid_pairs,
-)
+from pruner_core.pruning.select import apply_masks, compute_masks, scores
+from pruner_core.pruning.target import Target
 
 
 def seeded(build, seed: int = 0) -> nn.Module:
@@ -308,7 +302,7 @@ def resnet_plan() -> list[dict]:
 def test_the_plan_is_plain_data_one_entry_per_coupled_group(resnet_plan):
     assert json.loads(json.dumps(resnet_plan)) == resnet_plan
     names = [name for name, _, _ in prunable_layers(demo("resnet20"))]
-    group_of, _ = coupled_groups(demo("resnet20"), EXAMPLE, names)
+    group_of = graph_of(demo("resnet20"), EXAMPLE.shape[1:]).group_of
     planned = [group_of[entry["layer"]] for entry in resnet_plan]
     assert len(planned) == len(set(planned)) == len(set(group_of.values())) - 1  # every group but the classifier's
     first = {}

@@ -12,8 +12,8 @@ from pruner_core.io.models import load_model
 from pruner_core.pipeline.finetune import Cancelled
 from pruner_core.pipeline.run import prune, run_experiment
 from pruner_core.pipeline.runs import list_runs, load_run_masks, load_run_model
-from pruner_core.pruning.methods import compute_masks
 from pruner_core.pruning.recipe import Recipe
+from pruner_core.pruning.select import compute_masks
 
 SHORT = {"epochs": 0.05}  # 3 steps: enough to exercise fine-tuning, quick on 2 cores
 

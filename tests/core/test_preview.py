@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch.nn.utils import prune as torch_prune
 
-from pruner_core.graph.describe import describe_model
 from pruner_core.io.models import load_model
 from pruner_core.measure.preview import comparison_table, layer_settings, overrides_from_settings, preview
 from pruner_core.present.figures import training_curves
+from pruner_core.pruning.describe import describe_model
 from pruner_core.pruning.recipe import Recipe, RecipeError
 
 

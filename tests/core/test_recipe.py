@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from pruner_core.errors import PrunerError, SpecError
-from pruner_core.graph.describe import describe_model
 from pruner_core.io.models import load_model
+from pruner_core.pruning.criteria import CRITERIA, valid_pairs
+from pruner_core.pruning.describe import describe_model
 from pruner_core.pruning.granularities import GRANULARITIES
-from pruner_core.pruning.methods import CRITERIA, valid_pairs
 from pruner_core.pruning.recipe import Recipe, RecipeError
 
 FULL = """\
@@ -82,7 +82,7 @@ def test_a_missing_file_is_a_recipe_error(tmp_path):
     [
         ("granularity: block", r"granularity: unknown granularity; valid: " + ", ".join(GRANULARITIES) + "; got 'block'"),
         ("criterion: snip", r"criterion: unknown criterion; valid: " + ", ".join(CRITERIA) + "; got 'snip'"),
-        ("scope: local", r"scope: input should be 'layerwise' or 'global'; got 'local'"),
+        ("scope: local", r"scope: unknown scope; valid: layerwise, global; got 'local'"),
         ("sparsity: 1", r"sparsity: input should be less than 1; got 1"),
         ("sparsity: -0.1", r"sparsity: input should be greater than or equal to 0; got -0.1"),
         ("sparsity: 50%", r"sparsity: input should be a valid number; got '50%'"),
@@ -95,7 +95,7 @@ def test_a_missing_file_is_a_recipe_error(tmp_path):
         ("nm: {n: 0, m: 4}", r"nm.n: input should be greater than or equal to 1; got 0"),
         ("round_to: 0\ngranularity: channel", r"round_to: input should be greater than or equal to 1; got 0"),
         ("round_to: 8", r"round_to: applies only to granularity channel; got round_to=8 with granularity unstructured"),
-        ("schedule: {kind: cubic}", r"schedule.kind: input should be 'oneshot', 'iterative' or 'gmp'; got 'cubic'"),
+        ("schedule: {kind: cubic}", r"schedule.kind: unknown schedule; valid: oneshot, iterative, gmp; got 'cubic'"),
         ("schedule: {steps: 5}", r"schedule: oneshot prunes in 1 step; got steps=5"),
         ("schedule: {kind: gmp, steps: 0}", r"schedule.steps: input should be greater than or equal to 1; got 0"),
         ("finetune: {lr: 0}", r"finetune.lr: input should be greater than 0; got 0"),

@@ -1,0 +1,25 @@
+"""Option names the recipe validates and the pages and CLI offer, with a line for people each. No heavy imports.
+
+The implementations live above (``pipeline.finetune.OPTIMIZERS``, ``pipeline.schedules.SCHEDULES``) and are keyed
+by exactly these names (a test checks it), so a recipe can be read without importing the training loop.
+"""
+
+from __future__ import annotations
+
+OPTIMIZERS: dict[str, str] = {
+    "adamw": "AdamW, weight decay 1e-4",
+    "adam": "Adam",
+    "sgd": "SGD with Nesterov momentum 0.9, weight decay 1e-4",
+}
+
+SCHEDULES: dict[str, str] = {
+    "oneshot": "prune once to the target, then fine-tune",
+    "iterative": "steps rounds of prune -> fine-tune (Han et al. 2015)",
+    "gmp": "gradual magnitude pruning: sparsity raised during fine-tuning (Zhu & Gupta 2017)",
+}
+SINGLE_STEP_SCHEDULES = ("oneshot",)  # schedules that prune in exactly one step
+
+SCOPES: dict[str, str] = {
+    "layerwise": "each layer loses its own ratio",
+    "global": "one threshold across every pruned layer",
+}

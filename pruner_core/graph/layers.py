@@ -1,0 +1,44 @@
+"""The layers pruning can act on: Conv1d, Conv2d and Linear modules that own a weight, in definition order.
+
+>>> from torch import nn
+>>> [name for name, _, _ in prunable_layers(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4, 2)))]
+['0', '3']
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+PRUNABLE_TYPES = ("Linear", "Conv1d", "Conv2d")
+_WEIGHT_NDIM_TYPE = {2: "Linear", 3: "Conv1d", 4: "Conv2d"}
+Layer = tuple[str, nn.Module, str]  # (name, module, type)
+
+
+def layer_type(module: nn.Module) -> str | None:
+    """``Linear``, ``Conv1d`` or ``Conv2d`` for a prunable module (also inside TorchScript and torch.export), else None."""
+    for cls in (nn.Linear, nn.Conv1d, nn.Conv2d):
+        if isinstance(module, cls):
+            return cls.__name__
+    kind = getattr(module, "original_name", type(module).__name__)  # TorchScript keeps the class name here
+    if kind in PRUNABLE_TYPES:
+        return kind
+    weight = getattr(module, "weight", None)  # torch.export modules are plain containers
+    if type(module).__name__ == "Module" and isinstance(weight, torch.Tensor):
+        return _WEIGHT_NDIM_TYPE.get(weight.dim())
+    return None
+
+
+def prunable_layers(module: nn.Module) -> list[Layer]:
+    """(name, module, type) for every Conv1d/Conv2d/Linear with a weight, in definition order."""
+    out = []
+    for name, mod in module.named_modules():
+        kind = layer_type(mod)
+        if kind and name and isinstance(getattr(mod, "weight", None), torch.Tensor):
+            out.append((name, mod, kind))
+    return out
+
+
+def weight_sparsity(module: nn.Module) -> dict[str, float]:
+    """Fraction of exactly-zero weights of every prunable layer, by name."""
+    return {name: float((mod.weight == 0).float().mean()) for name, mod, _ in prunable_layers(module)}

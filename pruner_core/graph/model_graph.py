@@ -1,0 +1,245 @@
+"""One object per model for its structure: prunable layers, coupled groups, output layers, the fx trace.
+
+torch-pruning's dependency graph is built once per (module, input shape) and kept here, so describing a model,
+previewing, planning and removing channels, measuring and scanning all read the same graph:
+
+- :func:`graph_of` builds it for a module that must not change (a loaded model shared by the app's sessions): the
+  graph is traced on a copy and only its findings (by layer name) are kept, cached with the module.
+- :func:`live_graph` builds it on a module that will be pruned (a working copy): torch-pruning's graph stays bound
+  to that module, and :meth:`ModelGraph.remove_channels` changes it in place, as often as needed (iterative
+  schedules prune the same graph round after round). Its findings are cached with the module too, so
+  :func:`graph_of` on the working copy (describing it, measuring the result) builds nothing more.
+
+The cache holds no strong reference to a module: a module that is dropped takes its graph with it.
+
+A model torch-pruning cannot trace still gets a graph: ``coupling`` then says why coupled channels are unknown,
+and everything that needs them refuses with that reason instead of failing later.
+
+Coupling is read from torch-pruning's groups by handler identity (``is_out_channel_pruning_fn``), as torch-pruning
+does itself, never by handler names.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import weakref
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+from pruner_core.errors import SpecError
+from pruner_core.graph.fx import trace
+from pruner_core.graph.layers import prunable_layers
+
+BUILDS = {"dependency_graph": 0}  # how many torch-pruning graphs this process built (tests count them)
+_cache: weakref.WeakKeyDictionary[nn.Module, dict[tuple, ModelGraph]] = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+
+
+def _out_fn(tp, module: nn.Module):
+    return tp.prune_linear_out_channels if isinstance(module, nn.Linear) else tp.prune_conv_out_channels
+
+
+@dataclass
+class ModelGraph:
+    """The structure of one module at one input shape.
+
+    Attributes:
+        names: prunable layers (Conv1d, Conv2d, Linear) in definition order.
+        group_of: layer -> id shared by layers whose output channels are coupled (residual additions).
+        outputs: layers whose outputs are the model's outputs (no layer reads them).
+        coupling: ``None`` when torch-pruning traced the model, else why coupled channels are unknown.
+    """
+
+    names: list[str]
+    group_of: dict[str, int]
+    outputs: set[str]
+    coupling: str | None = None
+    input_shape: tuple[int, ...] = ()
+    _module: weakref.ref | None = field(default=None, repr=False, compare=False)  # the module it describes
+    _dep: object | None = field(default=None, repr=False, compare=False)  # torch-pruning's graph (live graphs only)
+    _fx: tuple | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def traced(self) -> bool:
+        """True when torch-pruning's dependency graph could be built (coupled channels are known)."""
+        return self.coupling is None
+
+    def groups(self) -> dict[int, list[str]]:
+        """Group id -> member layers in definition order (every group, single layers included)."""
+        members: dict[int, list[str]] = {}
+        for name in self.names:
+            members.setdefault(self.group_of[name], []).append(name)
+        return members
+
+    def members(self, name: str) -> list[str]:
+        """The layers coupled with ``name`` (itself first among them in definition order)."""
+        return self.groups()[self.group_of[name]]
+
+    def require_coupling(self) -> None:
+        """Raise :class:`SpecError` with the reason when coupled channels are unknown."""
+        if self.coupling is not None:
+            raise SpecError(
+                f"{self.coupling}, so coupled channels are unknown; channels cannot be removed (use a mask granularity"
+                " such as unstructured or kernel)"
+            )
+
+    @property
+    def module(self) -> nn.Module:
+        module = self._module() if self._module is not None else None
+        if module is None:
+            raise SpecError("the module this graph describes is gone")
+        return module
+
+    def fx(self) -> tuple[fx.GraphModule | None, str | None]:
+        """The module's torch.fx trace (traced once, then kept), or ``(None, why)`` where it cannot be traced.
+
+        The trace shares the module's submodules, so it stays valid when channels are removed in place.
+        """
+        if self._fx is None:
+            self._fx = trace(self.module)
+        return self._fx
+
+    # --- live graphs ----------------------------------------------------------------------------------------
+
+    def bound_to(self, module: nn.Module) -> bool:
+        """True for a live graph of ``module`` (one that can change it)."""
+        return self._dep is not None and self._module is not None and self._module() is module
+
+    def _live(self):
+        if self._dep is None:
+            raise SpecError("this model graph is not bound to a working copy; build it with live_graph() to change it")
+        return self._dep
+
+    def consumers(self, name: str, channels: Sequence[int]) -> dict[str, list[int]]:
+        """The prunable layers that read ``name``'s output ``channels``, with the input indices they read them at.
+
+        A live graph only. Layers coupled with ``name`` (residual partners) are not consumers.
+        """
+        dep_graph = self._live()
+        modules = dict(self.module.named_modules())
+        name_of = {id(m): n for n, m in modules.items()}
+        root = modules[name]
+        import torch_pruning as tp
+
+        found: dict[str, list[int]] = {}
+        for dep, idxs in dep_graph.get_pruning_group(root, _out_fn(tp, root), idxs=list(channels)):
+            member = name_of.get(id(dep.target.module))
+            if member not in self.group_of or dep_graph.is_out_channel_pruning_fn(dep.handler):
+                continue  # not a prunable layer, or a coupled partner (its outputs go with the root's)
+            if dep_graph.is_in_channel_pruning_fn(dep.handler):
+                found[member] = sorted({int(i) for i in idxs})
+        return found
+
+    def remove_channels(self, plan: list[dict]) -> None:
+        """Physically remove each plan entry's output channels (and all that is coupled to them) from the bound module.
+
+        Args:
+            plan: ``[{"layer": name, "channels": [int, ...]}, ...]``, indices into the module as it is now.
+        """
+        dep_graph = self._live()
+        import torch_pruning as tp
+
+        module = self.module
+        modules = dict(module.named_modules())
+        with _evaluating(module), torch.enable_grad():  # torch-pruning traces with autograd
+            for entry in plan:
+                layer = modules[entry["layer"]]
+                dep_graph.get_pruning_group(layer, _out_fn(tp, layer), idxs=sorted(set(entry["channels"]))).prune()
+
+
+@contextmanager
+def _evaluating(module: nn.Module):
+    """Eval mode for the duration (BatchNorm statistics untouched), every submodule's own mode restored after."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def _build(module: nn.Module, example: torch.Tensor, live: bool, eager: bool) -> ModelGraph:
+    """Trace ``module`` with torch-pruning (on a copy unless ``live``) and read its groups by handler identity."""
+    names = [name for name, _, _ in prunable_layers(module)]
+    shape = tuple(example.shape[1:])
+    fallback = ModelGraph(names, {n: i for i, n in enumerate(names)}, {names[-1]} if names else set(), None, shape,
+                          weakref.ref(module))
+    if not eager:
+        fallback.coupling = "TorchScript / torch.export programs cannot have channels physically removed (mask only)"
+        return fallback
+    if not names:
+        return fallback
+    import torch_pruning as tp
+
+    target = module if live else copy.deepcopy(module)
+    try:
+        with _evaluating(target), torch.enable_grad():  # torch-pruning traces with autograd
+            BUILDS["dependency_graph"] += 1
+            dep_graph = tp.DependencyGraph().build_dependency(target, example_inputs=example)
+    except Exception as e:  # torch-pruning cannot trace every model: then channel coupling is unknown
+        fallback.coupling = f"torch-pruning could not trace the model ({type(e).__name__}: {str(e)[:200]})"
+        return fallback
+    by_name = dict(target.named_modules())
+    name_of = {id(m): n for n, m in by_name.items()}
+    prunable = set(names)
+    group_of: dict[str, int] = {}
+    outputs: set[str] = set()
+    for name in names:
+        layer = by_name[name]
+        if dep_graph.module2node.get(layer) is None:  # forward() never calls it: nothing is coupled to it
+            group_of.setdefault(name, len(set(group_of.values())))
+            continue
+        members, consumed = [name], False
+        for dep, _ in dep_graph.get_pruning_group(layer, _out_fn(tp, layer), idxs=[0]):
+            member = name_of.get(id(dep.target.module))
+            if member not in prunable:
+                continue
+            if dep_graph.is_out_channel_pruning_fn(dep.handler):
+                members.append(member)
+            elif dep_graph.is_in_channel_pruning_fn(dep.handler):
+                consumed = True
+        if not consumed:  # no layer reads these channels: they reach the model's output
+            outputs.add(name)
+        if name not in group_of:
+            gid = len(set(group_of.values()))
+            for member in members:
+                group_of.setdefault(member, gid)
+    return ModelGraph(names, group_of, outputs, None, shape, weakref.ref(module), dep_graph if live else None)
+
+
+def graph_of(module: nn.Module, input_shape: Sequence[int], *, eager: bool = True) -> ModelGraph:
+    """The graph of a module that must not change, built once per (module, input shape) and cached with it.
+
+    Works on a copy (torch-pruning runs hooks during its trace). Safe to call from several threads.
+
+    Args:
+        module: the model.
+        input_shape: one sample's shape, e.g. ``(1, 28, 28)``.
+        eager: False for TorchScript / torch.export programs (nothing is traced; ``coupling`` says why).
+    """
+    key = tuple(input_shape)
+    with _lock:
+        known = _cache.get(module, {}).get(key)
+        if known is None:
+            known = _build(module, torch.zeros(1, *key), live=False, eager=eager)
+            _cache.setdefault(module, {})[key] = known
+    return known
+
+
+def live_graph(module: nn.Module, input_shape: Sequence[int]) -> ModelGraph:
+    """A graph bound to ``module``, a working copy that will be pruned (see :meth:`ModelGraph.remove_channels`).
+
+    Hold on to the result for the surgery; its findings are cached with the module, so :func:`graph_of` on the
+    working copy (describing it, measuring the result) reuses them and builds nothing.
+    """
+    graph = _build(module, torch.zeros(1, *input_shape), live=True, eager=True)
+    with _lock:
+        _cache.setdefault(module, {})[tuple(input_shape)] = replace(graph, _dep=None)  # no strong reference kept
+    return graph

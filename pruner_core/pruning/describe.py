@@ -1,0 +1,70 @@
+"""Describe a model: its prunable layers (Conv1d/2d, Linear), their FLOPs, coupled groups and prunability.
+
+Coupled groups come from the model's one :class:`~pruner_core.graph.model_graph.ModelGraph`: layers whose output
+channels must be removed together (a residual addition ties them) share a group id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from pruner_core.graph.flops import layer_flops
+from pruner_core.graph.layers import prunable_layers
+from pruner_core.graph.model_graph import ModelGraph, graph_of
+from pruner_core.io.models import LoadedModel
+from pruner_core.pruning.granularities import LayerFacts, prunability
+
+
+@dataclass
+class LayerInfo:
+    """One prunable layer. ``group`` ids are shared by layers whose output channels are coupled."""
+
+    name: str
+    type: str
+    shape: list[int]
+    params: int
+    flops: int | None
+    group: int
+    is_output: bool
+    granularities: dict[str, str | None] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LayerInfo:
+        return cls(**data)
+
+    def facts(self, *, eager: bool = True, traced: bool = True) -> LayerFacts:
+        """What a granularity needs to know about this layer."""
+        return LayerFacts(self.type, tuple(self.shape), eager, self.is_output, traced)
+
+
+def describe_model(
+    model: LoadedModel, input_shape: tuple[int, ...], per_layer_flops: dict[str, int] | None = None,
+    graph: ModelGraph | None = None,
+) -> list[LayerInfo]:
+    """List the prunable layers of ``model`` with params, measured FLOPs, coupled group and prunability.
+
+    Args:
+        model: the loaded model (not modified).
+        input_shape: one sample's shape, e.g. ``(1, 28, 28)``.
+        per_layer_flops: FLOPs already counted by :func:`~pruner_core.graph.flops.layer_flops` (counted here when
+            not given).
+        graph: the model's graph when at hand (else :func:`~pruner_core.graph.model_graph.graph_of`, cached).
+    """
+    example = torch.zeros(1, *input_shape)
+    flops = per_layer_flops if per_layer_flops is not None else layer_flops(model.module, example)[1]
+    graph = graph or graph_of(model.module, input_shape, eager=model.eager)
+    infos = []
+    for name, mod, kind in prunable_layers(model.module):
+        shape = [int(s) for s in mod.weight.shape]
+        bias = getattr(mod, "bias", None)
+        params = mod.weight.numel() + (bias.numel() if isinstance(bias, torch.Tensor) else 0)
+        is_output = name in graph.outputs
+        facts = LayerFacts(kind, tuple(shape), model.eager, is_output, model.eager and graph.traced)
+        infos.append(LayerInfo(name, kind, shape, int(params), flops.get(name), graph.group_of[name], is_output,
+                               prunability(facts)))
+    return infos

@@ -1,0 +1,123 @@
+"""The model's one graph: built once per model and run, read by handler identity, reasons instead of crashes."""
+
+from __future__ import annotations
+
+import copy
+import gc
+
+import pytest
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from pruner_core.errors import SpecError
+from pruner_core.graph import model_graph
+from pruner_core.graph.model_graph import graph_of, live_graph
+from pruner_core.io.models import LoadedModel, load_model
+from pruner_core.pipeline.run import run_experiment
+from pruner_core.pruning.channels import plan_channels, prune_channels
+from pruner_core.pruning.describe import describe_model
+from pruner_core.pruning.recipe import Recipe
+from pruner_core.pruning.target import Target
+
+SHAPE = (1, 28, 28)
+
+
+@pytest.fixture
+def builds(monkeypatch) -> list[int]:
+    """Counts torch-pruning dependency-graph builds (a wrapper around torch-pruning's own method)."""
+    calls: list[int] = []
+    original = tp.DependencyGraph.build_dependency
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(tp.DependencyGraph, "build_dependency", counted)
+    return calls
+
+
+@pytest.mark.parametrize("schedule", [{"kind": "oneshot"}, {"kind": "iterative", "steps": 2}])
+def test_one_channel_run_builds_the_dependency_graph_once(builds, demo_data, tmp_path, schedule):
+    model = load_model("demo:resnet20")  # fresh: nothing cached for it
+    recipe = Recipe(granularity="channel", sparsity=0.3, schedule=schedule, finetune={"epochs": 0.02 if schedule["kind"] != "oneshot" else 0})
+    run = run_experiment(model, demo_data, recipe, data_spec="demo:mnist5k", root=tmp_path, latency_runs=(2, 1))
+    assert run.status == "done" and run.structure
+    assert len(builds) == 1  # describe, plan, removal (every round) and the vital signs share it
+    assert run.metrics["params"] < sum(p.numel() for p in model.module.parameters())
+
+
+def test_a_models_graph_is_built_once_and_dropped_with_the_model(builds):
+    module = load_model("demo:resnet20").module
+    first = graph_of(module, SHAPE)
+    assert graph_of(module, SHAPE) is first and len(builds) == 1
+    assert describe_model(LoadedModel(module, "m", "demo", True), SHAPE)[0].group == first.group_of["conv1"]
+    assert len(builds) == 1
+    other = copy.deepcopy(module)
+    assert graph_of(other, SHAPE) is not first and len(builds) == 2
+    assert graph_of(other, SHAPE).group_of == first.group_of
+    count = len(model_graph._cache)
+    del module, first, other
+    gc.collect()
+    assert len(model_graph._cache) <= count - 2  # the cache keeps no module alive
+
+
+def test_resnet20_groups_are_its_residual_stages_and_outputs_its_classifier():
+    graph = graph_of(load_model("demo:resnet20").module, SHAPE)
+    assert graph.traced and graph.coupling is None
+    stage1 = graph.members("conv1")
+    assert set(stage1) == {"conv1", "layer1.0.conv2", "layer1.1.conv2", "layer1.2.conv2"}
+    assert graph.outputs == {"fc"}
+    assert len(graph.groups()) == 13  # 12 channel groups (as the sensitivity scan counts) and the classifier
+
+
+def test_consumers_are_the_layers_that_read_the_channels_by_handler_identity():
+    module = load_model("demo:mnist-cnn").module
+    graph = live_graph(copy.deepcopy(module), SHAPE)
+    assert graph.consumers("conv1", [0, 5]) == {"conv2": [0, 5]}
+    reads = graph.consumers("conv2", [1])  # conv2 -> pool -> flatten -> fc1: one channel is 7 x 7 features
+    assert list(reads) == ["fc1"] and len(reads["fc1"]) == 49
+    with pytest.raises(SpecError, match="not bound to a working copy"):
+        graph_of(module, SHAPE).consumers("conv1", [0])
+
+
+def test_removal_through_a_live_graph_keeps_it_usable_for_the_next_round():
+    work = copy.deepcopy(load_model("demo:resnet20").module)
+    graph = live_graph(work, SHAPE)
+    example = torch.zeros(1, *SHAPE)
+    target = Target("channel", "l1", ratios={"layer2.0.conv1": 0.5})
+    for _ in range(2):
+        before = work.get_submodule("layer2.0.conv1").weight.shape[0]
+        prune_channels(work, plan_channels(work, target, example, graph=graph), example, graph=graph)
+        assert work.get_submodule("layer2.0.conv1").weight.shape[0] == before - before // 2
+    assert work(example).shape == (1, 10)
+
+
+class Untraceable(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(4, 8), nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def test_a_model_torch_pruning_cannot_trace_gets_a_reason_not_a_crash(monkeypatch):
+    def fail(*args, **kwargs):
+        raise RuntimeError("unsupported op")
+
+    monkeypatch.setattr(tp.DependencyGraph, "build_dependency", fail)
+    module = Untraceable()
+    graph = graph_of(module, (4,))
+    assert not graph.traced
+    assert graph.coupling == "torch-pruning could not trace the model (RuntimeError: unsupported op)"
+    with pytest.raises(SpecError, match=r"could not trace the model \(RuntimeError: unsupported op\), so coupled"):
+        plan_channels(module, Target("channel", "l1", ratios={"fc1": 0.5}), torch.zeros(1, 4))
+    with pytest.raises(SpecError, match="could not trace"):
+        prune_channels(module, [{"layer": "fc1", "channels": [0]}], torch.zeros(1, 4))
+
+
+def test_a_torchscript_program_is_not_traced_and_says_why(builds):
+    scripted = torch.jit.script(load_model("demo:mnist-cnn").module)
+    graph = graph_of(scripted, SHAPE, eager=False)
+    assert not builds and graph.coupling.startswith("TorchScript / torch.export programs")
