@@ -303,9 +303,10 @@ def bench_compare() -> dict:
     accuracy, sizes, ONNX export, PyTorch + ONNX Runtime latency at batch 1 and 64) and warm (read from cache)."""
     import tempfile
 
-    from pruner_core.compare.compare import compare, comparison_table
+    from pruner_core.compare.compare import compare
     from pruner_core.pipeline.run import run_experiment
     from pruner_core.pipeline.runs import list_runs
+    from pruner_core.present.compare_table import comparison_table
     from pruner_core.pruning.recipe import Recipe
 
     data = load_data("demo:mnist5k")

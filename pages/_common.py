@@ -15,6 +15,7 @@ from pathlib import Path
 import streamlit as st
 
 from pruner_core.compare.compare import Entry, compare, original_cache_dir
+from pruner_core.config.options import SINGLE_STEP_SCHEDULES
 from pruner_core.errors import PrunerError
 from pruner_core.frontends.serving import Exposure
 from pruner_core.io.data import Dataset, load_data
@@ -139,12 +140,14 @@ def activate(model_choice: dict, data_spec: str | None) -> None:
     st.session_state["model.outcome"] = ("success", f"Loaded {model_label(model_choice)} with {data_label(data_spec)}.")
 
 
-def show_outcome() -> None:
-    """Show (once) the outcome of the last :func:`activate`."""
-    outcome = st.session_state.pop("model.outcome", None)
-    if outcome:
-        kind, message = outcome
-        (st.error if kind == "error" else st.success)(message, icon=f":material/{'error' if kind == 'error' else 'check'}:")
+def show_outcome(*keys: str) -> None:
+    """Show (once) the outcome a callback left under each key (default: the last :func:`activate`'s)."""
+    for key in keys or ("model.outcome",):
+        outcome = st.session_state.pop(key, None)
+        if outcome:
+            kind, message = outcome
+            icon = f":material/{'error' if kind == 'error' else 'check'}:"
+            (st.error if kind == "error" else st.success)(message, icon=icon)
 
 
 def _active_key() -> tuple:
@@ -331,6 +334,21 @@ def prune_widget_state(recipe: Recipe) -> dict:
         "prune.round_to": recipe.round_to or 0, "prune.schedule": recipe.schedule.kind, "prune.steps": recipe.schedule.steps,
         "prune.epochs": float(ft.epochs), "prune.lr": ft.lr, "prune.optimizer": ft.optimizer, "prune.distill": ft.distill,
         "prune.seed": recipe.seed,
+    }
+
+
+def recipe_from_widgets(layers: dict, exclude: list | None) -> dict:
+    """The recipe the Prune page's widgets show now (the inverse of :func:`prune_widget_state`), as plain data."""
+    ss = st.session_state
+    single = ss["prune.schedule"] in SINGLE_STEP_SCHEDULES
+    return {
+        "granularity": ss["prune.granularity"], "criterion": ss["prune.criterion"], "scope": ss["prune.scope"],
+        "sparsity": ss["prune.sparsity"], "layers": layers, "exclude": exclude,
+        "nm": {"n": ss["prune.nm_n"], "m": ss["prune.nm_m"]}, "round_to": ss["prune.round_to"] or None,
+        "schedule": {"kind": ss["prune.schedule"], "steps": 1 if single else ss["prune.steps"]},
+        "finetune": {"epochs": ss["prune.epochs"], "lr": ss["prune.lr"], "optimizer": ss["prune.optimizer"],
+                     "distill": ss["prune.distill"]},
+        "seed": ss["prune.seed"],
     }
 
 

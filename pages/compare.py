@@ -20,15 +20,9 @@ from pages._common import (
     runs_root,
     saved_runs,
 )
-from pruner_core.compare.compare import (
-    comparison_table,
-    display_table,
-    forget,
-    measurement_notes,
-    original_cache_dir,
-    run_cache_dir,
-)
+from pruner_core.compare.compare import forget, original_cache_dir, run_cache_dir
 from pruner_core.errors import PrunerError
+from pruner_core.present.compare_table import comparison_table, display_table, measurement_notes
 from pruner_core.present.figures import (
     COMPARE_COSTS,
     finetune_overlay,

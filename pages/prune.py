@@ -1,9 +1,6 @@
-"""Prune page: build a recipe, preview what it removes, run it (prune + fine-tune) as a background job.
-
-The widgets build one :class:`~pruner_core.pruning.recipe.Recipe`; the preview and the run both use exactly that recipe.
-A run is a thread of this process (:mod:`pruner_core.frontends.jobs`): its id waits in ``st.session_state["prune.job"]``,
-so leaving the page and coming back finds it still running.
-"""
+"""Prune page: the widgets build one recipe; preview what it removes, then run it (prune + fine-tune) as a background
+job (:mod:`pruner_core.frontends.jobs`) whose id waits in ``st.session_state["prune.job"]``, so leaving the page and
+coming back finds it still running."""
 
 import streamlit as st
 
@@ -16,37 +13,25 @@ from pages._common import (
     init_state,
     model_label,
     prune_widget_state,
+    recipe_from_widgets,
     runs_root,
     show_in_prune,
     show_outcome,
     vital_signs_of,
 )
+from pruner_core.config.options import OPTIMIZERS, SCHEDULES, SCOPES, SINGLE_STEP_SCHEDULES
 from pruner_core.errors import PrunerError
 from pruner_core.frontends import jobs
 from pruner_core.measure.preview import comparison_table, layer_settings, overrides_from_settings
-from pruner_core.pipeline.finetune import OPTIMIZERS
 from pruner_core.pipeline.run import run_experiment
 from pruner_core.present.figures import mask_overlay_heatmap, training_curves
+from pruner_core.present.tables import preview_metrics
 from pruner_core.pruning.criteria import CRITERIA
 from pruner_core.pruning.granularities import GRANULARITIES
 from pruner_core.pruning.recipe import Recipe, RecipeError
 
 ss = st.session_state
-SCHEDULES = ["oneshot", "iterative", "gmp"]
 MASKED_NOTE = "masked weights are still stored and multiplied densely: dense runtimes do not run it faster"
-
-
-def recipe_dict(layers: dict, exclude: list | None) -> dict:
-    """The recipe the widgets show now, as plain data for :meth:`Recipe.from_dict`."""
-    return {
-        "granularity": ss["prune.granularity"], "criterion": ss["prune.criterion"], "scope": ss["prune.scope"],
-        "sparsity": ss["prune.sparsity"], "layers": layers, "exclude": exclude,
-        "nm": {"n": ss["prune.nm_n"], "m": ss["prune.nm_m"]}, "round_to": ss["prune.round_to"] or None,
-        "schedule": {"kind": ss["prune.schedule"], "steps": 1 if ss["prune.schedule"] == "oneshot" else ss["prune.steps"]},
-        "finetune": {"epochs": ss["prune.epochs"], "lr": ss["prune.lr"], "optimizer": ss["prune.optimizer"],
-                     "distill": ss["prune.distill"]},
-        "seed": ss["prune.seed"],
-    }
 
 
 def load_uploaded_recipe() -> None:
@@ -123,10 +108,7 @@ st.caption(f"Prune {model_label(ss['active.model'])}: choose what goes, preview 
 ss.setdefault("prune.overrides", {"layers": {}, "exclude": None})
 for key, value in prune_widget_state(Recipe()).items():
     ss.setdefault(key, value)
-show_outcome()
-outcome = ss.pop("prune.outcome", None)
-if outcome:
-    (st.error if outcome[0] == "error" else st.success)(outcome[1])
+show_outcome("model.outcome", "prune.outcome")
 
 try:
     layers = active_layers()
@@ -141,8 +123,8 @@ criteria = [c for c in CRITERIA if granularity in CRITERIA[c].granularities]
 if ss["prune.criterion"] not in criteria:
     ss["prune.criterion"] = criteria[0]
 what.selectbox("Criterion", criteria, key="prune.criterion", format_func=lambda c: f"{c} — {CRITERIA[c].description}")
-what.radio("Scope", ["layerwise", "global"], key="prune.scope", horizontal=True,
-           help="layerwise: each layer loses its own fraction; global: one threshold across the layers")
+what.radio("Scope", list(SCOPES), key="prune.scope", horizontal=True,
+           help="; ".join(f"{name}: {text}" for name, text in SCOPES.items()))
 of = "output channels" if granularity == "channel" else "weights"
 how.slider(f"Sparsity: fraction of {of} removed", 0.0, 0.99, step=0.01, key="prune.sparsity",
            disabled=granularity == "nm", help="Every pruned layer, unless its row in the table below sets a ratio")
@@ -153,11 +135,11 @@ if granularity == "nm":
 if granularity == "channel":
     how.number_input("Round kept channels to a multiple of (0 = off)", min_value=0, step=1, key="prune.round_to")
 sched_col, steps_col = how.columns(2)
-sched_col.selectbox("Schedule", SCHEDULES, key="prune.schedule")
-steps_col.number_input("Steps", min_value=1, step=1, key="prune.steps", disabled=ss["prune.schedule"] == "oneshot")
+sched_col.selectbox("Schedule", list(SCHEDULES), key="prune.schedule", help="; ".join(f"{k}: {v}" for k, v in SCHEDULES.items()))
+steps_col.number_input("Steps", min_value=1, step=1, key="prune.steps", disabled=ss["prune.schedule"] in SINGLE_STEP_SCHEDULES)
 recover.number_input("Fine-tune epochs", min_value=0.0, step=0.05, format="%.2f", key="prune.epochs")
 recover.number_input("Learning rate", min_value=1e-6, format="%.5f", step=1e-4, key="prune.lr")
-recover.selectbox("Optimizer", list(OPTIMIZERS), key="prune.optimizer")
+recover.selectbox("Optimizer", list(OPTIMIZERS), key="prune.optimizer", format_func=lambda o: f"{o} — {OPTIMIZERS[o]}")
 recover.checkbox("Distil from the original model", key="prune.distill")
 recover.number_input("Seed", step=1, key="prune.seed")
 
@@ -176,7 +158,7 @@ edited = st.data_editor(
     },
 )
 try:
-    recipe = Recipe.from_dict(recipe_dict(*overrides_from_settings(edited, layers)), source="settings")
+    recipe = Recipe.from_dict(recipe_from_widgets(*overrides_from_settings(edited, layers)), source="settings")
     shown = active_preview(recipe)
 except PrunerError as e:
     st.error(str(e), icon=":material/error:")
@@ -191,20 +173,8 @@ if recipe is not None:
 
 if shown is not None:
     st.subheader("Preview")
-    t = shown.totals
-    cols = st.columns(3)
-    cols[0].metric("Parameters removed", f"{t['params_before'] - t['params_after']:,}",
-                   f"{(t['params_before'] - t['params_after']) / t['params_before']:.1%} of {t['params_before']:,}",
-                   delta_color="off", delta_arrow="off")
-    if shown.masked:
-        cols[1].metric("FLOPs / sample (dense)", f"{t['flops_after']:,}", "unchanged", delta_color="off", delta_arrow="off",
-                       help="A dense runtime multiplies the masked zeros too")
-        cols[2].metric("Non-zero FLOPs / sample", f"{t['nonzero_flops_after']:,}",
-                       f"{t['nonzero_flops_after'] / t['flops_before'] - 1:.1%}", delta_color="off", delta_arrow="off",
-                       help="What a runtime that skips zero weights would compute; not measured speed")
-    else:
-        cols[1].metric("FLOPs / sample", f"{t['flops_after']:,}", f"{t['flops_after'] / t['flops_before'] - 1:.1%}",
-                       delta_color="off", delta_arrow="off", help="Measured on the pruned copy (torch flop counter)")
+    for col, m in zip(st.columns(3), preview_metrics(shown.totals, shown.masked), strict=False):
+        col.metric(m["label"], m["value"], m["delta"], delta_color="off", delta_arrow="off", help=m["help"])
     st.dataframe(shown.table, key="prune.preview", hide_index=True, column_config={
         "removed": st.column_config.NumberColumn("removed (of params)", format="percent")})
     st.caption(f"Previewed in {shown.seconds:.2f} s. " + (

@@ -16,6 +16,14 @@ import typer
 
 from pruner_core.errors import PrunerError
 
+
+def load_any_model(spec: str, weights: str | None, trust: bool):
+    """Load MODEL as every command does: any spec, run folders included (importing the pipeline registers them)."""
+    import pruner_core.pipeline  # noqa: F401
+    from pruner_core.io.models import load_model
+
+    return load_model(spec, weights=weights, trust=trust)
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Pruning Explorer: inspect and prune PyTorch models.")
 
 WeightsOpt = Annotated[
@@ -82,10 +90,9 @@ def info(
 ) -> None:
     """Measure and print a model's vital signs: parameters, FLOPs, size, accuracy, latency, layers."""
     from pruner_core.io.data import load_data
-    from pruner_core.io.models import load_model
     from pruner_core.measure.metrics import vital_signs
 
-    loaded = load_model(model, weights=weights, trust=trust)
+    loaded = load_any_model(model, weights, trust)
     if data is None:
         data = _run_data(model) or "demo:mnist5k"
     signs = vital_signs(loaded, load_data(data), latency_runs=(runs, max(3, runs // 3)))
@@ -117,12 +124,11 @@ def prune(
 ) -> None:
     """Prune and fine-tune MODEL with a recipe; write the experiment folder (weights, masks, metrics, history)."""
     from pruner_core.io.data import load_data
-    from pruner_core.io.models import load_model
     from pruner_core.pipeline.run import run_experiment
     from pruner_core.pruning.recipe import Recipe
 
     plan = Recipe.load(recipe)
-    loaded = load_model(model, weights=weights, trust=trust)
+    loaded = load_any_model(model, weights, trust)
     dataset = load_data(data)
     last = [""]
 
@@ -156,7 +162,7 @@ def export(
 ) -> None:
     """Export a run: pruned weights (safetensors, + gzip), the recipe that reproduces it, ONNX (opset 17), a report."""
     from pruner_core.io.data import load_data
-    from pruner_core.io.export import export_run
+    from pruner_core.pipeline.export import export_run
     from pruner_core.pipeline.runs import load_run
 
     data = load_run(run).base.get("data")
@@ -177,8 +183,9 @@ def export(
 
 def _write_comparison(runs: list[Path], report: Path | None, json_path: Path | None, data: str | None) -> Path | None:
     """Compare run folders against the first one's base model; print the table; write the report / JSON."""
-    from pruner_core.compare.compare import compare_saved, comparison_table, display_table, measurement_notes
+    from pruner_core.compare.compare import compare_saved
     from pruner_core.pipeline.runs import list_runs, load_run
+    from pruner_core.present.compare_table import comparison_table, display_table, measurement_notes
     from pruner_core.present.report import write_report
 
     loaded = []
@@ -224,10 +231,9 @@ def analyze(
 ) -> None:
     """Per-layer redundancy signals: channel L1/L2, kernel norms, APoZ, BN scale, coupled group."""
     from pruner_core.io.data import load_data
-    from pruner_core.io.models import load_model
     from pruner_core.measure.analysis import analyze as run_analysis
 
-    loaded = load_model(model, weights=weights, trust=trust)
+    loaded = load_any_model(model, weights, trust)
     dataset = load_data(data)
     result = run_analysis(loaded, dataset, samples=samples)
     json_path.write_text(json.dumps({"model": loaded.label, "data": dataset.name, "samples": result.samples,
@@ -273,10 +279,9 @@ def sensitivity(
 ) -> None:
     """Prune each layer (or coupled group) alone at each ratio, no fine-tuning: accuracy and loss curves."""
     from pruner_core.io.data import load_data
-    from pruner_core.io.models import load_model
     from pruner_core.sensitivity.core import scan
 
-    loaded = load_model(model, weights=weights, trust=trust)
+    loaded = load_any_model(model, weights, trust)
     result = scan(loaded, load_data(data), granularity=granularity, criterion=criterion, ratios=_ratio_list(ratios),
                   samples=samples, latency=latency)
     result.save(json_path)
@@ -313,7 +318,6 @@ def recommend(
     """Per-layer ratios that meet a target, from sensitivity curves (sensitive layers keep more); writes a recipe."""
     from pruner_core.errors import SpecError
     from pruner_core.io.data import load_data
-    from pruner_core.io.models import load_model
     from pruner_core.sensitivity.core import Sensitivity, apply_and_measure, refine, scan
     from pruner_core.sensitivity.core import recommend as allocate
 
@@ -321,7 +325,7 @@ def recommend(
     if len(given) != 1:
         raise SpecError("give exactly one target: --target-sparsity S, --target-flops F or --max-drop D"
                         + (f"; got {len(given)}" if given else ""))
-    loaded = load_model(model, weights=weights, trust=trust)
+    loaded = load_any_model(model, weights, trust)
     dataset = load_data(data)
     if scan_path is not None:
         curves = Sensitivity.load(scan_path)

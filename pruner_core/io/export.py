@@ -20,7 +20,6 @@ import torch
 from torch import nn
 
 from pruner_core.errors import PrunerError
-from pruner_core.measure.metrics import Latency, latency_of, timed_runs
 
 OPSET = 17
 
@@ -118,59 +117,11 @@ def size_figures(module: nn.Module, folder: str | Path) -> dict:
     }
 
 
-def onnx_latency(path: str | Path, input_shape: tuple[int, ...], batch: int, *, runs: int = 30, warmup: int = 5) -> Latency:
-    """Median and spread of ONNX Runtime (CPU) inference time at ``batch`` on zeros of ``input_shape``."""
-    if runs < 1:
-        raise ValueError(f"runs must be at least 1; got {runs}")
-    sess = session(path)
-    x = np.zeros((batch, *input_shape), dtype=np.float32)
-    times = timed_runs(lambda: sess.run(None, {"input": x}), runs, warmup)
-    return latency_of(times, batch, warmup, sess.get_session_options().intra_op_num_threads, ort_runtime())
-
-
 def ort_runtime() -> str:
     """How ONNX Runtime latencies are labelled: version and execution provider."""
     import onnxruntime as ort
 
     return f"ONNX Runtime {ort.__version__} CPU"
-
-
-def export_run(run_path: str | Path, out: str | Path, *, onnx_file: bool = True, test_x: torch.Tensor | None = None) -> dict:
-    """Hand a saved run on: its pruned weights, its recipe and (optionally) ONNX, written into ``out``.
-
-    Args:
-        run_path: a finished run folder (:mod:`pruner_core.pipeline.runs`).
-        out: the folder to write (made if missing).
-        onnx_file: also write ``model.onnx`` and check it against PyTorch on ``test_x`` (when given).
-        test_x: inputs for the parity check (e.g. the run's test data).
-
-    Returns:
-        What was written: paths, sizes (see :func:`size_figures`), and ``onnx_max_diff`` when checked.
-
-    Raises:
-        PrunerError: the run is not done or cannot be loaded, or the export fails.
-    """
-    from pruner_core.pipeline.runs import load_run, load_run_model
-
-    run = load_run(run_path)
-    if run.status != "done":
-        raise PrunerError(f"run '{run.id}' is {run.status}; only a finished (done) run can be exported")
-    model = load_run_model(run)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written: dict = {"run": str(run.path), "sizes": size_figures(model.module, out)}
-    recipe = out / "recipe.yaml"
-    recipe.write_text(run.recipe.to_yaml())
-    written["recipe"] = str(recipe)
-    written["weights"] = str(out / "weights.safetensors")
-    if onnx_file:
-        shape = tuple(run.base["input_shape"])
-        path = export_onnx(model.module, shape, out / "model.onnx")
-        written["onnx"] = str(path)
-        written["onnx_bytes"] = path.stat().st_size
-        if test_x is not None:
-            written["onnx_max_diff"] = onnx_max_diff(path, model.module, test_x)
-    return written
 
 
 def ensure_onnx(module: nn.Module, input_shape: tuple[int, ...], folder: str | Path) -> Path:

@@ -3,7 +3,7 @@
 Specs (``MODEL_FORMATS`` is the registry, tried in order):
 
 - ``demo:NAME``: a demo architecture with its shipped weights (or ``weights=FILE`` for your own).
-- ``runs/ID``: a pruning run folder: its pruned model (see :mod:`pruner_core.pipeline.runs`).
+- ``runs/ID``: a pruning run folder: its pruned model (registered by :mod:`pruner_core.pipeline.runs`).
 - ``pkg.module:factory``: a callable importable in this environment, optionally with ``weights``. A process
   that serves others narrows which modules may be imported with :func:`allow_factories`.
 - ``FILE.pt2``: a ``torch.export`` program.
@@ -298,19 +298,6 @@ def _state_dict_hint(path: Path) -> str:
     )
 
 
-def _is_run_folder(spec: str) -> bool:
-    path = Path(spec)
-    return path.is_dir() and any((path / name).is_file() for name in ("status.json", "recipe.yaml", "base.json"))
-
-
-def _load_run(spec: str, weights: str | None, trust: bool) -> LoadedModel:
-    from pruner_core.pipeline.runs import load_run_model  # experiments imports this module
-
-    if weights:
-        raise SpecError(f"'{spec}' is a pruning run folder, which carries its own pruned weights; load it without weights")
-    return load_run_model(spec, trust=trust)
-
-
 @dataclass(frozen=True)
 class ModelFormat:
     """One way to load a model; ``eager`` says whether layers can be physically removed."""
@@ -323,7 +310,6 @@ class ModelFormat:
 
 MODEL_FORMATS: list[ModelFormat] = [
     ModelFormat("demo", "demo:NAME (shipped demo model)", lambda s: s.startswith("demo:"), _load_demo),
-    ModelFormat("run", "a pruning run folder (runs/ID: its pruned model)", _is_run_folder, _load_run),
     ModelFormat("export", "torch.export program (.pt2)", lambda s: s.lower().endswith(".pt2"), _load_export),
     ModelFormat(
         "file",
@@ -335,6 +321,22 @@ MODEL_FORMATS: list[ModelFormat] = [
         "factory", "package.module:factory", lambda s: bool(FACTORY_RE.match(s)) and not Path(s).exists(), _load_factory
     ),
 ]
+
+
+def register_model_format(fmt: ModelFormat, *, before: str | None = None) -> ModelFormat:
+    """Add a way to load models (tried before the format named ``before``, else last); returns it.
+
+    Higher layers register the formats they own: a pruning run folder is registered by
+    :mod:`pruner_core.pipeline.runs`, which knows how to rebuild a run's model.
+
+    Raises:
+        SpecError: the name is taken.
+    """
+    if any(f.name == fmt.name for f in MODEL_FORMATS):
+        raise SpecError(f"model format '{fmt.name}' is registered already; registered: {', '.join(f.name for f in MODEL_FORMATS)}")
+    names = [f.name for f in MODEL_FORMATS]
+    MODEL_FORMATS.insert(names.index(before) if before in names else len(MODEL_FORMATS), fmt)
+    return fmt
 
 
 def load_model(spec: str, *, weights: str | Path | None = None, trust: bool = False) -> LoadedModel:

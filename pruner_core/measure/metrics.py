@@ -10,6 +10,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -174,3 +175,17 @@ def vital_signs(model, data, *, latency_runs: tuple[int, int] = (30, 10), warmup
             "device": device_name(),
         },
     }
+
+
+def onnx_latency(path: str | Path, input_shape: tuple[int, ...], batch: int, *, runs: int = 30, warmup: int = 5) -> Latency:
+    """Median and spread of ONNX Runtime (CPU) inference time at ``batch`` on zeros of ``input_shape``."""
+    if runs < 1:
+        raise ValueError(f"runs must be at least 1; got {runs}")
+    import numpy as np
+
+    from pruner_core.io.export import ort_runtime, session
+
+    sess = session(path)
+    x = np.zeros((batch, *input_shape), dtype=np.float32)
+    times = timed_runs(lambda: sess.run(None, {"input": x}), runs, warmup)
+    return latency_of(times, batch, warmup, sess.get_session_options().intra_op_num_threads, ort_runtime())

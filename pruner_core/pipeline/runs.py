@@ -27,7 +27,6 @@ A pruned model is rebuilt from (base model, channel plan, pruned state dict): sa
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -42,7 +41,7 @@ from typing import Any
 import torch
 
 from pruner_core.errors import PrunerError
-from pruner_core.io.models import LoadedModel, apply_state_dict, load_model, read_state_dict
+from pruner_core.io.models import LoadedModel
 from pruner_core.pruning.recipe import Recipe
 
 FINAL_STATUSES = ("done", "failed", "cancelled")
@@ -256,48 +255,6 @@ def load_run(path: str | Path) -> Run:
     if not path.is_dir():
         raise PrunerError(f"no run folder at '{path}'")
     return _read_run(path)
-
-
-def load_run_model(run: Run | str | Path, *, trust: bool = False) -> LoadedModel:
-    """Rebuild a finished run's pruned model: base model -> channel plan -> pruned weights.
-
-    Args:
-        run: a :class:`Run` or its folder.
-        trust: allow unpickling the base model, if the run was made from a trusted pickled module (both this
-            and the run's own trust flag are needed, so a run folder alone cannot make us run code).
-
-    Returns:
-        A fresh eval-mode :class:`LoadedModel` whose ``spec`` is the run folder and ``fmt`` is ``run``.
-
-    Raises:
-        PrunerError: the run is damaged or not done; its base model cannot be loaded; the weights do not fit.
-    """
-    if not isinstance(run, Run):
-        run = load_run(run)
-    if run.status != "done":
-        why = f" ({run.error})" if run.error else ""
-        raise PrunerError(f"run '{run.id}' is {run.status}{why}; only a finished run has a pruned model")
-    base = run.base
-    loaded = load_model(base["spec"], weights=base.get("weights"), trust=trust and bool(base.get("trust")))
-    if run.structure:
-        from pruner_core.pruning.channels import prune_channels
-
-        shape = base.get("input_shape") or loaded.input_shape
-        if not shape:
-            raise PrunerError(f"run '{run.id}' removed channels but base.json has no input_shape to trace the model with")
-        prune_channels(loaded.module, run.structure, torch.zeros(1, *shape))
-    weights = run.path / "weights.safetensors"
-    apply_state_dict(loaded.module, read_state_dict(weights), f"{run.id}/{weights.name}", loaded.arch or base["spec"])
-    card = {"run": run.id, "recipe": run.recipe.summary() if run.recipe else None, "base": loaded.label}
-    return dataclasses.replace(loaded, module=loaded.module.eval(), spec=str(run.path), fmt="run", weights=None, card=card)
-
-
-def load_run_masks(run: Run | str | Path) -> dict[str, torch.Tensor] | None:
-    """The bool keep-masks of a masked run (layer name -> mask shaped like its weight), else None."""
-    path = (run.path if isinstance(run, Run) else Path(run)) / "masks.safetensors"
-    if not path.is_file():
-        return None
-    return {k: v.bool() for k, v in read_state_dict(path).items()}
 
 
 # --- internals -----------------------------------------------------------------------------------------

@@ -305,7 +305,7 @@ def pareto_plot(table: pd.DataFrame, cost: str = "latency") -> go.Figure:
         table: :func:`~pruner_core.compare.compare.comparison_table` (rows without figures are left out).
         cost: a key of :data:`COMPARE_COSTS`.
     """
-    from pruner_core.compare.compare import pareto_front
+    from pruner_core.present.compare_table import pareto_front
 
     _check("cost", cost, tuple(COMPARE_COSTS))
     column, title = COMPARE_COSTS[cost]

@@ -13,7 +13,8 @@ from pathlib import Path
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from pruner_core.compare.compare import Entry, comparison_table, display_table, measurement_notes
+from pruner_core.compare.compare import Entry
+from pruner_core.present.compare_table import comparison_table, display_table, measurement_notes
 from pruner_core.present.figures import finetune_overlay, pareto_plot, per_class_change, sparsity_comparison
 
 _STYLE = """

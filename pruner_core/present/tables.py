@@ -43,3 +43,27 @@ def coupled_groups_table(signs: dict) -> pd.DataFrame:
         groups.setdefault(layer["group"], []).append(layer["name"])
     rows = [{"group": g, "layers": ", ".join(members), "size": len(members)} for g, members in groups.items() if len(members) > 1]
     return pd.DataFrame(rows, columns=["group", "layers", "size"])
+
+
+def preview_metrics(totals: dict, masked: bool) -> list[dict]:
+    """The preview's headline figures: ``label``, ``value``, ``delta`` and ``help`` for each metric shown.
+
+    A masked preview says its dense FLOPs are unchanged and gives the non-zero FLOPs apart (what a runtime that
+    skips zeros would compute, not a measured speed); a channel preview gives the pruned copy's measured FLOPs.
+    """
+    before, after = totals["params_before"], totals["params_after"]
+    shown = [{"label": "Parameters removed", "value": f"{before - after:,}",
+              "delta": f"{(before - after) / before:.1%} of {before:,}", "help": None}]
+    if masked:
+        shown += [
+            {"label": "FLOPs / sample (dense)", "value": f"{totals['flops_after']:,}", "delta": "unchanged",
+             "help": "A dense runtime multiplies the masked zeros too"},
+            {"label": "Non-zero FLOPs / sample", "value": f"{totals['nonzero_flops_after']:,}",
+             "delta": f"{totals['nonzero_flops_after'] / totals['flops_before'] - 1:.1%}",
+             "help": "What a runtime that skips zero weights would compute; not measured speed"},
+        ]
+    else:
+        shown.append({"label": "FLOPs / sample", "value": f"{totals['flops_after']:,}",
+                      "delta": f"{totals['flops_after'] / totals['flops_before'] - 1:.1%}",
+                      "help": "Measured on the pruned copy (torch flop counter)"})
+    return shown

@@ -158,8 +158,8 @@ def test_prune_writes_a_run_with_the_same_masks_as_the_app_and_info_reads_it(tmp
 
     from pruner_core.io.data import load_data
     from pruner_core.io.models import load_model
+    from pruner_core.pipeline.replay import load_run_masks
     from pruner_core.pipeline.run import run_experiment
-    from pruner_core.pipeline.runs import load_run_masks
     from pruner_core.pruning.recipe import Recipe
 
     recipe = tmp_path / "r.yaml"

@@ -15,8 +15,10 @@ import torch
 from pruner_core.compare import compare as cmp
 from pruner_core.io.export import onnx_max_diff
 from pruner_core.io.models import load_model
+from pruner_core.pipeline.replay import load_run_masks, load_run_model
 from pruner_core.pipeline.run import run_experiment
-from pruner_core.pipeline.runs import list_runs, load_run_masks, load_run_model
+from pruner_core.pipeline.runs import list_runs
+from pruner_core.present.compare_table import comparison_table, display_table, pareto_front
 from pruner_core.present.report import html_report
 from pruner_core.pruning.recipe import Recipe
 
@@ -182,7 +184,7 @@ def test_runs_of_another_base_model_or_data_are_measured_and_marked(runs_root, m
         assert e.figures is not None
         assert any("another base model" in w for w in e.warnings)
         assert any("other data (demo:mnist5k)" in w for w in e.warnings)
-    notes = cmp.comparison_table(got)["notes"]
+    notes = comparison_table(got)["notes"]
     assert notes.iloc[1:].str.contains("another base model").all()
 
 
@@ -200,16 +202,16 @@ def test_damaged_and_unfinished_runs_are_listed_with_the_reason_and_never_raise(
     assert "damaged" in errors["half"] and "status.json" in errors["half"]
     assert errors[broken] and "weights.safetensors" in errors[broken]
     assert errors[good] is None
-    table = cmp.comparison_table(got)
+    table = comparison_table(got)
     assert len(table) == 4
     notes = dict(zip([e.key for e in got], table["notes"], strict=True))
     assert "status.json" in notes["half"] and "weights.safetensors" in notes[broken]
-    shown = cmp.display_table(table)
+    shown = display_table(table)
     assert (shown["accuracy"] == "—").sum() == 2
 
 
 def test_comparison_table_deltas(entries):
-    table = cmp.comparison_table(entries).set_index("kind")
+    table = comparison_table(entries).set_index("kind")
     original, channel = entries[0].figures, by_kind(entries, "channel").figures
     assert table.loc["original", "Δ accuracy (pp)"] == 0
     assert table.loc["channel", "Δ accuracy (pp)"] == pytest.approx((channel["accuracy"] - original["accuracy"]) * 100)
@@ -218,7 +220,7 @@ def test_comparison_table_deltas(entries):
     assert table.loc["channel", "ORT b64 speed-up"] == pytest.approx(speedup)
     assert table.loc["masked", "dense size ratio"] == 1.0
     assert "dense runtimes do not run it faster" in table.loc["masked", "notes"]
-    shown = cmp.display_table(cmp.comparison_table(entries))
+    shown = display_table(comparison_table(entries))
     assert re.fullmatch(r"\d+\.\d\d% \([+-]\d+\.\d pp\)", shown["accuracy"].iloc[1])
     assert re.search(r"^[\d.]+ ±[\d.e-]+ ms \(\d+\.\d\d×\)$", shown["ONNX Runtime b64"].iloc[1])
     lat = channel["latency"]["pytorch"]["batch1"]
@@ -227,7 +229,7 @@ def test_comparison_table_deltas(entries):
 
 def test_pareto_front():
     points = [(1.0, 0.90), (2.0, 0.95), (3.0, 0.94), (0.5, 0.80), (2.0, 0.95)]
-    assert cmp.pareto_front(points) == [0, 1, 3, 4]  # (3, .94) is beaten by (2, .95); equal points both stay
+    assert pareto_front(points) == [0, 1, 3, 4]  # (3, .94) is beaten by (2, .95); equal points both stay
 
 
 def test_report_is_self_contained_with_table_plots_recipes_and_how(entries):
@@ -284,7 +286,7 @@ def test_a_difference_within_the_spread_is_never_shown_as_a_speed_up():
     entries = [cmp.Entry("original", "original", "original", _fake(1.00, 0.10)),
                cmp.Entry("masked", "masked run", "masked", _fake(0.96, 0.10)),
                cmp.Entry("channel", "channel run", "channel", _fake(0.50, 0.10))]
-    shown = cmp.display_table(cmp.comparison_table(entries)).set_index("kind")
+    shown = display_table(comparison_table(entries)).set_index("kind")
     assert shown.loc["masked", "PyTorch b1"] == "0.96 ±0.05 ms (≈1×, within the spread)"
     assert shown.loc["channel", "PyTorch b1"] == "0.5 ±0.05 ms (2.00×)"
     assert shown.loc["original", "PyTorch b1"] == "1 ±0.05 ms (1.00×)"

@@ -19,17 +19,8 @@ from safetensors.torch import load_file, save_file
 from pruner_core.errors import ModelLoadError, PrunerError, SpecError
 from pruner_core.io.models import load_model
 from pruner_core.pipeline import runs as experiments
-from pruner_core.pipeline.runs import (
-    base_info,
-    create_run,
-    fail_run,
-    finish_run,
-    list_runs,
-    load_run,
-    load_run_masks,
-    load_run_model,
-    write_history,
-)
+from pruner_core.pipeline.replay import load_run_masks, load_run_model
+from pruner_core.pipeline.runs import base_info, create_run, fail_run, finish_run, list_runs, load_run, write_history
 from pruner_core.pruning.channels import plan_channels, prune_channels
 from pruner_core.pruning.describe import describe_model
 from pruner_core.pruning.recipe import Recipe
@@ -335,7 +326,7 @@ def test_channel_run_rebuilds_in_a_new_process_with_identical_outputs(tmp_path):
     script = textwrap.dedent(f"""
         import torch
         from safetensors.torch import load_file, save_file
-        from pruner_core.pipeline.runs import load_run_model
+        from pruner_core.pipeline.replay import load_run_model
         io = load_file({str(tmp_path / "io.safetensors")!r})
         model = load_run_model({str(run.path)!r})
         with torch.no_grad():

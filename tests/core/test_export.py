@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from pruner_core.errors import PrunerError
-from pruner_core.io.export import export_onnx, onnx_latency, onnx_max_diff, size_figures, sparse_bytes
+from pruner_core.io.export import export_onnx, onnx_max_diff, size_figures, sparse_bytes
 from pruner_core.io.models import load_model
+from pruner_core.measure.metrics import onnx_latency
 from pruner_core.pruning.channels import plan_channels, prune_channels
 from pruner_core.pruning.select import apply_masks, compute_masks
 from pruner_core.pruning.target import Target
@@ -124,7 +125,7 @@ def test_exported_recipe_reproduces_identical_masks_and_report_is_written(tmp_pa
     from typer.testing import CliRunner
 
     from pruner_core.frontends.cli import app
-    from pruner_core.pipeline.runs import load_run_masks
+    from pruner_core.pipeline.replay import load_run_masks
 
     runner = CliRunner()
     recipe = tmp_path / "r.yaml"

@@ -10,8 +10,9 @@ import torch
 from pruner_core.errors import PrunerError
 from pruner_core.io.models import load_model
 from pruner_core.pipeline.finetune import Cancelled
+from pruner_core.pipeline.replay import load_run_masks, load_run_model
 from pruner_core.pipeline.run import prune, run_experiment
-from pruner_core.pipeline.runs import list_runs, load_run_masks, load_run_model
+from pruner_core.pipeline.runs import list_runs
 from pruner_core.pruning.recipe import Recipe
 from pruner_core.pruning.select import compute_masks
 

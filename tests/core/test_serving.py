@@ -10,7 +10,8 @@ from torch import nn
 from pruner_core.errors import SpecError
 from pruner_core.frontends.serving import SHARED_UPLOAD_MB, Exposure, is_loopback, parse_modules
 from pruner_core.io.models import allow_factories, load_model
-from pruner_core.pipeline.runs import create_run, finish_run, load_run_model
+from pruner_core.pipeline.replay import load_run_model
+from pruner_core.pipeline.runs import create_run, finish_run
 from pruner_core.pruning.recipe import Recipe
 
 

@@ -1,0 +1,48 @@
+"""Hand a finished run on: its pruned weights, its recipe and its ONNX, written into a folder of their own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from pruner_core.errors import PrunerError
+from pruner_core.io.export import export_onnx, onnx_max_diff, size_figures
+from pruner_core.pipeline.replay import load_run_model
+from pruner_core.pipeline.runs import load_run
+
+
+def export_run(run_path: str | Path, out: str | Path, *, onnx_file: bool = True, test_x: torch.Tensor | None = None) -> dict:
+    """Hand a saved run on: its pruned weights, its recipe and (optionally) ONNX, written into ``out``.
+
+    Args:
+        run_path: a finished run folder (:mod:`pruner_core.pipeline.runs`).
+        out: the folder to write (made if missing).
+        onnx_file: also write ``model.onnx`` and check it against PyTorch on ``test_x`` (when given).
+        test_x: inputs for the parity check (e.g. the run's test data).
+
+    Returns:
+        What was written: paths, sizes (see :func:`~pruner_core.io.export.size_figures`), and ``onnx_max_diff`` when checked.
+
+    Raises:
+        PrunerError: the run is not done or cannot be loaded, or the export fails.
+    """
+    run = load_run(run_path)
+    if run.status != "done":
+        raise PrunerError(f"run '{run.id}' is {run.status}; only a finished (done) run can be exported")
+    model = load_run_model(run)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict = {"run": str(run.path), "sizes": size_figures(model.module, out)}
+    recipe = out / "recipe.yaml"
+    recipe.write_text(run.recipe.to_yaml())
+    written["recipe"] = str(recipe)
+    written["weights"] = str(out / "weights.safetensors")
+    if onnx_file:
+        shape = tuple(run.base["input_shape"])
+        path = export_onnx(model.module, shape, out / "model.onnx")
+        written["onnx"] = str(path)
+        written["onnx_bytes"] = path.stat().st_size
+        if test_x is not None:
+            written["onnx_max_diff"] = onnx_max_diff(path, model.module, test_x)
+    return written

@@ -1,0 +1,142 @@
+"""The comparison as tables: one row per model with deltas and ratios against the original, and the same for people."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from pruner_core.compare.compare import BATCHES, RUNTIMES, Entry
+
+
+def _lat(figures: dict, runtime: str, batch: int) -> dict | None:
+    return figures.get("latency", {}).get(runtime, {}).get(f"batch{batch}")
+
+
+NOISY = 0.5  # an inter-quartile range wider than this share of the median marks a latency as noisy
+
+
+def _noisy(lat: dict | None) -> bool:
+    return bool(lat) and lat["p75_ms"] - lat["p25_ms"] > NOISY * lat["median_ms"]
+
+
+def comparison_table(entries: list[Entry]) -> pd.DataFrame:
+    """The comparison as one row per model, deltas against the first entry (the original).
+
+    Columns: model, kind, accuracy, Δ accuracy (percentage points), latency medians per runtime and batch and
+    the speed-up of each against the original (original / this; > 1 is faster), the three sizes and ONNX size
+    with their ratio to the original, non-zero and total parameters, FLOPs and their reduction, and notes
+    (masked models, warnings, errors). Models without figures keep their row with the error in ``notes``.
+    """
+    base = entries[0].figures if entries and entries[0].figures else None
+    rows = []
+    for e in entries:
+        row: dict = {"model": e.label, "kind": e.kind}
+        f = e.figures
+        notes = list(e.warnings)
+        if e.masked:
+            notes.insert(0, "masked: zeros are stored and computed; dense runtimes do not run it faster")
+        if f is None:
+            notes.insert(0, e.error or "not measured")
+            row["notes"] = "; ".join(notes)
+            rows.append(row)
+            continue
+        if f.get("onnx_error"):
+            notes.append(f"no ONNX: {f['onnx_error']}")
+        noisy = [f"{RUNTIMES[rt]} b{b}" for rt in RUNTIMES for b in BATCHES if _noisy(_lat(f, rt, b))]
+        if noisy:
+            notes.append(f"latency noisy (inter-quartile range over {NOISY:.0%} of the median; re-measure on a quiet"
+                         f" machine): {', '.join(noisy)}")
+        row["accuracy"] = f["accuracy"]
+        row["Δ accuracy (pp)"] = (f["accuracy"] - base["accuracy"]) * 100 if base else None
+        for runtime, short in (("pytorch", "PyTorch"), ("onnxruntime", "ORT")):
+            for batch in BATCHES:
+                lat, ref = _lat(f, runtime, batch), _lat(base, runtime, batch) if base else None
+                row[f"{short} b{batch} ms"] = lat["median_ms"] if lat else None
+                row[f"{short} b{batch} IQR ms"] = lat["p75_ms"] - lat["p25_ms"] if lat else None
+                row[f"{short} b{batch} speed-up"] = ref["median_ms"] / lat["median_ms"] if lat and ref else None
+                row[f"{short} b{batch} within spread"] = bool(lat and ref) and abs(lat["median_ms"] - ref["median_ms"]) <= (
+                    (lat["p75_ms"] - lat["p25_ms"]) + (ref["p75_ms"] - ref["p25_ms"])) / 2
+        for size, label in (("dense_bytes", "dense"), ("gzip_bytes", "gzip"), ("sparse_bytes", "sparse"), ("onnx_bytes", "ONNX")):
+            value = f["sizes"].get(size)
+            row[f"{label} size (B)"] = value
+            row[f"{label} size ratio"] = value / base["sizes"][size] if value and base and base["sizes"].get(size) else None
+        row["non-zero params"] = f["nonzero_params"]
+        row["params"] = f["params"]
+        row["non-zero / total"] = f"{f['nonzero_params']:,} / {f['params']:,}"
+        row["FLOPs"] = f["flops"]
+        row["FLOP reduction"] = base["flops"] / f["flops"] if base and f["flops"] else None
+        row["notes"] = "; ".join(notes)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def measurement_notes(entries: list[Entry]) -> list[str]:
+    """How the figures of a comparison were measured, one line each (device, threads, runs, runtimes, sizes)."""
+    figures = next((e.figures for e in entries if e.figures), None)
+    if figures is None:
+        return []
+    lines = [f"{what}: {how}" for what, how in figures["how"].items()]
+    for runtime, per_batch in figures["latency"].items():
+        for lat in per_batch.values():
+            lines.append(f"latency ({RUNTIMES.get(runtime, runtime)}): {lat['label']}")
+    lines.append(
+        "latency cells: median ± half the inter-quartile range of the timed runs; "
+        "speed-up = the original's median / this model's median at the same batch and runtime (> 1: faster); "
+        f"the models were timed together, in turn, at {figures.get('measured', '?')}"
+    )
+    return lines
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats: lower x (cost) and higher y (accuracy), ties kept."""
+    front = []
+    for i, (x, y) in enumerate(points):
+        dominated = any(
+            (x2 <= x and y2 >= y) and (x2 < x or y2 > y) for j, (x2, y2) in enumerate(points) if j != i
+        )
+        if not dominated:
+            front.append(i)
+    return front
+
+
+def _mb(n) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+
+
+def _with_ratio(value: str, ratio, better_above: bool) -> str:
+    if ratio is None or pd.isna(ratio):
+        return value
+    return f"{value} ({ratio:.2f}×)" if better_above else f"{value} ({ratio:.0%})"
+
+
+def display_table(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`comparison_table` as text for people: one column per figure, the delta or ratio beside each value.
+
+    Latency shows ``median ±half the inter-quartile range ms (speed-up×)``, or ``≈1×`` where the difference from the
+    original is within the two spreads (so noise is never shown as a speed-up), sizes ``MB (share of the original)``, FLOPs ``count (reduction×)``.
+    """
+    out = []
+    for _, r in table.iterrows():
+        row = {"model": r["model"], "kind": r["kind"]}
+        if "accuracy" in r and not pd.isna(r.get("accuracy")):
+            row["accuracy"] = f"{r['accuracy']:.2%} ({r['Δ accuracy (pp)']:+.1f} pp)"
+            for short, name in (("PyTorch", "PyTorch"), ("ORT", "ONNX Runtime")):
+                for batch in BATCHES:
+                    ms, iqr = r.get(f"{short} b{batch} ms"), r.get(f"{short} b{batch} IQR ms")
+                    if ms is None or pd.isna(ms):
+                        row[f"{name} b{batch}"] = "—"
+                    elif r.get(f"{short} b{batch} within spread") and r["kind"] != "original":
+                        row[f"{name} b{batch}"] = f"{ms:.3g} ±{iqr / 2:.2g} ms (≈1×, within the spread)"
+                    else:
+                        row[f"{name} b{batch}"] = _with_ratio(f"{ms:.3g} ±{iqr / 2:.2g} ms", r.get(f"{short} b{batch} speed-up"), True)
+            for label in ("dense", "gzip", "sparse", "ONNX"):
+                size = r.get(f"{label} size (B)")
+                row[f"{label} size"] = (
+                    "—" if size is None or pd.isna(size) else _with_ratio(_mb(size), r.get(f"{label} size ratio"), False)
+                )
+            row["non-zero / total params"] = r["non-zero / total"]
+            row["FLOPs"] = _with_ratio(f"{r['FLOPs'] / 1e6:.2f} M", r.get("FLOP reduction"), True)
+        row["notes"] = r.get("notes") or ""
+        out.append(row)
+    return pd.DataFrame(out).fillna("—")
+
+
