@@ -181,7 +181,7 @@ def bench_finetune() -> dict:
     ``demo_prune_ft_seconds`` (target <= 10 s): 50% unstructured + 1 epoch on mnist-cnn, end to end."""
     from pruner_core.pipeline.finetune import finetune
     from pruner_core.pipeline.run import prune
-    from pruner_core.pruning.recipe import Recipe
+    from pruner_core.pruning.recipe import Finetune, Recipe
     from pruner_core.pruning.select import compute_masks
     from pruner_core.pruning.target import Target
 
@@ -193,7 +193,7 @@ def bench_finetune() -> dict:
         import copy
 
         work, stamps = copy.deepcopy(model.module), []
-        finetune(work, data, epochs=0.5, masks=masks if with_masks else None, augment=False,
+        finetune(work, data, Finetune(epochs=0.5), masks=masks if with_masks else None, augment=False,
                  callback=lambda p: stamps.append(time.perf_counter()))
         return [b - a for a, b in zip(stamps[1:-2], stamps[2:-1], strict=True)]  # no first step, no final eval
 
@@ -213,7 +213,7 @@ def bench_finetune() -> dict:
         pruned = prune(model, data, recipe)
         runs.append(time.perf_counter() - start)
     figures["demo_prune_ft_seconds"] = round(min(runs), 2)
-    figures["demo_prune_ft_accuracy"] = pruned.history[-1]["test_accuracy"]
+    figures["demo_prune_ft_accuracy"] = pruned.history[-1].test_accuracy
     return figures
 
 

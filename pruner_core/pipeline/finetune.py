@@ -14,16 +14,18 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pruner_core.config import options
 from pruner_core.errors import PrunerError
 from pruner_core.io.data import Dataset, batches
 from pruner_core.measure.metrics import accuracy
 from pruner_core.pipeline.train import augment as augment_batch
+from pruner_core.pruning.recipe import Finetune
 
 WEIGHT_DECAY = 1e-4  # the demo models were trained with this; fine-tuning keeps it
 
@@ -32,6 +34,49 @@ OPTIMIZERS: dict[str, Callable[[Iterable[nn.Parameter], float], torch.optim.Opti
     "adam": lambda params, lr: torch.optim.Adam(params, lr=lr),
     "sgd": lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=WEIGHT_DECAY),
 }
+assert set(OPTIMIZERS) == set(options.OPTIMIZERS), "every optimizer name the recipe accepts needs exactly one constructor"
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One row of a fine-tuning history, written at every epoch end (and at the end of a final partial epoch).
+
+    Attributes:
+        epoch: epochs done (fractional for a partial one; counts on across the rounds of an iterative schedule).
+        step: optimizer steps done.
+        train_loss: mean training loss over that epoch's samples (``None`` in rows saved before it was recorded).
+        test_accuracy: top-1 on the test split after the epoch.
+        lr: learning rate of the epoch's last step.
+        seconds: since fine-tuning started.
+        sparsity: measured zeros over the masked weights (``None`` without masks).
+    """
+
+    epoch: float
+    step: int | None = None
+    train_loss: float | None = None
+    test_accuracy: float | None = None
+    lr: float | None = None
+    seconds: float | None = None
+    sparsity: float | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, row) -> EpochRecord:
+        """Read a saved row; keys it does not know are ignored (older rows' ``loss`` was one step's, not the mean).
+
+        Raises:
+            PrunerError: a row that is not an object with a numeric ``epoch``, or a field of the wrong type.
+        """
+        if not isinstance(row, dict) or isinstance(row.get("epoch"), bool) or not isinstance(row.get("epoch"), int | float):
+            raise PrunerError(f"a fine-tuning history row must be an object with a numeric 'epoch'; got {str(row)[:80]}")
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in row.items() if k in known}
+        for key, value in values.items():
+            if value is not None and key != "epoch" and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise PrunerError(f"a fine-tuning history row has {key}={str(value)[:40]!r}; expected a number or null")
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -49,6 +94,7 @@ class Progress:
     seconds: float
     test_accuracy: float | None = None
     sparsity: float | None = None
+    record: EpochRecord | None = None  # the history row, on the steps that end an epoch
 
     @property
     def fraction(self) -> float:
@@ -108,25 +154,20 @@ def _distillation_loss(
 def finetune(
     module: nn.Module,
     data: Dataset,
+    config: Finetune | None = None,
     *,
-    epochs: float,
-    lr: float = 1e-3,
-    optimizer: str = "adamw",
-    batch_size: int = 64,
     masks: dict[str, torch.Tensor] | None = None,
     teacher: nn.Module | None = None,
-    temperature: float = 4.0,
-    alpha: float = 0.5,
     seed: int = 0,
     augment: bool = True,
     on_step: Callable[[int, int], dict[str, torch.Tensor] | None] | None = None,
     callback: Callable[[Progress], None] | None = None,
     cancel: threading.Event | None = None,
     eval_batch_size: int = 256,
-) -> list[dict]:
+) -> list[EpochRecord]:
     """Fine-tune ``module`` in place on ``data``'s training split, keeping masked-out weights at exactly zero.
 
-    The learning rate decays from ``lr`` to 0 along a cosine over the steps. Shuffling and augmentation
+    The learning rate decays from ``config.lr`` to 0 along a cosine over the steps. Shuffling and augmentation
     use a generator seeded with ``seed`` and the global RNG is seeded inside a fork of it, so the same
     inputs give bit-identical weights and the caller's RNG state is left as it was. BatchNorm running
     statistics are updated (the module trains in train mode); the module is left in eval mode.
@@ -134,36 +175,28 @@ def finetune(
     Args:
         module: the (pruned) model; modified in place.
         data: trained on ``x_train``/``y_train``; test accuracy measured on ``x_test``/``y_test``.
-        epochs: passes over the training split; may be fractional (0.5 = half an epoch's steps, rounded,
-            at least 1 step). 0 returns ``[]`` without touching the module.
-        lr: peak learning rate (the first step's).
-        optimizer: a key of :data:`OPTIMIZERS` (``adamw``, ``adam``, ``sgd`` with Nesterov momentum 0.9).
-        batch_size: training mini-batch size.
+        config: the recipe's fine-tuning section (validated there: epochs, lr, optimizer, batch size,
+            temperature, alpha); default ``Finetune()``. ``epochs`` may be fractional (0.5 = half an epoch's
+            steps, rounded, at least 1 step); 0 returns ``[]`` without touching the module.
         masks: layer name -> bool keep-mask shaped like that layer's ``weight``. The weights are zeroed at the
             start and after every optimizer step.
         teacher: a frozen model to distil from (run in eval mode without gradients; its mode is restored).
             The loss becomes ``alpha * KL(teacher || student at temperature T) * T^2 + (1 - alpha) * CE``.
-        temperature: distillation temperature ``T``.
-        alpha: weight of the distillation term, in [0, 1].
         seed: seeds shuffling, augmentation and any randomness in the module (dropout).
         augment: apply :func:`pruner_core.pipeline.train.augment` (small rotation, scale, shift) to image batches.
         on_step: called as ``on_step(step, steps)`` before each step (``step`` = steps done so far). A dict it
             returns replaces the masks from that step on (the new masks are applied at once); ``None`` keeps them.
-        callback: called with a :class:`Progress` after every step; the epoch-end steps carry test accuracy.
+        callback: called with a :class:`Progress` after every step; the epoch-end steps carry the history row.
             An exception it raises propagates.
         cancel: checked before each step; once set, the run stops with :class:`Cancelled`.
         eval_batch_size: batch size of the test-accuracy measurement.
 
     Returns:
-        One history row per epoch end (and one for a final partial epoch): ``epoch`` (epochs done),
-        ``step``, ``train_loss`` (mean over that epoch's samples), ``test_accuracy``, ``lr`` (of the epoch's
-        last step), ``seconds`` (since the start) and ``sparsity`` (measured zeros over the masked weights,
-        ``None`` without masks).
+        One :class:`EpochRecord` per epoch end (and one for a final partial epoch).
 
     Raises:
-        ValueError: a bad argument (negative epochs, unknown optimizer, alpha outside [0, 1], ...), no
-            training samples, or a mask for a layer the module lacks or of the wrong shape (the message
-            names the layer and both shapes).
+        ValueError: no training samples, a teacher that is the student, or a mask for a layer the module lacks or
+            of the wrong shape (the message names the layer and both shapes).
         Cancelled: the cancel event was set. The module is then partially trained and its masks may not
             be the final ones: discard it (reload or restore a copy).
 
@@ -171,25 +204,17 @@ def finetune(
     >>> from pruner_core.io.models import load_model
     >>> model = load_model("demo:lenet300").module
     >>> keep = {"fc1": model.fc1.weight.abs() >= model.fc1.weight.abs().median()}
-    >>> history = finetune(model, load_data("demo:mnist5k"), epochs=0.1, masks=keep)
-    >>> round(history[-1]["sparsity"], 2), bool((model.fc1.weight[~keep["fc1"]] == 0).all())
+    >>> history = finetune(model, load_data("demo:mnist5k"), Finetune(epochs=0.1), masks=keep)
+    >>> round(history[-1].sparsity, 2), bool((model.fc1.weight[~keep["fc1"]] == 0).all())
     (0.5, True)
     """
-    if not math.isfinite(epochs) or epochs < 0:
-        raise ValueError(f"epochs must be a finite number >= 0; got {epochs}")
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer '{optimizer}'; available: {', '.join(OPTIMIZERS)}")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0; got {lr}")
-    if batch_size < 1 or eval_batch_size < 1:
-        raise ValueError(f"batch sizes must be >= 1; got batch_size={batch_size}, eval_batch_size={eval_batch_size}")
-    if teacher is not None:
-        if teacher is module:
-            raise ValueError("the teacher must be a separate model (e.g. a copy of the dense model), not the student")
-        if not 0 <= alpha <= 1 or not temperature > 0:
-            raise ValueError(
-                f"alpha must be in [0, 1] and temperature > 0; got alpha={alpha}, temperature={temperature}"
-            )
+    config = config or Finetune()
+    epochs, lr, optimizer, batch_size = config.epochs, config.lr, config.optimizer, config.batch_size
+    temperature, alpha = config.temperature, config.alpha
+    if eval_batch_size < 1:
+        raise ValueError(f"eval_batch_size must be >= 1; got {eval_batch_size}")
+    if teacher is not None and teacher is module:
+        raise ValueError("the teacher must be a separate model (e.g. a copy of the dense model), not the student")
     weights, float_masks = _masked_weights(module, masks or {})
     if epochs == 0:
         return []
@@ -200,7 +225,7 @@ def finetune(
     steps = max(1, round(epochs * per_epoch))
 
     teacher_was_training = teacher.training if teacher is not None else False
-    history: list[dict] = []
+    history: list[EpochRecord] = []
     start = time.perf_counter()
     try:
         with torch.random.fork_rng(devices=[]), torch.enable_grad():  # callers may hold no_grad
@@ -249,27 +274,19 @@ def finetune(
                     step += 1
                     loss_value = loss.item()
                     epoch_loss, epoch_count = epoch_loss + loss_value * len(yb), epoch_count + len(yb)
-                    test_accuracy = sparsity = None
+                    record = None
                     if step % per_epoch == 0 or step == steps:
                         module.eval()
                         test_accuracy = accuracy(module, data.x_test, data.y_test, eval_batch_size)
                         module.train()
-                        sparsity = _weight_sparsity(weights)
-                        history.append(
-                            {
-                                "epoch": step / per_epoch,
-                                "step": step,
-                                "train_loss": epoch_loss / epoch_count,
-                                "test_accuracy": test_accuracy,
-                                "lr": step_lr,
-                                "seconds": time.perf_counter() - start,
-                                "sparsity": sparsity,
-                            }
-                        )
+                        record = EpochRecord(step / per_epoch, step, epoch_loss / epoch_count, test_accuracy, step_lr,
+                                             time.perf_counter() - start, _weight_sparsity(weights))
+                        history.append(record)
                     if callback is not None:
                         seconds = time.perf_counter() - start
-                        sparsity = mask_sparsity if sparsity is None else sparsity
-                        callback(Progress(step, steps, step / per_epoch, loss_value, seconds, test_accuracy, sparsity))
+                        sparsity = mask_sparsity if record is None else record.sparsity
+                        callback(Progress(step, steps, step / per_epoch, loss_value, seconds,
+                                          record and record.test_accuracy, sparsity, record))
     finally:
         module.eval()
         if teacher is not None:

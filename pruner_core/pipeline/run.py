@@ -28,7 +28,7 @@ from pruner_core.graph.layers import weight_sparsity
 from pruner_core.graph.model_graph import ModelGraph, graph_of, live_graph
 from pruner_core.io.data import Dataset
 from pruner_core.io.models import LoadedModel, check_data_fits
-from pruner_core.pipeline.finetune import Cancelled, Progress, finetune
+from pruner_core.pipeline.finetune import Cancelled, EpochRecord, Progress, finetune
 from pruner_core.pruning.channels import plan_channels, prune_channels
 from pruner_core.pruning.describe import describe_model
 from pruner_core.pruning.recipe import Recipe
@@ -46,7 +46,7 @@ class Update:
     fraction: float  # of the whole run, in [0, 1]
     message: str
     progress: Progress | None = None  # the fine-tuning step, while fine-tuning
-    history: list[dict] = field(default_factory=list)  # fine-tuning history so far (epoch rows)
+    history: list[EpochRecord] = field(default_factory=list)  # fine-tuning history so far
 
 
 @dataclass
@@ -56,7 +56,7 @@ class Pruned:
     module: nn.Module
     masks: dict[str, torch.Tensor] | None
     structure: list[dict]
-    history: list[dict]
+    history: list[EpochRecord]
     target: Target
 
 
@@ -93,7 +93,7 @@ class _Context:
     cancel: threading.Event | None
     masks: dict[str, torch.Tensor] | None = None
     structure: list[dict] = field(default_factory=list)
-    history: list[dict] = field(default_factory=list)
+    history: list[EpochRecord] = field(default_factory=list)
     epochs_done: float = 0.0  # fine-tuning epochs of earlier rounds (iterative), so history epochs keep counting
 
 
@@ -120,21 +120,15 @@ def _prune_to(ctx: _Context, target: Target) -> None:
 
 def _finetune(ctx: _Context, epochs: float, start: float, span: float, on_step=None) -> None:
     """Fine-tune ``ctx.work`` for ``epochs``, reporting progress as ``start + span * fraction`` of the run."""
-    ft = ctx.recipe.finetune
 
     def callback(p: Progress) -> None:
-        if p.test_accuracy is not None:
-            ctx.history.append(
-                {"epoch": ctx.epochs_done + p.epoch, "step": p.step, "loss": p.loss, "test_accuracy": p.test_accuracy,
-                 "sparsity": p.sparsity, "seconds": p.seconds}
-            )
+        if p.record is not None:  # history epochs count on across the rounds of an iterative schedule
+            ctx.history.append(replace(p.record, epoch=ctx.epochs_done + p.record.epoch))
         ctx.report(Update("finetune", start + span * p.fraction, f"fine-tuning: step {p.step}/{p.steps}", p, ctx.history))
 
-    finetune(
-        ctx.work, ctx.data, epochs=epochs, lr=ft.lr, optimizer=ft.optimizer, batch_size=ft.batch_size,
-        masks=ctx.masks, teacher=ctx.teacher, temperature=ft.temperature, alpha=ft.alpha, seed=ctx.recipe.seed,
-        on_step=on_step, callback=callback, cancel=ctx.cancel,
-    )
+    config = ctx.recipe.finetune.model_copy(update={"epochs": epochs})
+    finetune(ctx.work, ctx.data, config, masks=ctx.masks, teacher=ctx.teacher, seed=ctx.recipe.seed, on_step=on_step,
+             callback=callback, cancel=ctx.cancel)
     ctx.epochs_done += epochs
 
 

@@ -42,6 +42,7 @@ import torch
 
 from pruner_core.errors import PrunerError
 from pruner_core.io.models import LoadedModel
+from pruner_core.pipeline.finetune import EpochRecord
 from pruner_core.pruning.recipe import Recipe
 
 FINAL_STATUSES = ("done", "failed", "cancelled")
@@ -72,7 +73,7 @@ class Run:
     recipe: Recipe | None
     base: dict
     metrics: dict | None
-    history: list
+    history: list[EpochRecord]
     error: str | None
     created: str
     structure: list = field(default_factory=list)
@@ -156,11 +157,11 @@ def create_run(
     return run
 
 
-def write_history(run: Run, history: list[dict]) -> None:
+def write_history(run: Run, history: list[EpochRecord]) -> None:
     """Replace ``history.json`` with ``history`` (call it as often as a page should refresh its curves)."""
-    rows = _jsonable(list(history))
+    rows = _jsonable([record.to_json() for record in history])
     _write(run, "history.json", json.dumps(rows).encode())
-    run.history = rows
+    run.history = list(history)
 
 
 def finish_run(
@@ -271,7 +272,10 @@ def _read_run(path: Path) -> Run:
     recipe = Recipe.load(path / "recipe.yaml") if (path / "recipe.yaml").is_file() else None
     if recipe is None:
         raise PrunerError(f"run '{path.name}': recipe.yaml is missing")
-    history = _read_json(path, "history.json", list, missing=[])
+    try:
+        history = [EpochRecord.from_json(row) for row in _read_json(path, "history.json", list, missing=[])]
+    except PrunerError as e:
+        raise PrunerError(f"run '{path.name}': history.json: {e}") from None
     structure = _read_json(path, "structure.json", list, missing=[])
     metrics = _read_json(path, "metrics.json", dict, missing=None)
     if state == "done":

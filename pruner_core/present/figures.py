@@ -260,26 +260,28 @@ def mask_overlay_heatmap(name: str, weight: np.ndarray, keep: np.ndarray, colors
     return fig
 
 
-def training_curves(history: list[dict], losses: list[tuple[int, float]] | None = None) -> go.Figure:
-    """Plotly figure of a fine-tuning run: test accuracy per epoch (left axis) and train loss (right axis).
+def training_curves(history: list, losses: list[tuple[int, float]] | None = None) -> go.Figure:
+    """Plotly figure of a fine-tuning run: test accuracy per epoch (left) and train loss (right).
 
     Args:
-        history: the pipeline's epoch rows (``epoch``, ``loss``, ``test_accuracy``).
-        losses: ``(step, loss)`` samples seen while polling a running job, drawn against ``step`` on a second
-            x axis; when empty, the epoch rows' losses are drawn instead.
+        history: the run's :class:`~pruner_core.pipeline.finetune.EpochRecord` rows.
+        losses: ``(step, loss)`` samples seen while polling a running job, drawn per step; when empty, each epoch's
+            mean training loss is drawn instead (rows saved without one are left out).
     """
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("test accuracy per epoch", "train loss"))
-    fig.add_trace(go.Scatter(x=[h["epoch"] for h in history], y=[h["test_accuracy"] for h in history],
+    right = "train loss per step" if losses else "train loss (mean over each epoch)"
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("test accuracy per epoch", right))
+    fig.add_trace(go.Scatter(x=[h.epoch for h in history], y=[h.test_accuracy for h in history],
                              mode="lines+markers", name="test accuracy"), row=1, col=1)
     if losses:
-        fig.add_trace(go.Scatter(x=[s for s, _ in losses], y=[v for _, v in losses], mode="lines", name="train loss"),
+        fig.add_trace(go.Scatter(x=[s for s, _ in losses], y=[v for _, v in losses], mode="lines", name=right),
                       row=1, col=2)
         fig.update_xaxes(title_text="step", row=1, col=2)
     else:
-        fig.add_trace(go.Scatter(x=[h["epoch"] for h in history], y=[h["loss"] for h in history],
-                                 mode="lines+markers", name="train loss"), row=1, col=2)
+        rows = [h for h in history if h.train_loss is not None]
+        fig.add_trace(go.Scatter(x=[h.epoch for h in rows], y=[h.train_loss for h in rows],
+                                 mode="lines+markers", name=right), row=1, col=2)
         fig.update_xaxes(title_text="epoch", row=1, col=2)
     fig.update_xaxes(title_text="epoch", row=1, col=1)
     fig.update_yaxes(tickformat=".0%", range=[0, 1.02], row=1, col=1)
@@ -374,10 +376,10 @@ def finetune_overlay(entries: list) -> go.Figure:
     """Test accuracy per fine-tuning epoch of each run, overlaid (runs without fine-tuning are left out)."""
     fig = go.Figure()
     for e in entries:
-        rows = [h for h in e.history if h.get("test_accuracy") is not None]
+        rows = [h for h in e.history if h.test_accuracy is not None]
         if not rows:
             continue
-        fig.add_trace(go.Scatter(x=[h["epoch"] for h in rows], y=[h["test_accuracy"] for h in rows],
+        fig.add_trace(go.Scatter(x=[h.epoch for h in rows], y=[h.test_accuracy for h in rows],
                                  mode="lines+markers", name=e.key))
     fig.update_layout(
         title="Fine-tuning: test accuracy per epoch", height=320, xaxis_title="epoch", yaxis_title="test accuracy",

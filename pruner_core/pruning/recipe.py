@@ -30,7 +30,7 @@ import tempfile
 from collections.abc import Callable
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import yaml
 from pydantic import (
@@ -69,10 +69,23 @@ class RecipeError(SpecError):
     """A recipe that cannot be read, or that does not fit the model it is applied to."""
 
 
-class NM(BaseModel):
+class _Section(BaseModel):
+    """A section of the recipe; constructing one directly refuses bad values with a :class:`RecipeError` too."""
+
+    _key: ClassVar[str] = ""
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as e:
+            raise RecipeError(_flatten(e, _SOURCE.get(), prefix=(self._key,))) from None
+
+
+class NM(_Section):
     """N:M sparsity: at most ``n`` non-zero weights in every ``m`` consecutive ones along the input dimension."""
 
     model_config = _CONFIG
+    _key = "nm"
     n: Annotated[int, Field(ge=1)] = 2
     m: Annotated[int, Field(ge=2)] = 4
 
@@ -85,10 +98,11 @@ class NM(BaseModel):
         return self
 
 
-class Schedule(BaseModel):
+class Schedule(_Section):
     """When to prune: at once, in ``steps`` rounds with fine-tuning between, or gradually (GMP)."""
 
     model_config = _CONFIG
+    _key = "schedule"
     kind: Annotated[str, AfterValidator(_one_of(SCHEDULES, "schedule"))] = "oneshot"
     steps: Annotated[int, Field(ge=1)] = 1
 
@@ -99,10 +113,11 @@ class Schedule(BaseModel):
         return self
 
 
-class Finetune(BaseModel):
+class Finetune(_Section):
     """Fine-tuning after (or, for iterative and gmp, during) pruning; ``epochs`` may be fractional."""
 
     model_config = _CONFIG
+    _key = "finetune"
     epochs: Annotated[float, Field(ge=0)] = 1
     lr: Annotated[float, Field(gt=0)] = 0.001
     optimizer: Annotated[str, AfterValidator(_one_of(OPTIMIZERS, "optimizer"))] = "adamw"
@@ -383,11 +398,11 @@ def _fields_at(loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
-def _flatten(error: ValidationError, source: str) -> str:
-    """One line from pydantic's errors: ``SOURCE: key.path: what is wrong; got VALUE``."""
+def _flatten(error: ValidationError, source: str, prefix: tuple = ()) -> str:
+    """One line from pydantic's errors: ``SOURCE: key.path: what is wrong; got VALUE`` (``prefix``: the section)."""
     parts = []
     for err in error.errors():
-        loc, kind = tuple(err["loc"]), err["type"]
+        loc, kind = tuple(p for p in prefix if p) + tuple(err["loc"]), err["type"]
         path = _loc(loc)
         if kind == "extra_forbidden":
             valid = _fields_at(loc)

@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from pruner_core.errors import ModelLoadError, PrunerError, SpecError
 from pruner_core.io.models import load_model
 from pruner_core.pipeline import runs as experiments
+from pruner_core.pipeline.finetune import EpochRecord
 from pruner_core.pipeline.replay import load_run_masks, load_run_model
 from pruner_core.pipeline.runs import base_info, create_run, fail_run, finish_run, list_runs, load_run, write_history
 from pruner_core.pruning.channels import plan_channels, prune_channels
@@ -112,13 +113,13 @@ def test_default_root_comes_from_the_environment(tmp_path, monkeypatch):
 def test_masked_run_round_trips_weights_masks_and_outputs(tmp_path):
     pruned, masks = masked_cnn()
     run = create_run(tmp_path, CNN_BASE, Recipe())
-    write_history(run, [{"epoch": 1, "test_accuracy": torch.tensor(0.9)}])
+    write_history(run, [EpochRecord(1, test_accuracy=torch.tensor(0.9))])
     finish_run(run, state_dict=pruned.state_dict(), masks=masks, structure=None, metrics={"accuracy": 0.97})
 
     [listed] = list_runs(tmp_path)
     assert (listed.id, listed.status, listed.error) == (run.id, "done", None)
     assert listed.recipe == Recipe() and listed.structure == []
-    assert listed.history == [{"epoch": 1, "test_accuracy": pytest.approx(0.9)}]
+    assert listed.history == [EpochRecord(1, test_accuracy=pytest.approx(0.9))]
     assert listed.metrics["accuracy"] == 0.97
     assert listed.metrics["sparsity"] == {name: pytest.approx(0.5, abs=1e-3) for name in masks}
 
@@ -163,8 +164,8 @@ def test_a_run_of_a_trusted_pickle_needs_trust_again(tmp_path):
 def test_history_is_rewritten_while_running(tmp_path):
     run = create_run(tmp_path, CNN_BASE, Recipe())
     for epoch in range(1, 4):
-        write_history(run, [{"epoch": e, "loss": 1 / e} for e in range(1, epoch + 1)])
-        assert [row["epoch"] for row in load_run(run.path).history] == list(range(1, epoch + 1))
+        write_history(run, [EpochRecord(e, train_loss=1 / e) for e in range(1, epoch + 1)])
+        assert [row.epoch for row in load_run(run.path).history] == list(range(1, epoch + 1))
     assert load_run(run.path).status == "running"
     with pytest.raises(PrunerError, match=r"is running; only a finished run has a pruned model"):
         load_run_model(run)
@@ -218,7 +219,7 @@ def test_fail_run_marks_a_run_whose_status_file_was_damaged(tmp_path):
 def test_writes_are_atomic_and_leave_no_temp_files(tmp_path, monkeypatch):
     pruned, masks = masked_cnn()
     run = create_run(tmp_path, CNN_BASE, Recipe())
-    write_history(run, [{"epoch": 1}])
+    write_history(run, [EpochRecord(1)])
     finish_run(run, state_dict=pruned.state_dict(), masks=masks, metrics={})
     assert temp_files(tmp_path) == []
 
@@ -232,9 +233,9 @@ def test_writes_are_atomic_and_leave_no_temp_files(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Path, "write_bytes", crash_half_way)
     with pytest.raises(KeyboardInterrupt):
-        write_history(run, [{"epoch": 1}, {"epoch": 2}])
+        write_history(run, [EpochRecord(1), EpochRecord(2)])
     assert temp_files(tmp_path) == []
-    assert json.loads((run.path / "history.json").read_text()) == [{"epoch": 1}]  # the old file, whole
+    assert json.loads((run.path / "history.json").read_text()) == [EpochRecord(1).to_json()]  # the old file, whole
 
 
 def test_only_run_artifacts_can_be_written(tmp_path):

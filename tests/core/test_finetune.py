@@ -12,7 +12,8 @@ from torch import nn
 
 from pruner_core.io.models import load_model
 from pruner_core.measure.metrics import accuracy
-from pruner_core.pipeline.finetune import OPTIMIZERS, Cancelled, Progress, finetune
+from pruner_core.pipeline.finetune import OPTIMIZERS, Cancelled, EpochRecord, Progress, finetune
+from pruner_core.pruning.recipe import Finetune, RecipeError
 
 from .helpers import tiny_dataset
 
@@ -49,7 +50,7 @@ def test_pruned_weights_stay_exactly_zero_and_the_rest_learn(optimizer):
     F.cross_entropy(probe(DATA.x_train), DATA.y_train).backward()
     assert probe[1].weight.grad[~masks["1"]].abs().max() > 0
 
-    finetune(model, DATA, epochs=3, lr=1e-2, optimizer=optimizer, batch_size=8, masks=masks)
+    finetune(model, DATA, Finetune(epochs=3, lr=1e-2, optimizer=optimizer, batch_size=8), masks=masks)
 
     for name in ("1", "3"):
         w, keep = model.get_submodule(name).weight, masks[name]
@@ -64,7 +65,7 @@ def test_weights_are_zeroed_at_the_start():
     model = small_net()
     masks = {"1": half_mask(model, "1")}
     seen = []
-    finetune(model, DATA, epochs=0.25, batch_size=8, masks=masks, callback=seen.append)
+    finetune(model, DATA, Finetune(epochs=0.25, batch_size=8), masks=masks, callback=seen.append)
     assert torch.all(model[1].weight[~masks["1"]] == 0)
     assert seen[0].sparsity == pytest.approx(1 - masks["1"].float().mean().item())
 
@@ -73,7 +74,7 @@ def test_same_seed_same_weights_other_seed_other_weights():
     runs = {}
     for key, seed in (("a", 3), ("b", 3), ("c", 4)):
         model = small_net()
-        finetune(model, DATA, epochs=2, batch_size=8, masks={"1": half_mask(model, "1")}, seed=seed)
+        finetune(model, DATA, Finetune(epochs=2, batch_size=8), masks={"1": half_mask(model, "1")}, seed=seed)
         runs[key] = model
     assert states_equal(runs["a"], runs["b"])
     assert not torch.equal(runs["a"][1].weight, runs["c"][1].weight)
@@ -83,7 +84,7 @@ def test_global_rng_is_left_alone():
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    finetune(small_net(), DATA, epochs=1, batch_size=8, seed=9)
+    finetune(small_net(), DATA, Finetune(epochs=1, batch_size=8), seed=9)
     assert torch.equal(torch.rand(3), expected)
 
 
@@ -93,20 +94,22 @@ def test_global_rng_is_left_alone():
 )
 def test_fractional_epochs_run_that_share_of_the_steps(epochs, steps, history_steps):
     seen: list[Progress] = []
-    history = finetune(small_net(), DATA, epochs=epochs, batch_size=8, callback=seen.append)
+    history = finetune(small_net(), DATA, Finetune(epochs=epochs, batch_size=8), callback=seen.append)
     assert [p.step for p in seen] == list(range(1, steps + 1))
     assert {p.steps for p in seen} == {steps} and seen[-1].fraction == 1.0
-    assert [row["step"] for row in history] == history_steps
-    assert history[-1]["epoch"] == pytest.approx(steps / 4)
+    assert [row.step for row in history] == history_steps
+    assert history[-1].epoch == pytest.approx(steps / 4)
     assert [p.step for p in seen if p.test_accuracy is not None] == history_steps
     for row in history:
-        assert set(row) == {"epoch", "step", "train_loss", "test_accuracy", "lr", "seconds", "sparsity"}
-        assert 0 <= row["test_accuracy"] <= 1 and row["train_loss"] > 0 and row["sparsity"] is None
+        assert set(row.to_json()) == {"epoch", "step", "train_loss", "test_accuracy", "lr", "seconds", "sparsity"}
+        assert EpochRecord.from_json(row.to_json()) == row
+        assert 0 <= row.test_accuracy <= 1 and row.train_loss > 0 and row.sparsity is None
+    assert [p.record for p in seen if p.record is not None] == history
 
 
 def test_learning_rate_decays_along_a_cosine():
-    history = finetune(small_net(), DATA, epochs=4, lr=0.1, batch_size=8)
-    lrs = [row["lr"] for row in history]
+    history = finetune(small_net(), DATA, Finetune(epochs=4, lr=0.1, batch_size=8))
+    lrs = [row.lr for row in history]
     assert lrs == sorted(lrs, reverse=True)
     assert lrs[0] == pytest.approx(0.1 * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * 3 / 16)).item()))
     assert 0 < lrs[-1] < 0.01
@@ -116,7 +119,7 @@ def test_learning_rate_decays_along_a_cosine():
 def test_zero_epochs_leave_the_module_untouched(training):
     model = small_net().train(training)
     before = copy.deepcopy(model)
-    assert finetune(model, DATA, epochs=0, masks={"1": half_mask(model, "1")}) == []
+    assert finetune(model, DATA, Finetune(epochs=0), masks={"1": half_mask(model, "1")}) == []
     assert states_equal(model, before)
     assert model.training is training
 
@@ -137,7 +140,7 @@ def test_on_step_masks_take_effect_from_that_step_on():
         pruned_values.append(model[1].weight.detach()[newly_pruned].abs().max().item())
         sparsities.append(p.sparsity)
 
-    finetune(model, DATA, epochs=1, batch_size=8, masks={"1": first}, on_step=schedule, callback=record)
+    finetune(model, DATA, Finetune(epochs=1, batch_size=8), masks={"1": first}, on_step=schedule, callback=record)
     assert calls == [(0, 4), (1, 4), (2, 4), (3, 4)]
     assert pruned_values[0] > 0 and pruned_values[1] > 0  # steps 1 and 2 ran under the first mask
     assert pruned_values[2:] == [0, 0]
@@ -158,7 +161,7 @@ def test_cancel_stops_before_the_next_step():
 
     model = small_net()
     with pytest.raises(Cancelled, match="before step 4 of 8"):
-        finetune(model, DATA, epochs=2, batch_size=8, callback=record, cancel=cancel)
+        finetune(model, DATA, Finetune(epochs=2, batch_size=8), callback=record, cancel=cancel)
     assert seen == [1, 2, 3]
     assert not model.training
 
@@ -168,7 +171,7 @@ def test_callback_errors_propagate():
         raise RuntimeError("callback failed")
 
     with pytest.raises(RuntimeError, match="callback failed"):
-        finetune(small_net(), DATA, epochs=1, batch_size=8, callback=boom)
+        finetune(small_net(), DATA, Finetune(epochs=1, batch_size=8), callback=boom)
 
 
 def test_distillation_from_a_copy_of_the_student_trains():
@@ -176,18 +179,9 @@ def test_distillation_from_a_copy_of_the_student_trains():
     teacher = copy.deepcopy(model)
     teacher_before = copy.deepcopy(teacher)
     losses = []
-    history = finetune(
-        model,
-        DATA,
-        epochs=1,
-        batch_size=8,
-        teacher=teacher,
-        temperature=4.0,
-        alpha=0.5,
-        callback=lambda p: losses.append(p.loss),
-    )
+    history = finetune(model, DATA, Finetune(epochs=1, batch_size=8, temperature=4.0, alpha=0.5), teacher=teacher, callback=lambda p: losses.append(p.loss))
     assert all(torch.isfinite(torch.tensor(losses)))
-    assert history[-1]["train_loss"] > 0
+    assert history[-1].train_loss > 0
     assert not torch.equal(model[1].weight, teacher[1].weight)
     assert states_equal(teacher, teacher_before) and not teacher.training
 
@@ -195,7 +189,7 @@ def test_distillation_from_a_copy_of_the_student_trains():
 def test_the_student_cannot_be_its_own_teacher():
     model = small_net()
     with pytest.raises(ValueError, match="teacher"):
-        finetune(model, DATA, epochs=1, teacher=model)
+        finetune(model, DATA, Finetune(epochs=1), teacher=model)
 
 
 @pytest.mark.parametrize(
@@ -208,16 +202,17 @@ def test_the_student_cannot_be_its_own_teacher():
 )
 def test_bad_masks_are_rejected_naming_layer_and_shapes(masks, message):
     with pytest.raises(ValueError, match=message):
-        finetune(small_net(), DATA, epochs=1, masks=masks)
+        finetune(small_net(), DATA, Finetune(epochs=1), masks=masks)
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"epochs": -1}, "epochs"), ({"epochs": 1, "optimizer": "lbfgs"}, "'lbfgs'; available: adamw, adam, sgd")],
+    [({"epochs": -1}, r"finetune.epochs: input should be greater than or equal to 0; got -1"),
+     ({"epochs": 1, "optimizer": "lbfgs"}, "unknown optimizer; valid: adamw, adam, sgd; got 'lbfgs'")],
 )
 def test_bad_arguments_are_rejected(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        finetune(small_net(), DATA, **kwargs)
+    with pytest.raises(RecipeError, match=message):
+        finetune(small_net(), DATA, Finetune(**kwargs))
 
 
 def test_half_pruned_mnist_cnn_recovers_its_accuracy(demo_data):
@@ -229,13 +224,13 @@ def test_half_pruned_mnist_cnn_recovers_its_accuracy(demo_data):
         for name, keep in masks.items():
             model.get_submodule(name).weight.mul_(keep)
     pruned_accuracy = accuracy(model, demo_data.x_test, demo_data.y_test)  # 0.78 when measured
-    history = finetune(model, demo_data, epochs=0.5, masks=masks)
+    history = finetune(model, demo_data, Finetune(epochs=0.5), masks=masks)
     # Measured over seeds 0-2: 0.980-0.987 after half an epoch (dense 0.989); fine-tuning the dense model itself
     # for an epoch at this lr lands at 0.985, so a 1-point margin is what the procedure reliably holds.
-    assert history[-1]["test_accuracy"] >= dense_accuracy - 0.01
-    assert history[-1]["test_accuracy"] >= pruned_accuracy + 0.1
-    assert history[-1]["sparsity"] >= 0.5 - 1e-4
-    assert accuracy(model, demo_data.x_test, demo_data.y_test) == history[-1]["test_accuracy"]
+    assert history[-1].test_accuracy >= dense_accuracy - 0.01
+    assert history[-1].test_accuracy >= pruned_accuracy + 0.1
+    assert history[-1].sparsity >= 0.5 - 1e-4
+    assert accuracy(model, demo_data.x_test, demo_data.y_test) == history[-1].test_accuracy
 
 
 def test_finetuning_works_inside_no_grad():
@@ -244,5 +239,24 @@ def test_finetuning_works_inside_no_grad():
     module, data = tiny_mlp(), tiny_dataset(shape=(4,), classes=2)
     before = [p.clone() for p in module.parameters()]
     with torch.no_grad():
-        finetune(module, data, epochs=1, augment=False)
+        finetune(module, data, Finetune(epochs=1), augment=False)
     assert any(not torch.equal(a, b) for a, b in zip(before, module.parameters(), strict=True))
+
+
+def test_the_recorded_train_loss_is_the_mean_over_the_epoch():
+    seen: list[Progress] = []
+    history = finetune(small_net(), DATA, Finetune(epochs=2, batch_size=8), callback=seen.append)
+    for record in history:  # 32 samples in batches of 8: every step weighs the same
+        steps = [p.loss for p in seen if record.step - 4 < p.step <= record.step]
+        assert record.train_loss == pytest.approx(sum(steps) / len(steps))
+        assert record.train_loss != pytest.approx(steps[-1])  # not the epoch's last step
+
+
+def test_a_history_row_of_the_wrong_kind_is_refused_by_name():
+    from pruner_core.errors import PrunerError
+
+    assert EpochRecord.from_json({"epoch": 1, "loss": 0.3}) == EpochRecord(1)  # an older row: its step loss is dropped
+    for row, message in (([1, 2], "numeric 'epoch'"), ({"epoch": "one"}, "numeric 'epoch'"),
+                         ({"epoch": 1, "test_accuracy": "high"}, "test_accuracy='high'")):
+        with pytest.raises(PrunerError, match=message):
+            EpochRecord.from_json(row)

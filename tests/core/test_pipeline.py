@@ -48,7 +48,8 @@ def test_masks_stay_through_finetuning_and_are_reproducible(cnn, demo_data):
         weight = a.module.get_submodule(name).weight
         assert torch.all(weight[~mask] == 0) and torch.all(weight[mask] != 0)
     assert all(torch.equal(v, b.module.state_dict()[k]) for k, v in a.module.state_dict().items())
-    assert len(a.history) == 1 and a.history[0]["test_accuracy"] > 0.5
+    assert len(a.history) == 1 and a.history[0].test_accuracy > 0.5
+    assert a.history[0].train_loss > 0 and a.history[0].step == 3  # the epoch mean fine-tuning recorded
 
 
 @pytest.mark.parametrize("kind", ["iterative", "gmp"])

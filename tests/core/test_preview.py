@@ -10,6 +10,7 @@ from torch.nn.utils import prune as torch_prune
 
 from pruner_core.io.models import load_model
 from pruner_core.measure.preview import comparison_table, layer_settings, overrides_from_settings, preview
+from pruner_core.pipeline.finetune import EpochRecord
 from pruner_core.present.figures import training_curves
 from pruner_core.pruning.describe import describe_model
 from pruner_core.pruning.recipe import Recipe, RecipeError
@@ -80,8 +81,11 @@ def test_comparison_table_reports_measured_figures():
 
 
 def test_training_curves_draw_accuracy_and_loss():
-    history = [{"epoch": 1, "loss": 0.5, "test_accuracy": 0.9}, {"epoch": 2, "loss": 0.3, "test_accuracy": 0.95}]
+    history = [EpochRecord(1, train_loss=0.5, test_accuracy=0.9), EpochRecord(2, train_loss=0.3, test_accuracy=0.95)]
     fig = training_curves(history)
     assert list(fig.data[0].y) == [0.9, 0.95] and list(fig.data[1].y) == [0.5, 0.3]
+    assert fig.layout.annotations[1].text == "train loss (mean over each epoch)"  # what the curve holds
     fig = training_curves(history, [(1, 2.0), (5, 1.0)])
-    assert list(fig.data[1].x) == [1, 5]
+    assert list(fig.data[1].x) == [1, 5] and fig.layout.annotations[1].text == "train loss per step"
+    older = [EpochRecord.from_json({"epoch": 1, "loss": 0.5, "test_accuracy": 0.9})]  # saved before the mean was kept
+    assert list(training_curves(older).data[1].y) == []
