@@ -3,6 +3,7 @@
 import streamlit as st
 
 from pages._common import activate, active_vital_signs, exposure, get_model, init_state, save_upload, show_outcome
+from pruner_core.config.text import format_bytes
 from pruner_core.errors import PrunerError
 from pruner_core.io.archs import ARCHITECTURES
 from pruner_core.present.tables import coupled_groups_table, layer_table, prunability_table
@@ -125,7 +126,7 @@ if signs:
         delta_arrow="off",
     )
     top[2].metric("FLOPs / sample", f"{signs['flops'] / 1e6:,.2f} M", help=signs["how"]["flops"])
-    top[3].metric("Size (dense)", f"{signs['size_bytes'] / 1e6:,.3f} MB", help=signs["how"]["size_bytes"])
+    top[3].metric("Size (dense)", format_bytes(signs["size_bytes"], 3), help=signs["how"]["size_bytes"])
     bottom[0].metric("Test accuracy", f"{signs['accuracy']:.2%}", help=signs["how"]["accuracy"])
     lat = signs["latency"]
     for col, key in zip(bottom[1:3], ("batch1", "batch64"), strict=False):

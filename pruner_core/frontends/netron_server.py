@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pruner_core.config.text import format_bytes
 from pruner_core.errors import PrunerError
 
 HOST = "127.0.0.1"
@@ -190,7 +191,7 @@ class OnnxFile:
     def caption(self) -> str:
         """``model.onnx, 1.7 MB, opset 17``."""
         opset = f", opset {self.opset}" if self.opset is not None else ""
-        return f"{self.path.name}, {human_bytes(self.bytes)}{opset}"
+        return f"{self.path.name}, {format_bytes(self.bytes)}{opset}"
 
 
 def onnx_file(path: str | Path) -> OnnxFile:
@@ -205,21 +206,6 @@ def onnx_file(path: str | Path) -> OnnxFile:
     except OSError as e:
         raise PrunerError(f"cannot read '{path}': {e.strerror or e}") from e
     return OnnxFile(path, stat.st_size, _opset(str(path.resolve()), stat.st_size, stat.st_mtime_ns))
-
-
-def human_bytes(n: int) -> str:
-    """Bytes in decimal units, as file managers show them: ``1.7 MB``, ``512 B``.
-
-    >>> human_bytes(1_700_000), human_bytes(512), human_bytes(2048)
-    ('1.7 MB', '512 B', '2.0 kB')
-    """
-    if n < 1000:
-        return f"{n} B"
-    for unit in ("kB", "MB", "GB", "TB"):
-        n /= 1000
-        if n < 1000 or unit == "TB":
-            return f"{n:.1f} {unit}"
-    raise AssertionError("unreachable")
 
 
 # --- internals -----------------------------------------------------------------------------------------

@@ -7,6 +7,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -42,3 +45,15 @@ def prunable_layers(module: nn.Module) -> list[Layer]:
 def weight_sparsity(module: nn.Module) -> dict[str, float]:
     """Fraction of exactly-zero weights of every prunable layer, by name."""
     return {name: float((mod.weight == 0).float().mean()) for name, mod, _ in prunable_layers(module)}
+
+
+@contextmanager
+def evaluating(module: nn.Module) -> Iterator[None]:
+    """Eval mode for the duration (BatchNorm statistics untouched), every submodule's own mode restored after."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training

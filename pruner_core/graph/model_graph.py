@@ -25,7 +25,6 @@ import copy
 import threading
 import weakref
 from collections.abc import Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -34,7 +33,7 @@ from torch import nn
 
 from pruner_core.errors import SpecError
 from pruner_core.graph.fx import trace
-from pruner_core.graph.layers import prunable_layers
+from pruner_core.graph.layers import evaluating, prunable_layers
 
 BUILDS = {"dependency_graph": 0}  # how many torch-pruning graphs this process built (tests count them)
 _cache: weakref.WeakKeyDictionary[nn.Module, dict[tuple, ModelGraph]] = weakref.WeakKeyDictionary()
@@ -147,22 +146,10 @@ class ModelGraph:
 
         module = self.module
         modules = dict(module.named_modules())
-        with _evaluating(module), torch.enable_grad():  # torch-pruning traces with autograd
+        with evaluating(module), torch.enable_grad():  # torch-pruning traces with autograd
             for entry in plan:
                 layer = modules[entry["layer"]]
                 dep_graph.get_pruning_group(layer, _out_fn(tp, layer), idxs=sorted(set(entry["channels"]))).prune()
-
-
-@contextmanager
-def _evaluating(module: nn.Module):
-    """Eval mode for the duration (BatchNorm statistics untouched), every submodule's own mode restored after."""
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 def _build(module: nn.Module, example: torch.Tensor, live: bool, eager: bool) -> ModelGraph:
@@ -180,7 +167,7 @@ def _build(module: nn.Module, example: torch.Tensor, live: bool, eager: bool) ->
 
     target = module if live else copy.deepcopy(module)
     try:
-        with _evaluating(target), torch.enable_grad():  # torch-pruning traces with autograd
+        with evaluating(target), torch.enable_grad():  # torch-pruning traces with autograd
             BUILDS["dependency_graph"] += 1
             dep_graph = tp.DependencyGraph().build_dependency(target, example_inputs=example)
     except Exception as e:  # torch-pruning cannot trace every model: then channel coupling is unknown

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pruner_core.config.text import format_bytes
 from pruner_core.graph.flops import layer_flops
 from pruner_core.io.data import Dataset
 from pruner_core.io.models import LoadedModel, check_data_fits
@@ -215,7 +216,7 @@ def comparison_table(original: dict, pruned: dict, masked: bool) -> pd.DataFrame
          _ratio(pruned["nonzero_params"], original["nonzero_params"])),
         ("FLOPs / sample" + (" (dense)" if masked else ""), f"{original['flops']:,}", f"{pruned['flops']:,}",
          _ratio(pruned["flops"], original["flops"])),
-        ("size (dense safetensors)", f"{original['size_bytes'] / 1e6:,.3f} MB", f"{pruned['size_bytes'] / 1e6:,.3f} MB",
+        ("size (dense safetensors)", format_bytes(original["size_bytes"], 3), format_bytes(pruned["size_bytes"], 3),
          _ratio(pruned["size_bytes"], original["size_bytes"])),
         ("latency batch 1 (median)", f"{ms(original, 'batch1'):.2f} ms", f"{ms(pruned, 'batch1'):.2f} ms",
          _ratio(ms(pruned, "batch1"), ms(original, "batch1"))),

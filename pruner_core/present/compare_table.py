@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from pruner_core.compare.compare import BATCHES, RUNTIMES, Entry
+from pruner_core.config.text import format_bytes
 
 
 def _lat(figures: dict, runtime: str, batch: int) -> dict | None:
@@ -98,10 +99,6 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
-def _mb(n) -> str:
-    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
-
-
 def _with_ratio(value: str, ratio, better_above: bool) -> str:
     if ratio is None or pd.isna(ratio):
         return value
@@ -131,7 +128,7 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
             for label in ("dense", "gzip", "sparse", "ONNX"):
                 size = r.get(f"{label} size (B)")
                 row[f"{label} size"] = (
-                    "—" if size is None or pd.isna(size) else _with_ratio(_mb(size), r.get(f"{label} size ratio"), False)
+                    "—" if size is None or pd.isna(size) else _with_ratio(format_bytes(size, 2), r.get(f"{label} size ratio"), False)
                 )
             row["non-zero / total params"] = r["non-zero / total"]
             row["FLOPs"] = _with_ratio(f"{r['FLOPs'] / 1e6:.2f} M", r.get("FLOP reduction"), True)

@@ -18,7 +18,6 @@ channel plans) is derived from the scores in :mod:`pruner_core.pruning.select`. 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -27,7 +26,7 @@ from torch import nn
 
 from pruner_core.errors import SpecError
 from pruner_core.graph.fx import ActivationCounter, follow, trace
-from pruner_core.graph.layers import Layer
+from pruner_core.graph.layers import Layer, evaluating
 from pruner_core.pruning.granularities import GRANULARITIES, Granularity, granularity
 
 Scores = Iterator[tuple[str, torch.Tensor]]  # (layer name, group scores) in the job's layer order
@@ -127,18 +126,6 @@ def check_pair(granularity_name: str, criterion: str) -> None:
             f"criterion '{criterion}' cannot prune at granularity '{granularity_name}'; with {granularity_name} use:"
             f" {ok}. Valid pairs: {pairs}"
         )
-
-
-@contextmanager
-def evaluating(module: nn.Module):
-    """Eval mode for the duration (BatchNorm statistics untouched), every submodule's own mode restored after."""
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 # ---------------------------------------------------------------- the built-in criteria

@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+from pruner_core.config.text import format_bytes
 from pruner_core.errors import PrunerError
 from pruner_core.frontends import netron_server as netron_view
 from pruner_core.io.export import OPSET, ensure_onnx
@@ -175,7 +176,7 @@ def test_onnx_file_reads_size_and_opset(cnn_onnx, tmp_path):
     info = netron_view.onnx_file(cnn_onnx)
     assert info.bytes == cnn_onnx.stat().st_size
     assert info.opset == OPSET
-    assert info.caption == f"model.onnx, {netron_view.human_bytes(info.bytes)}, opset {OPSET}"
+    assert info.caption == f"model.onnx, {format_bytes(info.bytes)}, opset {OPSET}"
     (tmp_path / "junk.onnx").write_bytes(b"\x00not onnx at all" * 10)
     with pytest.raises(PrunerError, match="junk.onnx' is not an ONNX model"):
         netron_view.onnx_file(tmp_path / "junk.onnx")
@@ -186,7 +187,7 @@ def test_onnx_file_reads_size_and_opset(cnn_onnx, tmp_path):
 @pytest.mark.parametrize(("n", "text"), [(0, "0 B"), (999, "999 B"), (1000, "1.0 kB"), (1_688_117, "1.7 MB"),
                                          (3 * 10**9, "3.0 GB")])
 def test_human_bytes(n, text):
-    assert netron_view.human_bytes(n) == text
+    assert format_bytes(n) == text
 
 
 def test_urls_are_not_reachable_after_stop(cnn_onnx):
