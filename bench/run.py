@@ -337,7 +337,9 @@ def bench_sensitivity() -> dict:
     """``sensitivity_seconds`` (targets <= 5 s mnist-cnn, <= 60 s resnet20): a full scan (every layer x 9 ratios,
     unstructured L1, 1,000 test images), after a tiny warm-up scan (one-time imports); and at 70% parameter
     sparsity without fine-tuning, the recommended recipe's accuracy against the uniform one's (all test images)."""
-    from pruner_core.sensitivity.core import apply_and_measure, global_baseline, recommend, refine, scan
+    from pruner_core.sensitivity.allocate import global_baseline, recommend
+    from pruner_core.sensitivity.refine import apply_and_measure, refine
+    from pruner_core.sensitivity.scan import scan
 
     data = load_data("demo:mnist5k")
     figures: dict = {}

@@ -2,7 +2,7 @@
 per-layer ratios that meet a target, handed to the Prune page as a recipe.
 
 The scan runs in the background (:mod:`pruner_core.frontends.jobs`) with a running ETA and a Cancel button; complete scans
-are cached on disk per model, data and settings (:func:`~pruner_core.sensitivity.core.cached_scan`).
+are cached on disk per model, data and settings (:func:`~pruner_core.sensitivity.cache.cached_scan`).
 """
 
 import streamlit as st
@@ -18,15 +18,10 @@ from pruner_core.present.sensitivity_figures import (
 )
 from pruner_core.pruning.criteria import CRITERIA
 from pruner_core.pruning.granularities import GRANULARITIES
-from pruner_core.sensitivity.core import (
-    DEFAULT_RATIOS,
-    TARGETS,
-    apply_and_measure,
-    cached_scan,
-    global_baseline,
-    recommend,
-    refine,
-)
+from pruner_core.sensitivity.allocate import TARGETS, global_baseline, recommend
+from pruner_core.sensitivity.cache import cached_scan
+from pruner_core.sensitivity.refine import apply_and_measure, refine
+from pruner_core.sensitivity.scan import DEFAULT_RATIOS
 
 ss = st.session_state
 SCAN_GRANULARITIES = [g for g in GRANULARITIES if g != "nm"]  # N:M has no ratio to vary

@@ -279,7 +279,7 @@ def sensitivity(
 ) -> None:
     """Prune each layer (or coupled group) alone at each ratio, no fine-tuning: accuracy and loss curves."""
     from pruner_core.io.data import load_data
-    from pruner_core.sensitivity.core import scan
+    from pruner_core.sensitivity.scan import scan
 
     loaded = load_any_model(model, weights, trust)
     result = scan(loaded, load_data(data), granularity=granularity, criterion=criterion, ratios=_ratio_list(ratios),
@@ -318,8 +318,10 @@ def recommend(
     """Per-layer ratios that meet a target, from sensitivity curves (sensitive layers keep more); writes a recipe."""
     from pruner_core.errors import SpecError
     from pruner_core.io.data import load_data
-    from pruner_core.sensitivity.core import Sensitivity, apply_and_measure, refine, scan
-    from pruner_core.sensitivity.core import recommend as allocate
+    from pruner_core.sensitivity.allocate import recommend as allocate
+    from pruner_core.sensitivity.refine import apply_and_measure, refine
+    from pruner_core.sensitivity.result import Sensitivity
+    from pruner_core.sensitivity.scan import scan
 
     given = [(k, v) for k, v in (("sparsity", target_sparsity), ("flops", target_flops), ("drop", max_drop)) if v is not None]
     if len(given) != 1:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from pruner_core.sensitivity.core import Recommendation, Sensitivity
+from pruner_core.sensitivity.result import Recommendation, Sensitivity
 
 
 def _unit_label(unit) -> str:

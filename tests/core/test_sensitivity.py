@@ -16,16 +16,11 @@ from pruner_core.io.data import Dataset
 from pruner_core.io.models import LoadedModel, load_model
 from pruner_core.measure.metrics import accuracy
 from pruner_core.pruning.recipe import Recipe
-from pruner_core.sensitivity.core import (
-    DEFAULT_RATIOS,
-    Sensitivity,
-    TargetError,
-    apply_and_measure,
-    cache_key,
-    cached_scan,
-    recommend,
-    scan,
-)
+from pruner_core.sensitivity.allocate import TargetError, recommend
+from pruner_core.sensitivity.cache import cache_key, cached_scan
+from pruner_core.sensitivity.refine import apply_and_measure
+from pruner_core.sensitivity.result import Sensitivity
+from pruner_core.sensitivity.scan import DEFAULT_RATIOS, scan
 
 SAMPLES = 300
 
@@ -283,7 +278,7 @@ def test_resnet20_scan_with_its_shortcuts_equals_pruning_each_layer_alone(demo_d
 
 
 def test_global_baseline_is_the_one_threshold_recipe_for_sparsity_targets_only(cnn, demo_data, cnn_scan):
-    from pruner_core.sensitivity.core import global_baseline
+    from pruner_core.sensitivity.allocate import global_baseline
 
     recipe = global_baseline(cnn_scan, "sparsity", 0.7)
     assert (recipe.scope, recipe.granularity, recipe.criterion) == ("global", "unstructured", "l1")
@@ -294,7 +289,7 @@ def test_global_baseline_is_the_one_threshold_recipe_for_sparsity_targets_only(c
 
 
 def test_refine_chooses_the_most_accurate_candidate_on_training_images_at_the_same_target(cnn, demo_data, cnn_scan):
-    from pruner_core.sensitivity.core import refine
+    from pruner_core.sensitivity.refine import refine
 
     rec = recommend(cnn_scan, "sparsity", 0.7)
     got = refine(cnn, demo_data, cnn_scan, rec, samples=300)

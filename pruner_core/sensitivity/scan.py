@@ -1,0 +1,200 @@
+"""The sensitivity scan: prune one unit at a time at each ratio, no fine-tuning, and measure accuracy and loss.
+
+Scores are computed once per layer and re-used across ratios; the model is split with ``torch.fx`` so that only the
+part of the network after the changed layer is re-run (:class:`~pruner_core.sensitivity.engine.SuffixEvaluator`),
+with BatchNorm folded for evaluation (:func:`~pruner_core.graph.fold.fold_batchnorm`). The original model is never
+touched: the scan works on a copy and restores its weights after every ratio.
+
+Example:
+    >>> from pruner_core.io.models import load_model
+    >>> from pruner_core.io.data import load_data
+    >>> sens = scan(load_model("demo:mnist-cnn"), load_data("demo:mnist5k"), samples=200)  # doctest: +SKIP
+    >>> sens.least_sensitive()[:2]                                                      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+
+from pruner_core.errors import SpecError
+from pruner_core.graph.fold import fold_batchnorm
+from pruner_core.io.data import Dataset
+from pruner_core.io.models import LoadedModel, check_data_fits
+from pruner_core.pruning.criteria import check_pair
+from pruner_core.pruning.describe import describe_model
+from pruner_core.sensitivity.engine import BATCH_SIZE, SuffixEvaluator
+from pruner_core.sensitivity.latency import channel_latency, record_inputs
+from pruner_core.sensitivity.result import ScanProgress, Sensitivity
+from pruner_core.sensitivity.units import channel_units, layer_table, mask_units
+
+DEFAULT_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def check_ratios(ratios: Sequence[float]) -> list[float]:
+    """The ratios sorted and de-duplicated; SpecError for an empty list or a value outside [0, 1)."""
+    ratios = list(ratios)
+    if not ratios:
+        raise SpecError("the list of ratios to scan is empty; give fractions in [0, 1), e.g. 0.1,0.2,...,0.9")
+    for r in ratios:
+        if isinstance(r, bool) or not isinstance(r, int | float) or not 0 <= r < 1:
+            raise SpecError(f"a ratio to scan must be a fraction in [0, 1); got {r!r}")
+    return sorted(set(float(r) for r in ratios))
+
+
+def _check_settings(granularity: str, criterion: str, samples: int, seconds: float | None) -> None:
+    check_pair(granularity, criterion)
+    if granularity == "nm":
+        raise SpecError(
+            "granularity 'nm' removes a fixed 1 - N/M of every layer, so there is no ratio to scan; scan "
+            "'unstructured' to see which layers tolerate that much"
+        )
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise SpecError(f"samples must be a whole number >= 1; got {samples!r}")
+    if seconds is not None and not seconds > 0:
+        raise SpecError(f"the time budget must be > 0 seconds (or None); got {seconds!r}")
+
+
+def scan(
+    model: LoadedModel,
+    data: Dataset,
+    *,
+    granularity: str = "unstructured",
+    criterion: str = "l1",
+    ratios: Sequence[float] = DEFAULT_RATIOS,
+    samples: int = 1000,
+    seconds: float | None = None,
+    layers: Sequence[str] | None = None,
+    latency: bool | None = None,
+    latency_runs: int = 5,
+    batch_size: int = BATCH_SIZE,
+    callback: Callable[[ScanProgress], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> Sensitivity:
+    """Prune one unit at a time at each ratio (no fine-tuning) and measure accuracy and loss.
+
+    A unit is a prunable layer the granularity applies to, or for ``channel`` a coupled group of layers whose
+    output channels must be removed together (all members use the same channel ratio, as in a recipe). The
+    dense accuracy and loss are measured too (ratio 0 gives them back exactly).
+
+    Args:
+        model: the model (never modified: the scan prunes a copy and restores it after every ratio).
+        data: its data; the first ``samples`` test images are the evaluation subset; taylor, apoz and wanda
+            also read calibration batches from the training split.
+        granularity: a key of ``GRANULARITIES`` except ``nm`` (which has no ratio to vary).
+        criterion: a key of ``CRITERIA`` valid with the granularity.
+        ratios: fractions in [0, 1) to try (of weights, or of output channels for ``channel``).
+        samples: how many test images to evaluate on (at most the test split's size).
+        seconds: a time budget: ``samples`` is reduced (to no fewer than 100) when the scan would take longer,
+            as estimated from one dense evaluation. The samples used are in ``settings``.
+        layers: scan only these layers (for ``channel``, the groups containing them); default every one.
+        latency: for ``channel``, also time the group's layers against kept channels (default: on for
+            ``channel``, ignored otherwise).
+        latency_runs: timed runs per latency point.
+        batch_size: evaluation batch size.
+        callback: called with a :class:`ScanProgress` after each evaluation (running ETA).
+        cancel: when set, the scan stops after the current evaluation and returns what it has, with
+            ``complete=False`` (a partly scanned unit keeps the ratios it reached).
+
+    Returns:
+        A :class:`Sensitivity`.
+
+    Raises:
+        SpecError: an impossible (granularity, criterion) pair, ``nm``, an empty ratio list or a ratio outside
+            [0, 1), an unknown layer, a bad ``samples`` or budget, or a layer the criterion cannot score.
+        CompatibilityError: the data does not fit the model.
+    """
+    start = time.perf_counter()
+    _check_settings(granularity, criterion, samples, seconds)
+    ratios = check_ratios(ratios)
+    if granularity == "channel" and not model.eager:
+        raise SpecError(f"channel pruning needs an ordinary nn.Module; '{model.label}' is a {model.fmt} program (mask only)")
+    shape = check_data_fits(model, data)
+    example = torch.zeros(1, *shape)
+    infos = describe_model(model, shape)
+    known = [i.name for i in infos]
+    if layers is not None:
+        unknown = [n for n in layers if n not in known]
+        if unknown:
+            raise SpecError(f"no prunable layer named {', '.join(repr(n) for n in unknown)}; prunable: {', '.join(known)}")
+    work = copy.deepcopy(model.module).eval()
+    modules = dict(work.named_modules())
+    table = layer_table(work, infos, granularity, criterion)
+    n = min(samples, len(data.y_test))
+    if n < 1:
+        raise SpecError(f"data '{data.name}' has no test samples to evaluate on")
+    settings = {"granularity": granularity, "criterion": criterion, "ratios": ratios, "samples": n,
+                "batch_size": batch_size, "latency": bool(latency if latency is not None else granularity == "channel")
+                and granularity == "channel", "layers": list(layers) if layers is not None else None}
+
+    if granularity == "channel":
+        units = channel_units(work, infos, table, settings, data, modules, tuple(shape))
+    else:
+        units = mask_units(work, infos, table, settings, data, modules)
+    if layers is not None:
+        units = [u for u in units if set(u.curve.layers) & set(layers)]
+    if not units:
+        raise SpecError(f"granularity '{granularity}' applies to none of the chosen layers of '{model.label}'")
+
+    evaluated = fold_batchnorm(work)
+    modules.update(dict(evaluated.named_modules()))  # units now prune the folded layers the evaluator runs
+    for unit in units:  # what restore() puts back: the weights as the evaluated model holds them
+        unit.saved = {name: modules[name].weight.detach().clone() for name in unit.saved}
+    engine = SuffixEvaluator(evaluated, data.x_test[:n], data.y_test[:n], batch_size)
+    t0 = time.perf_counter()
+    dense_accuracy, dense_loss = engine.evaluate()
+    if seconds is not None:
+        per_eval = time.perf_counter() - t0
+        estimate = per_eval * len(units) * len(ratios) * 0.7  # the suffix is on average a part of the model
+        if estimate > seconds and n > 100:
+            n = max(100, int(n * seconds / estimate))
+            settings["samples"] = n
+            engine = SuffixEvaluator(evaluated, data.x_test[:n], data.y_test[:n], batch_size)
+            dense_accuracy, dense_loss = engine.evaluate()
+
+    total, done = len(units) * len(ratios), 0
+    scan_start = time.perf_counter()
+    complete = True
+    for unit in units:
+        if cancel is not None and cancel.is_set():
+            complete = False
+            break
+        engine.prepare(unit.changed)
+        for ratio in ratios:
+            if cancel is not None and cancel.is_set():
+                complete = False
+                break
+            try:
+                kept = unit.apply(ratio)
+                acc, loss = engine.evaluate()
+            finally:
+                unit.restore(modules)
+            c = unit.curve
+            c.ratios.append(ratio)
+            c.accuracy.append(acc)
+            c.loss.append(loss)
+            if kept is not None:
+                c.kept_channels.append(kept)
+            done += 1
+            if callback is not None:
+                elapsed = time.perf_counter() - scan_start
+                callback(ScanProgress(done, total, elapsed / done * (total - done), c.name, ratio))
+        if not complete:
+            break
+    scanned = [u.curve for u in units if u.curve.ratios]
+    if settings["latency"] and complete:
+        inputs = record_inputs(work, [m for c in scanned for m in c.layers + c.consumers], example)
+        for c in scanned:
+            if cancel is not None and cancel.is_set():
+                complete = False
+                break
+            c.latency = channel_latency(work, c, inputs, latency_runs)
+    what = "of its output channels (emulated removal: readers' input channels zeroed)" if granularity == "channel" else "of its weights"
+    how = (f"each unit pruned alone at each ratio {what}, {criterion} scores, no fine-tuning; top-1 accuracy and mean "
+           f"cross-entropy on the first {n:,} test samples of {data.name}")
+    return Sensitivity(model.label, model.fingerprint(), data.name, settings, dense_accuracy, dense_loss, scanned, table,
+                       complete, round(time.perf_counter() - start, 3), how)
