@@ -22,7 +22,7 @@ from pruner_core.io.data import Dataset, load_data
 from pruner_core.io.export import ensure_onnx
 from pruner_core.io.models import LoadedModel, allow_factories, check_data_fits, load_model
 from pruner_core.measure.analysis import Analysis, analyze
-from pruner_core.measure.metrics import vital_signs
+from pruner_core.measure.metrics import VitalSigns, vital_signs
 from pruner_core.measure.preview import Preview, preview
 from pruner_core.pipeline.runs import Run, default_root, list_runs
 from pruner_core.pruning.describe import LayerInfo, describe_model
@@ -170,11 +170,11 @@ def _model_of(model_choice: tuple) -> LoadedModel:
 
 
 @st.cache_data(max_entries=32, show_spinner="Measuring vital signs (accuracy, FLOPs, latency)…")
-def cached_vital_signs(model_choice: tuple, model_digest: str, data_spec: str, data_digest: str) -> dict:
+def cached_vital_signs(model_choice: tuple, model_digest: str, data_spec: str, data_digest: str) -> VitalSigns:
     return vital_signs(_model_of(model_choice), get_data(data_spec))
 
 
-def active_vital_signs() -> dict | None:
+def active_vital_signs() -> VitalSigns | None:
     """Vital signs of the active model on the active data (measured once, then cached); None after an error."""
     try:
         return cached_vital_signs(*_active_key())
@@ -203,7 +203,7 @@ def active_analysis(samples: int) -> Analysis:
     return cached_analysis(*_active_key(), int(samples))
 
 
-def vital_signs_of(choice: dict, data_spec: str) -> dict:
+def vital_signs_of(choice: dict, data_spec: str) -> VitalSigns:
     """Vital signs of a model on a data set, from the same cache as :func:`active_vital_signs` (raises PrunerError)."""
     return cached_vital_signs(*_key_of(choice, data_spec))
 

@@ -118,28 +118,28 @@ with st.expander("Choose model and data", expanded=True):
 signs = active_vital_signs()
 if signs:
     model = get_model(st.session_state["active.model"])
-    st.subheader(signs["model"])
+    st.subheader(signs.model)
     top, bottom = st.columns(4), st.columns(4)
-    top[0].metric("Parameters", f"{signs['params']:,}", help="All parameter tensors, BatchNorm included")
+    top[0].metric("Parameters", f"{signs.params:,}", help="All parameter tensors, BatchNorm included")
     top[1].metric(
-        "Non-zero", f"{signs['nonzero_params']:,}", f"sparsity {signs['sparsity']:.1%}", delta_color="off",
+        "Non-zero", f"{signs.nonzero_params:,}", f"sparsity {signs.sparsity:.1%}", delta_color="off",
         delta_arrow="off",
     )
-    top[2].metric("FLOPs / sample", f"{signs['flops'] / 1e6:,.2f} M", help=signs["how"]["flops"])
-    top[3].metric("Size (dense)", format_bytes(signs["size_bytes"], 3), help=signs["how"]["size_bytes"])
-    bottom[0].metric("Test accuracy", f"{signs['accuracy']:.2%}", help=signs["how"]["accuracy"])
-    lat = signs["latency"]
+    top[2].metric("FLOPs / sample", f"{signs.flops / 1e6:,.2f} M", help=signs.how["flops"])
+    top[3].metric("Size (dense)", format_bytes(signs.size_bytes, 3), help=signs.how["size_bytes"])
+    bottom[0].metric("Test accuracy", f"{signs.accuracy:.2%}", help=signs.how["accuracy"])
+    lat = signs.latency
     for col, key in zip(bottom[1:3], ("batch1", "batch64"), strict=False):
         m = lat[key]
         col.metric(
-            f"Latency batch {m['batch']}", f"{m['median_ms']:.2f} ms", f"IQR {m['p25_ms']:.2f}–{m['p75_ms']:.2f} ms",
-            delta_color="off", delta_arrow="off", help=m["label"],
+            f"Latency batch {m.batch}", f"{m.median_ms:.2f} ms", f"IQR {m.p25_ms:.2f}–{m.p75_ms:.2f} ms",
+            delta_color="off", delta_arrow="off", help=m.label,
         )
+    b1, b64 = lat["batch1"], lat["batch64"]
     st.caption(
-        f"Measured: latency {lat['batch1']['runtime']} on {lat['batch1']['device']}, {lat['batch1']['threads']} thread(s), "
-        f"median and inter-quartile range of {lat['batch1']['runs']} (batch 1) / {lat['batch64']['runs']} (batch 64) "
-        f"runs after {lat['batch1']['warmup']} warm-up; "
-        f"{signs['how']['accuracy']}; {signs['how']['flops']}."
+        f"Measured: latency {b1.runtime} on {b1.device}, {b1.threads} thread(s), median and inter-quartile range of "
+        f"{b1.runs} (batch 1) / {b64.runs} (batch 64) runs after {b1.warmup} warm-up; "
+        f"{signs.how['accuracy']}; {signs.how['flops']}."
     )
     if not model.eager:
         st.info(
@@ -149,7 +149,7 @@ if signs:
     layers_tab, prunability_tab, groups_tab, card_tab = st.tabs(["Layers", "Prunability", "Coupled groups", "Model card"])
     with layers_tab:
         st.dataframe(
-            layer_table(signs), key="model.layers", hide_index=True,
+            layer_table(signs.layers, signs.flops), key="model.layers", hide_index=True,
             column_config={
                 "layer": st.column_config.TextColumn(width="medium"),
                 "parameters": st.column_config.NumberColumn(format="localized"),
@@ -159,9 +159,9 @@ if signs:
         )
     with prunability_tab:
         st.caption("Which granularities apply to each layer, and why not where they do not.")
-        st.dataframe(prunability_table(signs), key="model.prunability", hide_index=True)
+        st.dataframe(prunability_table(signs.layers), key="model.prunability", hide_index=True)
     with groups_tab:
-        groups = coupled_groups_table(signs)
+        groups = coupled_groups_table(signs.layers)
         if groups.empty:
             st.write("No coupled layers: every layer's output channels can be pruned on their own.")
         else:

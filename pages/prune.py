@@ -74,11 +74,8 @@ def live_job(job: jobs.Job) -> None:
 
 
 def finished_job(job: jobs.Job) -> None:
-    if job.state == "cancelled":
-        st.warning(f"Run cancelled: {job.error}", icon=":material/cancel:")
-        return
-    if job.state == "failed":
-        st.error(f"Run failed: {job.error}", icon=":material/error:")
+    if job.state in ("cancelled", "failed"):
+        (st.warning if job.state == "cancelled" else st.error)(f"Run {job.state}: {job.error}", icon=":material/error:")
         return
     run = job.result
     st.success(f"Saved run `{run.id}` in {run.path}", icon=":material/check:")
@@ -87,8 +84,9 @@ def finished_job(job: jobs.Job) -> None:
     except PrunerError as e:
         st.error(str(e), icon=":material/error:")
         return
-    st.dataframe(comparison_table(original, run.metrics, run.has_masks), key="prune.result", hide_index=True)
-    st.caption(f"Measured on this machine: {run.metrics['how']['latency']}; {run.metrics['how']['accuracy']}.")
+    st.dataframe(comparison_table(original, run.signs, run.has_masks), key="prune.result", hide_index=True)
+    st.caption(f"Measured on this machine: {run.metrics['how']['accuracy']}. Latency: Compare times both models "
+               "together, in turn, in one sitting (timings taken minutes apart are not compared).")
     if run.has_masks:
         st.info(f"This run is masked: {MASKED_NOTE}.", icon=":material/info:")
     if run.history:

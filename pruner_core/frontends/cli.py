@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from pruner_core.config.text import format_bytes, parse_fractions
 from pruner_core.errors import PrunerError
 
 
@@ -24,8 +25,11 @@ def load_any_model(spec: str, weights: str | None, trust: bool):
 
     return load_model(spec, weights=weights, trust=trust)
 
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Pruning Explorer: inspect and prune PyTorch models.")
 
+ModelArg = Annotated[str, typer.Argument(
+    help="demo:NAME, package.module:factory, a .pt2/.pt/.pth/.ts file or a run folder", show_default=False)]
 WeightsOpt = Annotated[
     Path | None, typer.Option("--weights", help="state_dict file (.safetensors/.pt/.pth) for the architecture")
 ]
@@ -48,32 +52,28 @@ def user_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-def _fmt_bytes(n: int) -> str:
-    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
-
-
-def format_info(signs: dict) -> str:
-    """Human-readable vital signs, as printed by ``pruner info``."""
-    lat = signs["latency"]
+def format_info(signs) -> str:
+    """Human-readable :class:`~pruner_core.measure.metrics.VitalSigns`, as printed by ``pruner info``."""
+    data = signs.data
     lines = [
-        f"model      {signs['model']} ({signs['format']})",
-        f"data       {signs['data']['name']}: {signs['data']['test']} test samples, shape {signs['data']['sample_shape']}",
-        f"params     {signs['params']:,} ({signs['nonzero_params']:,} non-zero, sparsity {signs['sparsity']:.1%})",
-        f"FLOPs      {signs['flops']:,} per sample",
-        f"size       {_fmt_bytes(signs['size_bytes'])} ({signs['size_bytes']:,} bytes, dense safetensors)",
-        f"accuracy   {signs['accuracy']:.2%}",
+        f"model      {signs.model} ({signs.format})",
+        f"data       {data['name']}: {data['test']} test samples, shape {data['sample_shape']}",
+        f"params     {signs.params:,} ({signs.nonzero_params:,} non-zero, sparsity {signs.sparsity:.1%})",
+        f"FLOPs      {signs.flops:,} per sample",
+        f"size       {format_bytes(signs.size_bytes, 2)} ({signs.size_bytes:,} bytes, dense safetensors)",
+        f"accuracy   {signs.accuracy:.2%}",
     ]
-    for key, m in lat.items():
-        lines.append(f"latency    {key}: {m['median_ms']:.3f} ms median (IQR {m['p25_ms']:.3f}-{m['p75_ms']:.3f}), {m['runs']} runs")
-    lines.append(f"measured   {signs['how']['latency']}")
+    for key, m in signs.latency.items():
+        lines.append(f"latency    {key}: {m.median_ms:.3f} ms median (IQR {m.p25_ms:.3f}-{m.p75_ms:.3f}), {m.runs} runs")
+    lines.append(f"measured   {signs.how['latency']}")
     lines.append("")
     lines.append(f"{'layer':<24}{'type':<8}{'shape':<18}{'params':>10}{'FLOPs':>12}  group  granularities")
-    for layer in signs["layers"]:
-        ok = [g for g, why in layer["granularities"].items() if why is None]
-        flops = f"{layer['flops']:,}" if layer["flops"] is not None else "n/a"
-        shape = "x".join(map(str, layer["shape"]))
+    for layer in signs.layers:
+        ok = [g for g, why in layer.granularities.items() if why is None]
+        flops = f"{layer.flops:,}" if layer.flops is not None else "n/a"
+        shape = "x".join(map(str, layer.shape))
         lines.append(
-            f"{layer['name']:<24}{layer['type']:<8}{shape:<18}{layer['params']:>10,}{flops:>12}  {layer['group']:>5}  {', '.join(ok)}"
+            f"{layer.name:<24}{layer.type:<8}{shape:<18}{layer.params:>10,}{flops:>12}  {layer.group:>5}  {', '.join(ok)}"
         )
     return "\n".join(lines)
 
@@ -81,7 +81,7 @@ def format_info(signs: dict) -> str:
 @app.command()
 @user_errors
 def info(
-    model: Annotated[str, typer.Argument(help="demo:NAME, package.module:factory, a .pt2/.pt/.pth/.ts file or a run folder")],
+    model: ModelArg,
     weights: WeightsOpt = None,
     data: Annotated[str | None, typer.Option("--data", help="as for prune; default: a run's own data, else demo:mnist5k")] = None,
     trust: TrustOpt = False,
@@ -98,7 +98,7 @@ def info(
     signs = vital_signs(loaded, load_data(data), latency_runs=(runs, max(3, runs // 3)))
     typer.echo(format_info(signs))
     if json_path:
-        json_path.write_text(json.dumps(signs, indent=2) + "\n")
+        json_path.write_text(json.dumps(signs.to_json(), indent=2) + "\n")
         typer.echo(f"\nwrote {json_path}")
 
 
@@ -114,7 +114,7 @@ def _run_data(spec: str) -> str | None:
 @app.command()
 @user_errors
 def prune(
-    model: Annotated[str, typer.Argument(help="demo:NAME, package.module:factory, or a .pt2/.pt/.pth/.ts file")],
+    model: ModelArg,
     recipe: Annotated[Path, typer.Option("--recipe", help="the recipe (YAML) to apply")],
     out: Annotated[Path, typer.Option("--out", help="the run folder to create (must not exist or be empty)")],
     weights: WeightsOpt = None,
@@ -143,10 +143,10 @@ def prune(
             last[0] = line
 
     run = run_experiment(loaded, dataset, plan, data_spec=data, folder=out, callback=show)
-    m = run.metrics
+    m = run.signs
     typer.echo(
-        f"done: accuracy {m['accuracy']:.2%}, {m['nonzero_params']:,} of {m['params']:,} parameters non-zero, "
-        f"{m['flops']:,} FLOPs, latency {m['latency_ms']['batch1']:.3f} ms (batch 1) / {m['latency_ms']['batch64']:.3f} ms (batch 64)"
+        f"done: accuracy {m.accuracy:.2%}, {m.nonzero_params:,} of {m.params:,} parameters non-zero, "
+        f"{m.flops:,} FLOPs, latency {m.latency_ms['batch1']:.3f} ms (batch 1) / {m.latency_ms['batch64']:.3f} ms (batch 64)"
     )
     typer.echo(f"wrote {run.path}")
 
@@ -222,7 +222,7 @@ def compare_cmd(
 @app.command()
 @user_errors
 def analyze(
-    model: Annotated[str, typer.Argument(help="demo:NAME, package.module:factory, or a .pt2/.pt/.pth/.ts file")],
+    model: ModelArg,
     json_path: Annotated[Path, typer.Option("--json", help="write the per-layer statistics as JSON to this path")],
     weights: WeightsOpt = None,
     data: DataOpt = "demo:mnist5k",
@@ -246,17 +246,6 @@ def analyze(
     typer.echo(f"wrote {json_path} ({result.samples} calibration samples, {result.seconds:.2f} s)")
 
 
-def _ratio_list(text: str) -> list[float]:
-    from pruner_core.errors import SpecError
-
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    try:
-        return [float(p) for p in parts]
-    except ValueError:
-        bad = next(p for p in parts if not p.replace(".", "", 1).lstrip("-").isdigit())
-        raise SpecError(f"--ratios: '{bad}' is not a number; give fractions in [0, 1) separated by commas, e.g. 0.1,0.5,0.9") from None
-
-
 GranularityOpt = Annotated[str, typer.Option("--granularity", help="unstructured, vector, kernel or channel (a unit = a coupled group)")]
 CriterionOpt = Annotated[str, typer.Option("--criterion", help="l1, l2, random, taylor, apoz, bn_scale or wanda (must suit the granularity)")]
 RatiosOpt = Annotated[str, typer.Option("--ratios", help="fractions to try, comma-separated (of weights; of output channels for channel)")]
@@ -266,7 +255,7 @@ SamplesOpt = Annotated[int, typer.Option("--samples", help="test images to evalu
 @app.command()
 @user_errors
 def sensitivity(
-    model: Annotated[str, typer.Argument(help="demo:NAME, package.module:factory, or a .pt2/.pt/.pth/.ts file")],
+    model: ModelArg,
     json_path: Annotated[Path, typer.Option("--json", help="write the curves as JSON to this path")],
     weights: WeightsOpt = None,
     data: DataOpt = "demo:mnist5k",
@@ -282,7 +271,7 @@ def sensitivity(
     from pruner_core.sensitivity.scan import scan
 
     loaded = load_any_model(model, weights, trust)
-    result = scan(loaded, load_data(data), granularity=granularity, criterion=criterion, ratios=_ratio_list(ratios),
+    result = scan(loaded, load_data(data), granularity=granularity, criterion=criterion, ratios=parse_fractions(ratios, "--ratios"),
                   samples=samples, latency=latency)
     result.save(json_path)
     typer.echo(f"dense accuracy {result.dense_accuracy:.2%}, loss {result.dense_loss:.4f} ({result.settings['samples']} test samples)")
@@ -298,7 +287,7 @@ def sensitivity(
 @app.command()
 @user_errors
 def recommend(
-    model: Annotated[str, typer.Argument(help="demo:NAME, package.module:factory, or a .pt2/.pt/.pth/.ts file")],
+    model: ModelArg,
     out: Annotated[Path, typer.Option("--out", help="write the recommended recipe (YAML) here")],
     weights: WeightsOpt = None,
     data: DataOpt = "demo:mnist5k",

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from pruner_core.errors import PrunerError
+from pruner_core.graph.flops import layer_flops
 from pruner_core.io.data import batches
+from pruner_core.io.models import check_data_fits
+from pruner_core.pruning.describe import LayerInfo, describe_model
 
 
 @torch.inference_mode()
@@ -70,6 +74,11 @@ class Latency:
     def to_dict(self) -> dict:
         return asdict(self) | {"label": self.label}
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Latency:
+        """Read :meth:`to_dict`'s output (the label is derived, not read)."""
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
+
 
 def device_name() -> str:
     """A short description of the CPU the figures were measured on."""
@@ -121,8 +130,64 @@ def timed_runs(call, runs: int, warmup: int) -> list[float]:
     return times
 
 
+@dataclass
+class VitalSigns:
+    """A model's measured figures on one data set: what ``pruner info`` prints and the Model page shows.
+
+    ``how`` says how each figure was measured (``flops``, ``size_bytes``, ``accuracy``, ``latency``, ``device``).
+    """
+
+    model: str
+    format: str
+    architecture: str | None
+    data: dict
+    params: int
+    nonzero_params: int
+    sparsity: float
+    flops: int
+    size_bytes: int
+    accuracy: float
+    latency: dict[str, Latency]  # "batch1", "batch64"
+    layers: list[LayerInfo]
+    card_accuracy: float | None
+    how: dict[str, str]
+
+    @property
+    def latency_ms(self) -> dict[str, float]:
+        """The median latency per batch key."""
+        return {k: v.median_ms for k, v in self.latency.items()}
+
+    def to_json(self) -> dict:
+        """Plain data (``pruner info --json`` writes it; a run's ``metrics.json`` holds it)."""
+        return {
+            "model": self.model, "format": self.format, "architecture": self.architecture, "data": self.data,
+            "params": self.params, "nonzero_params": self.nonzero_params, "sparsity": self.sparsity,
+            "flops": self.flops, "size_bytes": self.size_bytes, "accuracy": self.accuracy,
+            "latency_ms": self.latency_ms, "latency": {k: v.to_dict() for k, v in self.latency.items()},
+            "layers": [layer.to_dict() for layer in self.layers], "card_accuracy": self.card_accuracy,
+            "how": dict(self.how),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> VitalSigns:
+        """Read :meth:`to_json`'s output; other keys (a run's ``recipe``, per-layer sparsity) are ignored.
+
+        Raises:
+            PrunerError: a key is missing or of the wrong kind.
+        """
+        try:
+            return cls(
+                data["model"], data["format"], data.get("architecture"), dict(data["data"]), int(data["params"]),
+                int(data["nonzero_params"]), float(data["sparsity"]), int(data["flops"]), int(data["size_bytes"]),
+                float(data["accuracy"]), {k: Latency.from_dict(v) for k, v in data["latency"].items()},
+                [LayerInfo.from_dict(layer) for layer in data["layers"]], data.get("card_accuracy"), dict(data["how"]),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise PrunerError(f"vital signs are incomplete or malformed ({type(e).__name__}: {e})") from None
+
+
 def vital_signs(model, data, *, latency_runs: tuple[int, int] = (30, 10), warmup: int = 5,
-                input_shape: tuple[int, ...] | None = None) -> dict:
+                input_shape: tuple[int, ...] | None = None) -> VitalSigns:
     """Measure a model's vital signs on a data set: the figures ``pruner info`` prints and the Model page shows.
 
     Args:
@@ -133,17 +198,11 @@ def vital_signs(model, data, *, latency_runs: tuple[int, int] = (30, 10), warmup
         input_shape: the sample shape, when the data is already known to fit (else checked here).
 
     Returns:
-        Plain data with ``params``, ``nonzero_params``, ``flops``, ``size_bytes``, ``accuracy``,
-        ``latency_ms`` (``batch1``, ``batch64`` medians), ``latency`` (full measurements),
-        ``layers`` and ``how`` (how each figure was measured).
+        The :class:`VitalSigns`.
 
     Raises:
         CompatibilityError: the data does not fit the model.
     """
-    from pruner_core.graph.flops import layer_flops
-    from pruner_core.io.models import check_data_fits
-    from pruner_core.pruning.describe import describe_model
-
     shape = tuple(input_shape) if input_shape is not None else check_data_fits(model, data)
     params, nonzero = count_parameters(model.module)
     flops, per_layer = layer_flops(model.module, torch.zeros(1, *shape))
@@ -152,29 +211,19 @@ def vital_signs(model, data, *, latency_runs: tuple[int, int] = (30, 10), warmup
         f"batch{b}": measure_latency(model.module, shape, b, runs=runs, warmup=warmup)
         for b, runs in zip((1, 64), latency_runs, strict=True)
     }
-    return {
-        "model": model.label,
-        "format": model.fmt,
-        "architecture": model.arch,
-        "data": data.summary(),
-        "params": params,
-        "nonzero_params": nonzero,
-        "sparsity": 1 - nonzero / params if params else 0.0,
-        "flops": flops,
-        "size_bytes": size_bytes(model.module),
-        "accuracy": accuracy(model.module, data.x_test, data.y_test),
-        "latency_ms": {k: v.median_ms for k, v in lat.items()},
-        "latency": {k: v.to_dict() for k, v in lat.items()},
-        "layers": [layer.to_dict() for layer in layers],
-        "card_accuracy": model.card.get("test_accuracy"),
-        "how": {
+    return VitalSigns(
+        model=model.label, format=model.fmt, architecture=model.arch, data=data.summary(), params=params,
+        nonzero_params=nonzero, sparsity=1 - nonzero / params if params else 0.0, flops=flops,
+        size_bytes=size_bytes(model.module), accuracy=accuracy(model.module, data.x_test, data.y_test), latency=lat,
+        layers=layers, card_accuracy=model.card.get("test_accuracy"),
+        how={
             "flops": "torch.utils.flop_counter on one forward pass at batch 1 (a multiply-add counts as 2 FLOPs)",
             "size_bytes": "bytes of the weights (parameters and buffers) written as dense safetensors",
             "accuracy": f"top-1 on the {len(data.y_test):,} test samples of {data.name}",
             "latency": lat["batch1"].label.replace(", batch 1", "") + " (per batch size)",
             "device": device_name(),
         },
-    }
+    )
 
 
 def onnx_latency(path: str | Path, input_shape: tuple[int, ...], batch: int, *, runs: int = 30, warmup: int = 5) -> Latency:

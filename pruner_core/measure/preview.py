@@ -25,7 +25,7 @@ from pruner_core.config.text import format_bytes
 from pruner_core.graph.flops import layer_flops
 from pruner_core.io.data import Dataset
 from pruner_core.io.models import LoadedModel, check_data_fits
-from pruner_core.measure.metrics import count_parameters
+from pruner_core.measure.metrics import VitalSigns, count_parameters
 from pruner_core.pruning.channels import plan_channels, prune_channels
 from pruner_core.pruning.describe import LayerInfo, describe_model
 from pruner_core.pruning.recipe import Recipe
@@ -199,29 +199,24 @@ def preview(model: LoadedModel, data: Dataset, recipe: Recipe) -> Preview:
     )
 
 
-def comparison_table(original: dict, pruned: dict, masked: bool) -> pd.DataFrame:
-    """Original vs pruned, from two :func:`~pruner_core.measure.metrics.vital_signs` dicts, one row per figure.
+def comparison_table(original: VitalSigns, pruned: VitalSigns, masked: bool) -> pd.DataFrame:
+    """Original vs pruned (their :class:`~pruner_core.measure.metrics.VitalSigns`), one row per figure.
 
     Columns ``figure``, ``original``, ``pruned``, ``change`` (text, formatted for people). For a masked model the
-    FLOPs row says that the dense count is unchanged, and latency is reported as measured, never assumed faster.
+    FLOPs row says that the dense count is unchanged. Latency is left out on purpose: the two models were timed
+    minutes apart, under whatever else the machine was doing, so their ratio would not be a measured speed-up (the
+    Compare page times models together, in turn, in one sitting).
     """
-    def ms(signs: dict, batch: str) -> float:
-        return signs["latency_ms"][batch]
-
     rows = [
-        ("test accuracy", f"{original['accuracy']:.2%}", f"{pruned['accuracy']:.2%}",
-         f"{(pruned['accuracy'] - original['accuracy']) * 100:+.2f} points"),
-        ("parameters", f"{original['params']:,}", f"{pruned['params']:,}", _ratio(pruned["params"], original["params"])),
-        ("non-zero parameters", f"{original['nonzero_params']:,}", f"{pruned['nonzero_params']:,}",
-         _ratio(pruned["nonzero_params"], original["nonzero_params"])),
-        ("FLOPs / sample" + (" (dense)" if masked else ""), f"{original['flops']:,}", f"{pruned['flops']:,}",
-         _ratio(pruned["flops"], original["flops"])),
-        ("size (dense safetensors)", format_bytes(original["size_bytes"], 3), format_bytes(pruned["size_bytes"], 3),
-         _ratio(pruned["size_bytes"], original["size_bytes"])),
-        ("latency batch 1 (median)", f"{ms(original, 'batch1'):.2f} ms", f"{ms(pruned, 'batch1'):.2f} ms",
-         _ratio(ms(pruned, "batch1"), ms(original, "batch1"))),
-        ("latency batch 64 (median)", f"{ms(original, 'batch64'):.2f} ms", f"{ms(pruned, 'batch64'):.2f} ms",
-         _ratio(ms(pruned, "batch64"), ms(original, "batch64"))),
+        ("test accuracy", f"{original.accuracy:.2%}", f"{pruned.accuracy:.2%}",
+         f"{(pruned.accuracy - original.accuracy) * 100:+.2f} points"),
+        ("parameters", f"{original.params:,}", f"{pruned.params:,}", _ratio(pruned.params, original.params)),
+        ("non-zero parameters", f"{original.nonzero_params:,}", f"{pruned.nonzero_params:,}",
+         _ratio(pruned.nonzero_params, original.nonzero_params)),
+        ("FLOPs / sample" + (" (dense)" if masked else ""), f"{original.flops:,}", f"{pruned.flops:,}",
+         _ratio(pruned.flops, original.flops)),
+        ("size (dense safetensors)", format_bytes(original.size_bytes, 3), format_bytes(pruned.size_bytes, 3),
+         _ratio(pruned.size_bytes, original.size_bytes)),
     ]
     return pd.DataFrame(rows, columns=["figure", "original", "pruned", "change"])
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
+from pruner_core.config import options
 from pruner_core.errors import PrunerError, SpecError
 from pruner_core.graph.layers import weight_sparsity
 from pruner_core.graph.model_graph import ModelGraph, graph_of, live_graph
@@ -179,6 +180,7 @@ def _gmp(ctx: _Context) -> None:
 
 
 SCHEDULES: dict[str, Callable[[_Context], None]] = {"oneshot": _oneshot, "iterative": _iterative, "gmp": _gmp}
+assert set(SCHEDULES) == set(options.SCHEDULES), "every schedule name the recipe accepts needs exactly one implementation"
 
 
 def prune(
@@ -275,7 +277,7 @@ def run_experiment(
     try:
         pruned = prune(model, data, recipe, callback=report, cancel=cancel, layers=layers, working=working)
         report(Update("measuring", 0.96, "measuring accuracy, size and latency", history=pruned.history))
-        signs = vital_signs(working.model, data, latency_runs=latency_runs, input_shape=shape)
+        signs = vital_signs(working.model, data, latency_runs=latency_runs, input_shape=shape).to_json()
         signs["sparsity_per_layer"] = weight_sparsity(pruned.module)
         signs["recipe"] = recipe.summary()
         write_history(run, pruned.history)

@@ -42,6 +42,7 @@ import torch
 
 from pruner_core.errors import PrunerError
 from pruner_core.io.models import LoadedModel
+from pruner_core.measure.metrics import VitalSigns
 from pruner_core.pipeline.finetune import EpochRecord
 from pruner_core.pruning.recipe import Recipe
 
@@ -87,6 +88,15 @@ class Run:
         if self.recipe is None:
             return f"{self.id} · {self.status}: {self.error}"
         return f"{self.id} · {self.recipe.summary()}"
+
+    @property
+    def signs(self) -> VitalSigns | None:
+        """The pruned model's vital signs (``metrics.json``), once the run is done.
+
+        Raises:
+            PrunerError: ``metrics.json`` lacks a figure.
+        """
+        return VitalSigns.from_json(self.metrics) if self.metrics else None
 
     @property
     def has_masks(self) -> bool:

@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from pruner_core.config import options
 from pruner_core.errors import SpecError
 from pruner_core.graph.layers import Layer, prunable_layers
 from pruner_core.pruning.criteria import check_pair
 from pruner_core.pruning.granularities import GRANULARITIES, NM_DEFAULT, LayerFacts, check_nm
 
-SCOPES = ("layerwise", "global")
+SCOPES = tuple(options.SCOPES)
 
 
 @dataclass

@@ -119,3 +119,17 @@ def test_core_never_imports_streamlit_nor_compares_handler_names():
         assert "import streamlit" not in text, path
         assert '"prune_in_channels"' not in text and '"prune_out_channels"' not in text, (
             f"{path}: compare torch-pruning handlers by identity, not by name")
+
+
+def test_option_names_and_their_implementations_agree():
+    from pruner_core.config import options
+    from pruner_core.pipeline.finetune import OPTIMIZERS
+    from pruner_core.pipeline.run import SCHEDULES
+    from pruner_core.pruning.recipe import Recipe
+    from pruner_core.pruning.target import SCOPES
+
+    assert list(OPTIMIZERS) == list(options.OPTIMIZERS) and list(SCHEDULES) == list(options.SCHEDULES)
+    assert list(SCOPES) == list(options.SCOPES)
+    for kind in options.SCHEDULES:
+        steps = 1 if kind in options.SINGLE_STEP_SCHEDULES else 2
+        assert Recipe(schedule={"kind": kind, "steps": steps}).schedule.kind == kind

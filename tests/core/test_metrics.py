@@ -10,10 +10,10 @@ import torch
 from safetensors.torch import save
 from torch import nn
 
-from pruner_core.errors import CompatibilityError
+from pruner_core.errors import CompatibilityError, PrunerError
 from pruner_core.io.models import load_model
 from pruner_core.measure import metrics
-from pruner_core.measure.metrics import accuracy, count_parameters, measure_latency, size_bytes, vital_signs
+from pruner_core.measure.metrics import VitalSigns, accuracy, count_parameters, measure_latency, size_bytes, vital_signs
 
 from .helpers import tiny_dataset
 
@@ -136,7 +136,8 @@ def lenet300_signs(demo_data):
 
 
 def test_vital_signs_of_lenet300(lenet300_signs, demo_data):
-    model, signs = lenet300_signs
+    model, typed = lenet300_signs
+    signs = typed.to_json()  # what `pruner info --json` writes and a run's metrics.json holds
     assert signs["model"] == "demo:lenet300" and signs["format"] == "demo" and signs["architecture"] == "lenet300"
     assert signs["data"] == demo_data.summary()
     assert signs["params"] == LENET300_PARAMS
@@ -155,7 +156,8 @@ def test_vital_signs_of_lenet300(lenet300_signs, demo_data):
 
 
 def test_vital_signs_layers(lenet300_signs):
-    _, signs = lenet300_signs
+    _, typed = lenet300_signs
+    signs = typed.to_json()
     assert [(layer["name"], layer["type"], layer["shape"]) for layer in signs["layers"]] == [
         ("fc1", "Linear", [300, 784]), ("fc2", "Linear", [100, 300]), ("fc3", "Linear", [10, 100])
     ]
@@ -165,8 +167,14 @@ def test_vital_signs_layers(lenet300_signs):
 
 
 def test_vital_signs_is_plain_json(lenet300_signs):
-    _, signs = lenet300_signs
+    _, typed = lenet300_signs
+    signs = typed.to_json()
     assert json.loads(json.dumps(signs, allow_nan=False)) == signs
+    assert VitalSigns.from_json(json.loads(json.dumps(signs))) == typed  # typed, one to_json / from_json pair
+    assert typed.latency_ms == {k: lat.median_ms for k, lat in typed.latency.items()}
+    assert typed.layers[0].name == "fc1" and typed.layers[0].group == 0
+    with pytest.raises(PrunerError, match="vital signs are incomplete or malformed"):
+        VitalSigns.from_json({k: v for k, v in signs.items() if k != "flops"})
 
 
 def test_vital_signs_refuses_data_that_does_not_fit():

@@ -3,28 +3,24 @@
 from __future__ import annotations
 
 from pruner_core.present.tables import coupled_groups_table, layer_table, prunability_table
+from pruner_core.pruning.describe import LayerInfo
 from pruner_core.pruning.granularities import GRANULARITIES
 
 
 def layer(name, group, flops, **why_not):
-    return {
-        "name": name, "type": "Conv2d", "shape": [4, 2, 3, 3], "params": 76, "flops": flops, "group": group,
-        "is_output": False, "granularities": {g: why_not.get(g) for g in GRANULARITIES},
-    }
+    return LayerInfo(name, "Conv2d", [4, 2, 3, 3], 76, flops, group, False, {g: why_not.get(g) for g in GRANULARITIES})
 
 
-SIGNS = {
-    "flops": 400,
-    "layers": [
-        layer("stem", 0, 100),
-        layer("block.conv", 1, 300, kernel="a 1x1 kernel is a single weight (use unstructured)"),
-        layer("block.add", 0, None, channel="its outputs are the model's outputs (the classes)"),
-    ],
-}
+FLOPS = 400
+LAYERS = [
+    layer("stem", 0, 100),
+    layer("block.conv", 1, 300, kernel="a 1x1 kernel is a single weight (use unstructured)"),
+    layer("block.add", 0, None, channel="its outputs are the model's outputs (the classes)"),
+]
 
 
 def test_layer_table_has_one_row_per_layer_with_flops_share():
-    table = layer_table(SIGNS)
+    table = layer_table(LAYERS, FLOPS)
     assert list(table.columns) == ["layer", "type", "weight shape", "parameters", "FLOPs", "FLOPs share", "coupled group"]
     assert table["layer"].tolist() == ["stem", "block.conv", "block.add"]
     assert table["weight shape"].tolist() == ["4 x 2 x 3 x 3"] * 3
@@ -33,7 +29,7 @@ def test_layer_table_has_one_row_per_layer_with_flops_share():
 
 
 def test_prunability_table_says_yes_or_no_with_the_reason():
-    table = prunability_table(SIGNS)
+    table = prunability_table(LAYERS)
     assert list(table.columns) == ["layer", *GRANULARITIES]
     assert table.loc[0, "unstructured"] == "yes"
     assert table.loc[1, "kernel"] == "no: a 1x1 kernel is a single weight (use unstructured)"
@@ -41,6 +37,6 @@ def test_prunability_table_says_yes_or_no_with_the_reason():
 
 
 def test_coupled_groups_table_lists_only_groups_of_two_or_more():
-    table = coupled_groups_table(SIGNS)
+    table = coupled_groups_table(LAYERS)
     assert table.to_dict("records") == [{"group": 0, "layers": "stem, block.add", "size": 2}]
-    assert coupled_groups_table({"layers": SIGNS["layers"][:2]}).empty
+    assert coupled_groups_table(LAYERS[:2]).empty
