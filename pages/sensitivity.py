@@ -1,13 +1,11 @@
-"""Sensitivity page: which layers can lose how much, measured one layer (or coupled group) at a time, and the
-per-layer ratios that meet a target, handed to the Prune page as a recipe.
-
-The scan runs in the background (:mod:`pruner_core.frontends.jobs`) with a running ETA and a Cancel button; complete scans
-are cached on disk per model, data and settings (:func:`~pruner_core.sensitivity.cache.cached_scan`).
-"""
+"""Sensitivity page: which layers can lose how much (one layer or coupled group at a time), and per-layer ratios that
+meet a target, handed to Prune as a recipe. Scans run in the background with an ETA and Cancel; complete scans are
+cached on disk per model, data and settings (:func:`~pruner_core.sensitivity.cache.cached_scan`)."""
 
 import streamlit as st
 
 from pages._common import get_data, get_model, init_state, model_label, runs_root, show_in_prune
+from pruner_core.config.text import parse_fractions
 from pruner_core.errors import PrunerError
 from pruner_core.frontends import jobs
 from pruner_core.present.sensitivity_figures import (
@@ -21,23 +19,11 @@ from pruner_core.pruning.granularities import GRANULARITIES
 from pruner_core.sensitivity.allocate import TARGETS, global_baseline, recommend
 from pruner_core.sensitivity.cache import cached_scan
 from pruner_core.sensitivity.refine import apply_and_measure, refine
-from pruner_core.sensitivity.scan import DEFAULT_RATIOS
+from pruner_core.sensitivity.scan import DEFAULT_RATIOS, check_ratios
 
 ss = st.session_state
 SCAN_GRANULARITIES = [g for g in GRANULARITIES if g != "nm"]  # N:M has no ratio to vary
 TARGET_LABELS = {"sparsity": "Parameter sparsity", "flops": "FLOP reduction", "drop": "Maximum accuracy drop"}
-
-
-def parse_ratios(text: str) -> list[float]:
-    """``"0.1, 0.2"`` -> ``[0.1, 0.2]``; a value that is not a number is named (the core checks the range)."""
-    values = []
-    for part in text.replace(";", ",").split(","):
-        if part.strip():
-            try:
-                values.append(float(part))
-            except ValueError:
-                raise PrunerError(f"ratio '{part.strip()}' is not a number; give fractions in [0, 1), e.g. 0.1, 0.5, 0.9") from None
-    return values
 
 
 def start_scan(settings: dict) -> None:
@@ -184,9 +170,7 @@ job = jobs.get(ss.get("sens.job"))
 busy = job is not None and job.running
 if st.button("Run scan", key="sens.run", type="primary", disabled=busy, icon=":material/play_arrow:"):
     try:
-        ratios = parse_ratios(ss["sens.ratios"])
-        if not ratios:
-            raise PrunerError("no ratios to scan: give at least one fraction in [0, 1), e.g. 0.1, 0.5, 0.9")
+        ratios = check_ratios(parse_fractions(ss["sens.ratios"], "ratios"))
     except PrunerError as e:
         st.error(str(e), icon=":material/error:")
     else:

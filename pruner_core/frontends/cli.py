@@ -16,6 +16,8 @@ import typer
 
 from pruner_core.config.text import format_bytes, parse_fractions
 from pruner_core.errors import PrunerError
+from pruner_core.pruning.criteria import CRITERIA
+from pruner_core.pruning.granularities import GRANULARITIES
 
 
 def load_any_model(spec: str, weights: str | None, trust: bool):
@@ -246,8 +248,8 @@ def analyze(
     typer.echo(f"wrote {json_path} ({result.samples} calibration samples, {result.seconds:.2f} s)")
 
 
-GranularityOpt = Annotated[str, typer.Option("--granularity", help="unstructured, vector, kernel or channel (a unit = a coupled group)")]
-CriterionOpt = Annotated[str, typer.Option("--criterion", help="l1, l2, random, taylor, apoz, bn_scale or wanda (must suit the granularity)")]
+GranularityOpt = Annotated[str, typer.Option("--granularity", help=", ".join(g for g in GRANULARITIES if g != "nm") + " (for channel a unit is a coupled group)")]
+CriterionOpt = Annotated[str, typer.Option("--criterion", help=", ".join(CRITERIA) + " (must suit the granularity)")]
 RatiosOpt = Annotated[str, typer.Option("--ratios", help="fractions to try, comma-separated (of weights; of output channels for channel)")]
 SamplesOpt = Annotated[int, typer.Option("--samples", help="test images to evaluate on (the first N)", min=1)]
 

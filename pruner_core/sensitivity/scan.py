@@ -39,7 +39,7 @@ def check_ratios(ratios: Sequence[float]) -> list[float]:
     """The ratios sorted and de-duplicated; SpecError for an empty list or a value outside [0, 1)."""
     ratios = list(ratios)
     if not ratios:
-        raise SpecError("the list of ratios to scan is empty; give fractions in [0, 1), e.g. 0.1,0.2,...,0.9")
+        raise SpecError("no ratios to scan: the list is empty; give fractions in [0, 1), e.g. 0.1, 0.5, 0.9")
     for r in ratios:
         if isinstance(r, bool) or not isinstance(r, int | float) or not 0 <= r < 1:
             raise SpecError(f"a ratio to scan must be a fraction in [0, 1); got {r!r}")
