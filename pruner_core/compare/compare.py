@@ -6,13 +6,14 @@
 - :func:`compare`: one :class:`Entry` per model (the original first), each measured once per data set and
   cached on disk, so a second visit reads JSON. Runs of another base model or data set are measured anyway
   and carry a warning; runs that are damaged or not done are listed with the reason and no figures.
-- :func:`comparison_table`: the classic table (Accuracy | Inference time | Size | Non-zero / total parameters)
-  plus FLOPs, ONNX Runtime latency and deltas against the original.
+
+An entry's figures are a :class:`~pruner_core.compare.result.ModelFigures`; the tables and plots built from them
+are in :mod:`pruner_core.present.compare_table` and :mod:`pruner_core.present.figures`.
 
 Measurements of a run are cached in ``RUN/compare/`` (the run's own folder: nothing is written elsewhere),
 those of an original model in ``ROOT/.cache/original-<fingerprint>/`` (hidden from the run listing). Each
 folder holds ``compare.json`` (figures, keyed by the data set's digest), ``weights.safetensors(.gz)`` (the
-files whose bytes are the sizes) and ``model.onnx``.
+files whose bytes are the sizes) and ``model.onnx``. A cache entry that cannot be read whole is measured again.
 """
 
 from __future__ import annotations
@@ -24,20 +25,21 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from pruner_core.compare.result import ModelFigures, Sizes
 from pruner_core.errors import PrunerError
 from pruner_core.graph.flops import layer_flops
 from pruner_core.graph.layers import weight_sparsity
 from pruner_core.io.data import Dataset, batches
 from pruner_core.io.export import ensure_onnx, size_figures
 from pruner_core.io.models import LoadedModel, check_data_fits
-from pruner_core.measure.metrics import PYTORCH_RUNTIME, count_parameters, device_name, latency_of
+from pruner_core.measure.metrics import PYTORCH_RUNTIME, Latency, count_parameters, device_name, latency_of
 from pruner_core.pipeline.replay import load_run_model
 from pruner_core.pipeline.runs import Run, default_root
 
@@ -99,13 +101,12 @@ def per_class_accuracy(module: nn.Module, data: Dataset, batch_size: int = 256) 
 
 
 def measure_static(module: nn.Module, input_shape: tuple[int, ...], data: Dataset, folder: str | Path, *,
-                   onnx: bool = True) -> dict:
+                   onnx: bool = True) -> ModelFigures:
     """A model's figures but latency (see :func:`time_together`), writing the weight files (and ONNX) into ``folder``.
 
     Returns:
-        Plain data: ``accuracy``, ``per_class``, ``params``, ``nonzero_params``, ``flops``, ``sizes``
-        (``dense_bytes``, ``gzip_bytes``, ``sparse_bytes``, ``onnx_bytes``), ``sparsity`` (per prunable layer),
-        ``onnx_error`` (why ONNX is missing, if it is) and ``how``.
+        The :class:`~pruner_core.compare.result.ModelFigures`, with no latency yet; ``onnx_error`` says why ONNX
+        is missing, if it is.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -113,16 +114,16 @@ def measure_static(module: nn.Module, input_shape: tuple[int, ...], data: Datase
     acc, per_class = per_class_accuracy(module, data)
     params, nonzero = count_parameters(module)
     flops, _ = layer_flops(module, torch.zeros(1, *input_shape))
-    sizes = size_figures(module, folder)
-    how = dict(sizes.pop("how"))
-    onnx_error = None
+    written = size_figures(module, folder)
+    how = dict(written["how"])
+    onnx_error = onnx_bytes = None
     if onnx:
         try:
             path = ensure_onnx(module, input_shape, folder)
         except PrunerError as e:
             onnx_error = str(e)
         else:
-            sizes["onnx_bytes"] = path.stat().st_size
+            onnx_bytes = path.stat().st_size
             how["onnx_bytes"] = "bytes of the ONNX file (opset 17; weights stored dense, as ONNX stores them)"
     sparsity = weight_sparsity(module)
     how |= {
@@ -131,10 +132,9 @@ def measure_static(module: nn.Module, input_shape: tuple[int, ...], data: Datase
         "latency": "median and inter-quartile range of timed forward passes on " + device_name() + "; the models "
                    "of one comparison are timed together, in turn, so a busy machine slows them alike",
     }
-    return {
-        "accuracy": acc, "per_class": per_class, "params": params, "nonzero_params": nonzero, "flops": flops,
-        "sizes": sizes, "sparsity": sparsity, "onnx_error": onnx_error, "how": how,
-    }
+    sizes = Sizes(written["dense_bytes"], written["gzip_bytes"], written["sparse_bytes"], onnx_bytes)
+    return ModelFigures(accuracy=acc, per_class=per_class, params=params, nonzero_params=nonzero, flops=flops,
+                        sizes=sizes, sparsity=sparsity, how=how, onnx_error=onnx_error)
 
 
 @dataclass
@@ -146,7 +146,8 @@ class Subject:
     onnx: Path | None = None
 
 
-def time_together(subjects: list[Subject], *, latency_runs: tuple[int, int] = (30, 10), warmup: int = 3) -> list[dict]:
+def time_together(subjects: list[Subject], *, latency_runs: tuple[int, int] = (30, 10),
+                  warmup: int = 3) -> list[dict[str, dict[str, Latency]]]:
     """Latency of several models, interleaved: each timed round goes through every model in turn.
 
     Timing the models of a comparison one after another lets a load that comes and goes favour whichever ran
@@ -157,11 +158,12 @@ def time_together(subjects: list[Subject], *, latency_runs: tuple[int, int] = (3
     per model, then ``runs`` rounds.
 
     Returns:
-        Per subject: ``{runtime: {"batch1": Latency dict, "batch64": ...}}``.
+        Per subject: ``{runtime: {"batch1": Latency, "batch64": Latency}}`` (:attr:`ModelFigures.latency
+        <pruner_core.compare.result.ModelFigures.latency>`).
     """
     from pruner_core.io.export import ort_runtime, session
 
-    out: list[dict] = [{"pytorch": {}} | ({"onnxruntime": {}} if s.onnx else {}) for s in subjects]
+    out: list[dict[str, dict[str, Latency]]] = [{"pytorch": {}} | ({"onnxruntime": {}} if s.onnx else {}) for s in subjects]
     threads = torch.get_num_threads()
     inputs = {b: [torch.rand(b, *s.input_shape, generator=torch.Generator().manual_seed(0)) for s in subjects]
               for b in BATCHES}
@@ -185,7 +187,7 @@ def time_together(subjects: list[Subject], *, latency_runs: tuple[int, int] = (3
                         call()
                         times[i].append((time.perf_counter() - start) * 1000)
             for i, t in times.items():
-                out[i][runtime][f"batch{batch}"] = latency_of(t, batch, warmup, threads, label).to_dict()
+                out[i][runtime][f"batch{batch}"] = latency_of(t, batch, warmup, threads, label)
     return out
 
 
@@ -202,17 +204,23 @@ def _cache_key(data: Dataset) -> str:
     return f"v{VERSION}-{data_digest(data)}-{hashlib.sha256(where.encode()).hexdigest()[:8]}"
 
 
-def read_cached(folder: str | Path, data: Dataset) -> dict | None:
-    """The figures cached in ``folder/compare.json`` for ``data`` (None: never measured, or unreadable)."""
+def read_cached(folder: str | Path, data: Dataset) -> ModelFigures | None:
+    """The figures cached in ``folder/compare.json`` for ``data`` (None: never measured, or unreadable or damaged,
+    so that they are measured again)."""
     try:
         entries = json.loads((Path(folder) / "compare.json").read_text())
     except (OSError, ValueError):
         return None
     figures = entries.get(_cache_key(data)) if isinstance(entries, dict) else None
-    return figures if isinstance(figures, dict) else None
+    if figures is None:
+        return None
+    try:
+        return ModelFigures.from_json(figures)
+    except PrunerError:
+        return None
 
 
-def write_cached(folder: str | Path, data: Dataset, figures: dict) -> None:
+def write_cached(folder: str | Path, data: Dataset, figures: ModelFigures) -> None:
     """Store ``figures`` for ``data`` in ``folder/compare.json`` (atomically; other data sets' entries kept)."""
     folder = Path(folder)
     try:
@@ -220,7 +228,7 @@ def write_cached(folder: str | Path, data: Dataset, figures: dict) -> None:
         entries = entries if isinstance(entries, dict) else {}
     except (OSError, ValueError):
         entries = {}
-    entries[_cache_key(data)] = figures
+    entries[_cache_key(data)] = figures.to_json()
     tmp = folder / f".compare.{os.getpid()}.{threading.get_ident()}.json"
     tmp.write_text(json.dumps(entries, indent=1))
     os.replace(tmp, folder / "compare.json")
@@ -238,7 +246,7 @@ class Entry:
     key: str
     label: str
     kind: str  # "original", "masked", "channel" or "dense" (a run that removed nothing)
-    figures: dict | None = None
+    figures: ModelFigures | None = None
     history: list = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
@@ -318,7 +326,7 @@ def compare(
         if entry.error is None:
             entry.figures = read_cached(folder, data)
     measured = [e.figures for e in entries if e.error is None]
-    if all(f is not None for f in measured) and len({f.get("measured") for f in measured}) <= 1:
+    if all(f is not None for f in measured) and len({f.measured for f in measured}) <= 1:
         return entries  # every figure cached, and every latency from one sitting
     _measure_missing(original, shape, data, runs, entries, folders, latency_runs, callback)
     return entries
@@ -347,7 +355,7 @@ def _measure_missing(original, shape, data, runs, entries, folders, latency_runs
         except (OSError, RuntimeError, ValueError) as e:  # a folder changed on disk under us: report, do not crash
             entry.error, entry.figures = f"{type(e).__name__}: {e}", None
         else:
-            has_onnx = "onnx_bytes" in entry.figures["sizes"]
+            has_onnx = entry.figures.sizes.onnx_bytes is not None
             subjects[i] = Subject(model.module, model_shape, folders[i] / "model.onnx" if has_onnx else None)
         entry.seconds = time.perf_counter() - start
     if callback:
@@ -362,7 +370,7 @@ def _measure_missing(original, shape, data, runs, entries, folders, latency_runs
     measured = _now()
     share = (time.perf_counter() - start) / max(len(order), 1)
     for i, latency in zip(order, timed, strict=True):
-        entries[i].figures |= {"latency": latency, "measured": measured}
+        entries[i].figures = replace(entries[i].figures, latency=latency, measured=measured)
         entries[i].seconds += share
         try:
             write_cached(folders[i], data, entries[i].figures)

@@ -199,7 +199,8 @@ def _write_comparison(runs: list[Path], report: Path | None, json_path: Path | N
     for line in measurement_notes(entries):
         typer.echo(f"  {line}")
     if json_path is not None:
-        json_path.write_text(json.dumps([{"key": e.key, "label": e.label, "kind": e.kind, "figures": e.figures,
+        json_path.write_text(json.dumps([{"key": e.key, "label": e.label, "kind": e.kind,
+                                          "figures": e.figures.to_json() if e.figures else None,
                                           "warnings": e.warnings, "error": e.error} for e in entries], indent=1))
     if report is None:
         return None

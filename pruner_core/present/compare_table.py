@@ -5,18 +5,20 @@ from __future__ import annotations
 import pandas as pd
 
 from pruner_core.compare.compare import BATCHES, RUNTIMES, Entry
+from pruner_core.compare.result import Sizes
 from pruner_core.config.text import format_bytes
-
-
-def _lat(figures: dict, runtime: str, batch: int) -> dict | None:
-    return figures.get("latency", {}).get(runtime, {}).get(f"batch{batch}")
-
+from pruner_core.measure.metrics import Latency
 
 NOISY = 0.5  # an inter-quartile range wider than this share of the median marks a latency as noisy
+SIZE_LABELS = dict(zip(Sizes.NAMES, ("dense", "gzip", "sparse", "ONNX"), strict=True))  # column "<label> size (B)"
 
 
-def _noisy(lat: dict | None) -> bool:
-    return bool(lat) and lat["p75_ms"] - lat["p25_ms"] > NOISY * lat["median_ms"]
+def _iqr(lat: Latency) -> float:
+    return lat.p75_ms - lat.p25_ms
+
+
+def _noisy(lat: Latency | None) -> bool:
+    return lat is not None and _iqr(lat) > NOISY * lat.median_ms
 
 
 def comparison_table(entries: list[Entry]) -> pd.DataFrame:
@@ -40,31 +42,31 @@ def comparison_table(entries: list[Entry]) -> pd.DataFrame:
             row["notes"] = "; ".join(notes)
             rows.append(row)
             continue
-        if f.get("onnx_error"):
-            notes.append(f"no ONNX: {f['onnx_error']}")
-        noisy = [f"{RUNTIMES[rt]} b{b}" for rt in RUNTIMES for b in BATCHES if _noisy(_lat(f, rt, b))]
+        if f.onnx_error:
+            notes.append(f"no ONNX: {f.onnx_error}")
+        noisy = [f"{RUNTIMES[rt]} b{b}" for rt in RUNTIMES for b in BATCHES if _noisy(f.latency_at(rt, b))]
         if noisy:
             notes.append(f"latency noisy (inter-quartile range over {NOISY:.0%} of the median; re-measure on a quiet"
                          f" machine): {', '.join(noisy)}")
-        row["accuracy"] = f["accuracy"]
-        row["Δ accuracy (pp)"] = (f["accuracy"] - base["accuracy"]) * 100 if base else None
+        row["accuracy"] = f.accuracy
+        row["Δ accuracy (pp)"] = (f.accuracy - base.accuracy) * 100 if base else None
         for runtime, short in (("pytorch", "PyTorch"), ("onnxruntime", "ORT")):
             for batch in BATCHES:
-                lat, ref = _lat(f, runtime, batch), _lat(base, runtime, batch) if base else None
-                row[f"{short} b{batch} ms"] = lat["median_ms"] if lat else None
-                row[f"{short} b{batch} IQR ms"] = lat["p75_ms"] - lat["p25_ms"] if lat else None
-                row[f"{short} b{batch} speed-up"] = ref["median_ms"] / lat["median_ms"] if lat and ref else None
-                row[f"{short} b{batch} within spread"] = bool(lat and ref) and abs(lat["median_ms"] - ref["median_ms"]) <= (
-                    (lat["p75_ms"] - lat["p25_ms"]) + (ref["p75_ms"] - ref["p25_ms"])) / 2
-        for size, label in (("dense_bytes", "dense"), ("gzip_bytes", "gzip"), ("sparse_bytes", "sparse"), ("onnx_bytes", "ONNX")):
-            value = f["sizes"].get(size)
+                lat, ref = f.latency_at(runtime, batch), base.latency_at(runtime, batch) if base else None
+                row[f"{short} b{batch} ms"] = lat.median_ms if lat else None
+                row[f"{short} b{batch} IQR ms"] = _iqr(lat) if lat else None
+                row[f"{short} b{batch} speed-up"] = ref.median_ms / lat.median_ms if lat and ref else None
+                row[f"{short} b{batch} within spread"] = bool(lat and ref) and abs(lat.median_ms - ref.median_ms) <= (
+                    _iqr(lat) + _iqr(ref)) / 2
+        for size, label in SIZE_LABELS.items():
+            value, ref = getattr(f.sizes, size), getattr(base.sizes, size) if base else None
             row[f"{label} size (B)"] = value
-            row[f"{label} size ratio"] = value / base["sizes"][size] if value and base and base["sizes"].get(size) else None
-        row["non-zero params"] = f["nonzero_params"]
-        row["params"] = f["params"]
-        row["non-zero / total"] = f"{f['nonzero_params']:,} / {f['params']:,}"
-        row["FLOPs"] = f["flops"]
-        row["FLOP reduction"] = base["flops"] / f["flops"] if base and f["flops"] else None
+            row[f"{label} size ratio"] = value / ref if value and ref else None
+        row["non-zero params"] = f.nonzero_params
+        row["params"] = f.params
+        row["non-zero / total"] = f"{f.nonzero_params:,} / {f.params:,}"
+        row["FLOPs"] = f.flops
+        row["FLOP reduction"] = base.flops / f.flops if base and f.flops else None
         row["notes"] = "; ".join(notes)
         rows.append(row)
     return pd.DataFrame(rows)
@@ -75,14 +77,14 @@ def measurement_notes(entries: list[Entry]) -> list[str]:
     figures = next((e.figures for e in entries if e.figures), None)
     if figures is None:
         return []
-    lines = [f"{what}: {how}" for what, how in figures["how"].items()]
-    for runtime, per_batch in figures["latency"].items():
+    lines = [f"{what}: {how}" for what, how in figures.how.items()]
+    for runtime, per_batch in figures.latency.items():
         for lat in per_batch.values():
-            lines.append(f"latency ({RUNTIMES.get(runtime, runtime)}): {lat['label']}")
+            lines.append(f"latency ({RUNTIMES.get(runtime, runtime)}): {lat.label}")
     lines.append(
         "latency cells: median ± half the inter-quartile range of the timed runs; "
         "speed-up = the original's median / this model's median at the same batch and runtime (> 1: faster); "
-        f"the models were timed together, in turn, at {figures.get('measured', '?')}"
+        f"the models were timed together, in turn, at {figures.measured or '?'}"
     )
     return lines
 

@@ -343,7 +343,7 @@ def sparsity_comparison(entries: list) -> go.Figure:
     for e in entries:
         if not e.figures or e.kind == "original":
             continue
-        sparsity = e.figures.get("sparsity", {})
+        sparsity = e.figures.sparsity
         fig.add_trace(go.Bar(x=list(sparsity), y=list(sparsity.values()), name=e.key,
                              hovertemplate="%{x}: %{y:.1%} zero<extra>" + e.key + "</extra>"))
     fig.update_layout(
@@ -356,13 +356,13 @@ def sparsity_comparison(entries: list) -> go.Figure:
 
 def per_class_change(entries: list, classes: list[str] | None = None) -> go.Figure:
     """Change of per-class test accuracy against the original (percentage points), grouped bars per class."""
-    base = entries[0].figures["per_class"] if entries and entries[0].figures else []
+    base = entries[0].figures.per_class if entries and entries[0].figures else []
     names = classes or [str(i) for i in range(len(base))]
     fig = go.Figure()
     for e in entries[1:]:
         if not e.figures:
             continue
-        deltas = [None if a is None or b is None else (a - b) * 100 for a, b in zip(e.figures["per_class"], base, strict=False)]
+        deltas = [None if a is None or b is None else (a - b) * 100 for a, b in zip(e.figures.per_class, base, strict=False)]
         fig.add_trace(go.Bar(x=names[: len(deltas)], y=deltas, name=e.key,
                              hovertemplate="class %{x}: %{y:+.1f} pp<extra>" + e.key + "</extra>"))
     fig.update_layout(

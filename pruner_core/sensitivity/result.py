@@ -1,7 +1,7 @@
 """The typed results of a sensitivity analysis: scan progress, per-unit curves, the scan, a recommendation, and what a
 recipe measured when applied.
 
-A :class:`Sensitivity` is saved and loaded as JSON (:meth:`Sensitivity.to_dict` / :meth:`Sensitivity.from_dict`,
+A :class:`Sensitivity` is saved and loaded as JSON (:meth:`Sensitivity.to_json` / :meth:`Sensitivity.from_json`,
 :meth:`Sensitivity.save` / :meth:`Sensitivity.load`); the cache and ``pruner sensitivity --json`` write it.
 """
 
@@ -66,7 +66,7 @@ class UnitCurve:
 
 @dataclass
 class Sensitivity:
-    """The result of :func:`~pruner_core.sensitivity.scan.scan`; :meth:`to_dict` is plain JSON-serialisable data.
+    """The result of :func:`~pruner_core.sensitivity.scan.scan`; :meth:`to_json` is plain JSON-serialisable data.
 
     ``layers`` describes every prunable layer of the model (``weights``, ``flops``, ``out``, ``in``,
     ``groups`` = how many groups of weights the granularity has in it, ``is_output``), which is what
@@ -102,7 +102,7 @@ class Sensitivity:
 
         return [u.name for u in sorted(self.units, key=key)]
 
-    def to_dict(self) -> dict:
+    def to_json(self) -> dict:
         """Plain data: ``{"version", "model", "fingerprint", "data", "settings", "dense": {"accuracy", "loss"},
         "layers": {name: {...}}, "units": [{"name", "layers", "weights", "flops", "is_output", "channels",
         "consumers", "ratios", "accuracy", "loss", "kept_channels", "latency"}, ...], "complete", "seconds",
@@ -122,8 +122,8 @@ class Sensitivity:
         }
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "sensitivity scan") -> Sensitivity:
-        """Rebuild from :meth:`to_dict` output (e.g. a JSON file written by ``pruner sensitivity``).
+    def from_json(cls, data: dict, source: str = "sensitivity scan") -> Sensitivity:
+        """Rebuild from :meth:`to_json` output (e.g. a JSON file written by ``pruner sensitivity``).
 
         Raises:
             SpecError: not a scan of this format (naming what is missing).
@@ -142,10 +142,10 @@ class Sensitivity:
             raise SpecError(f"{source}: a sensitivity scan is missing or has a malformed field ({type(e).__name__}: {e})") from None
 
     def save(self, path: str | Path) -> Path:
-        """Write :meth:`to_dict` as JSON (atomically)."""
+        """Write :meth:`to_json` as JSON (atomically)."""
         path = Path(path)
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n", encoding="utf-8")
+        tmp.write_text(json.dumps(self.to_json(), indent=1) + "\n", encoding="utf-8")
         os.replace(tmp, path)
         return path
 
@@ -157,7 +157,7 @@ class Sensitivity:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise SpecError(f"sensitivity scan '{path}' cannot be read ({type(e).__name__}: {e})") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_json(data, source=str(path))
 
 
 @dataclass
@@ -177,7 +177,7 @@ class Recommendation:
     uniform: dict
     threshold: float  # the per-unit accuracy-drop threshold the allocation reached
 
-    def to_dict(self) -> dict:
+    def to_json(self) -> dict:
         return {"target": self.target, "value": self.value, "ratios": dict(self.ratios), "recipe": self.recipe.to_dict(),
                 "predicted": dict(self.predicted), "uniform": {**self.uniform, "recipe": self.uniform["recipe"].to_dict()},
                 "threshold": self.threshold}
@@ -205,7 +205,7 @@ class Measured:
     samples: int
     module: nn.Module = field(repr=False)
 
-    def to_dict(self) -> dict:
+    def to_json(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k != "module"}
 
 

@@ -13,8 +13,11 @@ import pytest
 import torch
 
 from pruner_core.compare import compare as cmp
+from pruner_core.compare.result import ModelFigures, Sizes
+from pruner_core.errors import PrunerError
 from pruner_core.io.export import onnx_max_diff
 from pruner_core.io.models import load_model
+from pruner_core.measure.metrics import Latency
 from pruner_core.pipeline.replay import load_run_masks, load_run_model
 from pruner_core.pipeline.run import run_experiment
 from pruner_core.pipeline.runs import list_runs
@@ -62,12 +65,12 @@ def test_sizes_equal_the_bytes_of_the_files_written(entries, runs_root):
     for e in entries:
         folder = cmp.original_cache_dir(load_model("demo:mnist-cnn"), runs_root) if e.kind == "original" else (
             runs_root / e.key / "compare")
-        sizes = e.figures["sizes"]
+        sizes = e.figures.sizes
         dense = (folder / "weights.safetensors").read_bytes()
-        assert sizes["dense_bytes"] == len(dense)
-        assert sizes["gzip_bytes"] == (folder / "weights.safetensors.gz").stat().st_size
+        assert sizes.dense_bytes == len(dense)
+        assert sizes.gzip_bytes == (folder / "weights.safetensors.gz").stat().st_size
         assert gzip.decompress((folder / "weights.safetensors.gz").read_bytes()) == dense
-        assert sizes["onnx_bytes"] == (folder / "model.onnx").stat().st_size
+        assert sizes.onnx_bytes == (folder / "model.onnx").stat().st_size
 
 
 def test_sparse_size_is_bitmask_plus_nonzero_values(entries, runs_root):
@@ -75,16 +78,16 @@ def test_sparse_size_is_bitmask_plus_nonzero_values(entries, runs_root):
     module = load_run_model(runs_root / masked.key).module
     tensors = module.state_dict().values()
     expected = sum((t.numel() + 7) // 8 + int(torch.count_nonzero(t)) * t.element_size() for t in tensors)
-    assert masked.figures["sizes"]["sparse_bytes"] == expected
-    assert masked.figures["sizes"]["sparse_bytes"] < 0.6 * masked.figures["sizes"]["dense_bytes"]
-    assert masked.figures["sizes"]["dense_bytes"] == entries[0].figures["sizes"]["dense_bytes"]  # masks keep shapes
+    assert masked.figures.sizes.sparse_bytes == expected
+    assert masked.figures.sizes.sparse_bytes < 0.6 * masked.figures.sizes.dense_bytes
+    assert masked.figures.sizes.dense_bytes == entries[0].figures.sizes.dense_bytes  # masks keep shapes
 
 
 def test_channel_run_is_physically_smaller_and_its_onnx_matches_pytorch(entries, runs_root, demo_data):
     channel, original = by_kind(entries, "channel"), entries[0]
-    assert channel.figures["params"] < 0.3 * original.figures["params"]
-    assert channel.figures["sizes"]["onnx_bytes"] < 0.3 * original.figures["sizes"]["onnx_bytes"]
-    assert channel.figures["flops"] < original.figures["flops"]
+    assert channel.figures.params < 0.3 * original.figures.params
+    assert channel.figures.sizes.onnx_bytes < 0.3 * original.figures.sizes.onnx_bytes
+    assert channel.figures.flops < original.figures.flops
     path = runs_root / channel.key / "compare" / "model.onnx"
     onnx.checker.check_model(str(path), full_check=True)
     assert onnx.load(str(path)).opset_import[0].version >= 17
@@ -98,26 +101,26 @@ def test_accuracy_per_class_agrees_with_an_independent_count(entries, runs_root,
         predicted = module(demo_data.x_test).argmax(1)
     for c in range(10):
         of_c = demo_data.y_test == c
-        assert masked.figures["per_class"][c] == pytest.approx(float((predicted[of_c] == c).float().mean()))
-    assert masked.figures["accuracy"] == pytest.approx(float((predicted == demo_data.y_test).float().mean()))
-    assert masked.figures["accuracy"] == pytest.approx(json.loads((runs_root / masked.key / "metrics.json").read_text())["accuracy"])
+        assert masked.figures.per_class[c] == pytest.approx(float((predicted[of_c] == c).float().mean()))
+    assert masked.figures.accuracy == pytest.approx(float((predicted == demo_data.y_test).float().mean()))
+    assert masked.figures.accuracy == pytest.approx(json.loads((runs_root / masked.key / "metrics.json").read_text())["accuracy"])
 
 
 def test_per_layer_sparsity_equals_the_runs_masks(entries, runs_root):
     masked = by_kind(entries, "masked")
     masks = load_run_masks(runs_root / masked.key)
     for name, mask in masks.items():
-        assert masked.figures["sparsity"][name] == pytest.approx(1 - float(mask.float().mean()))
+        assert masked.figures.sparsity[name] == pytest.approx(1 - float(mask.float().mean()))
 
 
 def test_latency_is_measured_for_both_runtimes_at_batch_1_and_64_and_labelled(entries):
     for e in entries:
         for runtime in ("pytorch", "onnxruntime"):
             for batch in (1, 64):
-                lat = e.figures["latency"][runtime][f"batch{batch}"]
-                assert lat["batch"] == batch and lat["median_ms"] > 0 and lat["p25_ms"] <= lat["median_ms"] <= lat["p75_ms"]
-                assert f"batch {batch}" in lat["label"] and "thread" in lat["label"] and "CPU" in lat["label"]
-    assert "ONNX Runtime" in entries[0].figures["latency"]["onnxruntime"]["batch1"]["runtime"]
+                lat = e.figures.latency[runtime][f"batch{batch}"]
+                assert lat.batch == batch and lat.median_ms > 0 and lat.p25_ms <= lat.median_ms <= lat.p75_ms
+                assert f"batch {batch}" in lat.label and "thread" in lat.label and "CPU" in lat.label
+    assert "ONNX Runtime" in entries[0].figures.latency["onnxruntime"]["batch1"].runtime
 
 
 def test_second_comparison_reads_the_cache_without_measuring(entries, runs_root, mnist_cnn, demo_data, monkeypatch):
@@ -140,10 +143,10 @@ def test_a_new_model_is_measured_and_every_model_timed_again_together(entries, r
     monkeypatch.setattr(cmp, "time_together", lambda subjects, **k: timed.append(len(subjects)) or time_together(subjects, **k))
     again = cmp.compare(mnist_cnn, demo_data, runs, data_spec="demo:mnist5k", root=runs_root, **FAST)
     assert len(statics) == 1 and timed == [3]  # one model measured; all three timed in one sitting
-    assert len({e.figures["measured"] for e in again}) == 1
-    assert again[0].figures["accuracy"] == entries[0].figures["accuracy"]
+    assert len({e.figures.measured for e in again}) == 1
+    assert again[0].figures.accuracy == entries[0].figures.accuracy
     cached = cmp.read_cached(cmp.original_cache_dir(mnist_cnn, runs_root), demo_data)
-    assert cached["latency"] == again[0].figures["latency"]  # the original's new timing is cached too
+    assert cached.latency == again[0].figures.latency  # the original's new timing is cached too
 
 
 def test_time_together_interleaves_the_models():
@@ -161,7 +164,7 @@ def test_time_together_interleaves_the_models():
     got = cmp.time_together([cmp.Subject(Probe("a"), (2,)), cmp.Subject(Probe("b"), (2,))], latency_runs=(3, 2), warmup=1)
     # batch 1: one warm-up each, then 3 rounds in turn; batch 64: the same with 2 rounds
     assert calls == ["a", "b", "a", "b", "a", "b", "a", "b"] + ["a", "b", "a", "b", "a", "b"]
-    assert got[0]["pytorch"]["batch1"]["runs"] == 3 and got[1]["pytorch"]["batch64"]["runs"] == 2
+    assert got[0]["pytorch"]["batch1"].runs == 3 and got[1]["pytorch"]["batch64"].runs == 2
     assert "onnxruntime" not in got[0]
 
 
@@ -169,7 +172,7 @@ def test_cache_is_per_data_set_and_forget_measures_again(entries, runs_root, mni
     run = list_runs(runs_root)[0]
     half = dataclasses.replace(demo_data, x_test=demo_data.x_test[:500], y_test=demo_data.y_test[:500])
     other = cmp.compare(mnist_cnn, half, [run], root=runs_root, **FAST)
-    assert other[1].figures["how"]["accuracy"].startswith("top-1 on the 500 test samples")
+    assert other[1].figures.how["accuracy"].startswith("top-1 on the 500 test samples")
     assert len(json.loads((runs_root / run.id / "compare" / "compare.json").read_text())) == 2
     cmp.forget(runs_root / run.id / "compare")
     assert not (runs_root / run.id / "compare" / "compare.json").exists()
@@ -214,17 +217,17 @@ def test_comparison_table_deltas(entries):
     table = comparison_table(entries).set_index("kind")
     original, channel = entries[0].figures, by_kind(entries, "channel").figures
     assert table.loc["original", "Δ accuracy (pp)"] == 0
-    assert table.loc["channel", "Δ accuracy (pp)"] == pytest.approx((channel["accuracy"] - original["accuracy"]) * 100)
-    assert table.loc["channel", "FLOP reduction"] == pytest.approx(original["flops"] / channel["flops"])
-    speedup = original["latency"]["onnxruntime"]["batch64"]["median_ms"] / channel["latency"]["onnxruntime"]["batch64"]["median_ms"]
+    assert table.loc["channel", "Δ accuracy (pp)"] == pytest.approx((channel.accuracy - original.accuracy) * 100)
+    assert table.loc["channel", "FLOP reduction"] == pytest.approx(original.flops / channel.flops)
+    speedup = original.latency_at("onnxruntime", 64).median_ms / channel.latency_at("onnxruntime", 64).median_ms
     assert table.loc["channel", "ORT b64 speed-up"] == pytest.approx(speedup)
     assert table.loc["masked", "dense size ratio"] == 1.0
     assert "dense runtimes do not run it faster" in table.loc["masked", "notes"]
     shown = display_table(comparison_table(entries))
     assert re.fullmatch(r"\d+\.\d\d% \([+-]\d+\.\d pp\)", shown["accuracy"].iloc[1])
     assert re.search(r"^[\d.]+ ±[\d.e-]+ ms \(\d+\.\d\d×\)$", shown["ONNX Runtime b64"].iloc[1])
-    lat = channel["latency"]["pytorch"]["batch1"]
-    assert table.loc["channel", "PyTorch b1 IQR ms"] == pytest.approx(lat["p75_ms"] - lat["p25_ms"])
+    lat = channel.latency["pytorch"]["batch1"]
+    assert table.loc["channel", "PyTorch b1 IQR ms"] == pytest.approx(lat.p75_ms - lat.p25_ms)
 
 
 def test_pareto_front():
@@ -272,14 +275,13 @@ def test_runtimes_are_timed_in_phases_and_onnx_sessions_do_not_spin(entries, run
     got = cmp.time_together([cmp.Subject(Probe(), (1, 28, 28), onnx_file)], latency_runs=(2, 2), warmup=0)
     assert order == ["pytorch"] * 4 + ["onnxruntime"] * 4  # 2 batches x 2 runs each: PyTorch's phase first
     assert [s.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") for s in made] == ["0"]
-    assert "not spinning" in got[0]["onnxruntime"]["batch1"]["label"]
+    assert "not spinning" in got[0]["onnxruntime"]["batch1"].label
 
 
-def _fake(median: float, spread: float) -> dict:
-    lat = {"median_ms": median, "p25_ms": median - spread / 2, "p75_ms": median + spread / 2}
-    return {"accuracy": 0.9, "flops": 10, "params": 10, "nonzero_params": 5, "per_class": [], "sparsity": {},
-            "sizes": {"dense_bytes": 100, "gzip_bytes": 90, "sparse_bytes": 60}, "how": {},
-            "latency": {"pytorch": {"batch1": lat, "batch64": lat}}}
+def _fake(median: float, spread: float) -> ModelFigures:
+    lat = Latency(1, median, median - spread / 2, median + spread / 2, median - spread, 10, 1, 1, "CPU (test)", "PyTorch")
+    return ModelFigures(accuracy=0.9, per_class=[], params=10, nonzero_params=5, flops=10, sizes=Sizes(100, 90, 60),
+                        sparsity={}, how={}, latency={"pytorch": {"batch1": lat, "batch64": lat}})
 
 
 def test_a_difference_within_the_spread_is_never_shown_as_a_speed_up():
@@ -297,13 +299,13 @@ def test_latencies_from_different_sittings_are_timed_again_together(entries, run
     runs = list_runs(runs_root)
     folder = runs_root / runs[0].id / "compare"
     figures = cmp.read_cached(folder, demo_data)
-    cmp.write_cached(folder, demo_data, figures | {"measured": "2020-01-01T00:00:00+00:00"})  # another sitting
+    cmp.write_cached(folder, demo_data, dataclasses.replace(figures, measured="2020-01-01T00:00:00+00:00"))  # another sitting
     timed = []
     time_together = cmp.time_together
     monkeypatch.setattr(cmp, "measure_static", lambda *a, **k: pytest.fail("static figures are cached"))
     monkeypatch.setattr(cmp, "time_together", lambda subjects, **k: timed.append(len(subjects)) or time_together(subjects, **k))
     again = cmp.compare(mnist_cnn, demo_data, runs, data_spec="demo:mnist5k", root=runs_root, **FAST)
-    assert timed == [3] and len({e.figures["measured"] for e in again}) == 1
+    assert timed == [3] and len({e.figures.measured for e in again}) == 1
 
 
 def test_cached_figures_are_not_reused_on_another_thread_count(entries, runs_root, demo_data):
@@ -329,3 +331,61 @@ def test_a_run_folder_removed_while_comparing_is_an_error_and_is_not_recreated(r
     errors = {e.key: e.error for e in got}
     assert errors[gone.id] and errors["original"] is None
     assert not gone.path.exists()
+
+
+def test_figures_read_back_from_json_equal_the_measured_ones(entries):
+    for e in entries:
+        data = json.loads(json.dumps(e.figures.to_json()))  # through text, as compare.json and --json hold it
+        assert ModelFigures.from_json(data) == e.figures
+        assert list(data) == ["accuracy", "per_class", "params", "nonzero_params", "flops", "sizes", "sparsity",
+                              "onnx_error", "how", "latency", "measured"]  # the keys compare.json has always held
+        assert list(data["sizes"]) == ["dense_bytes", "gzip_bytes", "sparse_bytes", "onnx_bytes"]
+        assert data["latency"]["pytorch"]["batch1"]["label"] == e.figures.latency["pytorch"]["batch1"].label
+
+
+def _damaged(figures: dict, damage: str) -> object:
+    if damage == "not an object":
+        return [figures]
+    if damage == "accuracy":
+        return {k: v for k, v in figures.items() if k != "accuracy"}
+    if damage == "per_class":
+        return figures | {"per_class": {"0": 0.9}}
+    if damage == "sizes.gzip_bytes":
+        return figures | {"sizes": figures["sizes"] | {"gzip_bytes": "90"}}
+    if damage == "how.accuracy":
+        return figures | {"how": {"accuracy": 3}}
+    if damage == "latency.pytorch.batch1.median_ms":
+        latency = figures["latency"]
+        return figures | {"latency": latency | {"pytorch": latency["pytorch"] | {"batch1": {"median_ms": "fast"}}}}
+    raise AssertionError(damage)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("not an object", "'the figures' must be an object; got list"),
+    ("accuracy", "'accuracy' must be a number; got nothing"),
+    ("per_class", "'per_class' must be a list"),
+    ("sizes.gzip_bytes", "'sizes.gzip_bytes' must be a whole number, at least 0; got str '90'"),
+    ("how.accuracy", "'how.accuracy' must be text"),
+    ("latency.pytorch.batch1.median_ms", "'latency.pytorch.batch1.median_ms' must be a number; got str 'fast'"),
+])
+def test_malformed_figures_are_refused_naming_the_field(entries, damage, message):
+    with pytest.raises(PrunerError, match=re.escape(message)):
+        ModelFigures.from_json(_damaged(entries[0].figures.to_json(), damage))
+
+
+def test_a_damaged_cache_entry_is_measured_again_not_a_crash(runs_root, mnist_cnn, demo_data, tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    shutil.copytree(runs_root, root)  # the original's cache (root/.cache) comes along: only the damaged run is new
+    runs = list_runs(root)
+    path = runs[0].path / "compare" / "compare.json"
+    stored = json.loads(path.read_text())
+    path.write_text(json.dumps({k: _damaged(v, "latency.pytorch.batch1.median_ms") for k, v in stored.items()}))
+    assert cmp.read_cached(path.parent, demo_data) is None
+    statics = []
+    measure_static = cmp.measure_static
+    monkeypatch.setattr(cmp, "measure_static", lambda *a, **k: statics.append(a[3]) or measure_static(*a, **k))
+    got = cmp.compare(mnist_cnn, demo_data, runs, root=root, **FAST)
+    assert statics == [runs[0].path / "compare"]  # the damaged entry, and only it, measured again
+    assert all(e.error is None and e.figures is not None for e in got)
+    assert len(comparison_table(got)) == 3
+    assert cmp.read_cached(path.parent, demo_data) == got[1].figures  # and cached again, readable

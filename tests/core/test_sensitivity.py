@@ -241,7 +241,7 @@ def test_a_cancelled_scan_keeps_its_partial_curves_marked_incomplete(cnn, demo_d
     assert seen[-1].done == 11 and seen[-1].total == 36 and seen[-1].eta_s > 0 and seen[-1].current == "conv2"
     with pytest.raises(SpecError, match="cancelled"):
         recommend(sens, "sparsity", 0.5)
-    restored = Sensitivity.from_dict(json.loads(json.dumps(sens.to_dict())))
+    restored = Sensitivity.from_json(json.loads(json.dumps(sens.to_json())))
     assert not restored.complete and restored.units[1].accuracy == sens.units[1].accuracy
 
 
@@ -252,14 +252,14 @@ def test_scan_round_trips_through_json_and_caches_by_model_data_and_settings(cnn
     data = json.loads(stored.read_text())
     assert {"ratios", "accuracy", "loss", "layers", "name"} <= set(data["units"][0])
     again = cached_scan(cnn, demo_data, cache_dir=tmp_path, **settings)
-    assert again.to_dict() == first.to_dict()
+    assert again.to_json() == first.to_json()
     assert cache_key(cnn, demo_data, settings) != cache_key(cnn, demo_data, {**settings, "criterion": "l2"})
     other = copy.deepcopy(cnn)
     with torch.no_grad():
         other.module.fc2.bias.add_(1)
     assert cache_key(other, demo_data, settings) != cache_key(cnn, demo_data, settings)
     with pytest.raises(SpecError, match="format version"):
-        Sensitivity.from_dict({"version": 99})
+        Sensitivity.from_json({"version": 99})
 
 
 def test_resnet20_scan_with_its_shortcuts_equals_pruning_each_layer_alone(demo_data):
