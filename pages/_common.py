@@ -333,6 +333,7 @@ def prune_widget_state(recipe: Recipe) -> dict:
         "prune.sparsity": recipe.sparsity, "prune.nm_n": recipe.nm.n, "prune.nm_m": recipe.nm.m,
         "prune.round_to": recipe.round_to or 0, "prune.schedule": recipe.schedule.kind, "prune.steps": recipe.schedule.steps,
         "prune.epochs": float(ft.epochs), "prune.lr": ft.lr, "prune.optimizer": ft.optimizer, "prune.distill": ft.distill,
+        "prune.augment": ft.augment,
         "prune.seed": recipe.seed,
     }
 
@@ -347,7 +348,7 @@ def recipe_from_widgets(layers: dict, exclude: list | None) -> dict:
         "nm": {"n": ss["prune.nm_n"], "m": ss["prune.nm_m"]}, "round_to": ss["prune.round_to"] or None,
         "schedule": {"kind": ss["prune.schedule"], "steps": 1 if single else ss["prune.steps"]},
         "finetune": {"epochs": ss["prune.epochs"], "lr": ss["prune.lr"], "optimizer": ss["prune.optimizer"],
-                     "distill": ss["prune.distill"]},
+                     "distill": ss["prune.distill"], "augment": ss["prune.augment"]},
         "seed": ss["prune.seed"],
     }
 

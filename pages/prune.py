@@ -19,7 +19,7 @@ from pages._common import (
     show_outcome,
     vital_signs_of,
 )
-from pruner_core.config.options import OPTIMIZERS, SCHEDULES, SCOPES, SINGLE_STEP_SCHEDULES
+from pruner_core.config.options import AUGMENTATIONS, OPTIMIZERS, SCHEDULES, SCOPES, SINGLE_STEP_SCHEDULES
 from pruner_core.errors import PrunerError
 from pruner_core.frontends import jobs
 from pruner_core.measure.preview import comparison_table, layer_settings, overrides_from_settings
@@ -138,6 +138,7 @@ steps_col.number_input("Steps", min_value=1, step=1, key="prune.steps", disabled
 recover.number_input("Fine-tune epochs", min_value=0.0, step=0.05, format="%.2f", key="prune.epochs")
 recover.number_input("Learning rate", min_value=1e-6, format="%.5f", step=1e-4, key="prune.lr")
 recover.selectbox("Optimizer", list(OPTIMIZERS), key="prune.optimizer", format_func=lambda o: f"{o} — {OPTIMIZERS[o]}")
+recover.selectbox("Augmentation", list(AUGMENTATIONS), key="prune.augment", format_func=lambda a: f"{a} — {AUGMENTATIONS[a]}")
 recover.checkbox("Distil from the original model", key="prune.distill")
 recover.number_input("Seed", step=1, key="prune.seed")
 

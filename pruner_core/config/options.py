@@ -23,3 +23,9 @@ SCOPES: dict[str, str] = {
     "layerwise": "each layer loses its own ratio",
     "global": "one threshold across every pruned layer",
 }
+
+AUGMENTATIONS: dict[str, str] = {
+    "auto": "the MNIST preset on the shipped demo data, none on your own data",
+    "none": "the training images as they are",
+    "mnist": "small rotation (+-10 deg), scale (0.9-1.1) and shift (+-2 px) of image batches",
+}

@@ -138,18 +138,44 @@ class ModelGraph:
     def remove_channels(self, plan: list[dict]) -> None:
         """Physically remove each plan entry's output channels (and all that is coupled to them) from the bound module.
 
+        After each entry the module runs one forward pass on a sample (zeros of the input shape) and must still
+        return what it returned before, so a removal that breaks the model is named here, not in fine-tuning later.
+
         Args:
             plan: ``[{"layer": name, "channels": [int, ...]}, ...]``, indices into the module as it is now.
+
+        Raises:
+            SpecError: "pruning layer X broke the model's forward: ..." (the module is then left part-pruned: discard
+                it, as the pipeline does with its working copy).
         """
         dep_graph = self._live()
         import torch_pruning as tp
 
         module = self.module
         modules = dict(module.named_modules())
-        with evaluating(module), torch.enable_grad():  # torch-pruning traces with autograd
+        example = torch.zeros(1, *self.input_shape)
+        with evaluating(module):
+            with torch.no_grad():
+                before = _output_shape(module, example)
             for entry in plan:
                 layer = modules[entry["layer"]]
-                dep_graph.get_pruning_group(layer, _out_fn(tp, layer), idxs=sorted(set(entry["channels"]))).prune()
+                with torch.enable_grad():  # torch-pruning traces with autograd
+                    dep_graph.get_pruning_group(layer, _out_fn(tp, layer), idxs=sorted(set(entry["channels"]))).prune()
+                try:
+                    with torch.no_grad():
+                        after = _output_shape(module, example)
+                except Exception as e:  # the user's forward may raise anything once its layers have shrunk
+                    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+                    raise SpecError(f"pruning layer '{entry['layer']}' broke the model's forward: {type(e).__name__}: "
+                                    f"{first}") from e
+                if after != before:
+                    raise SpecError(f"pruning layer '{entry['layer']}' broke the model's forward: its output changed "
+                                    f"from {before} to {after}")
+
+
+def _output_shape(module: nn.Module, example: torch.Tensor):
+    out = module(example)
+    return tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
 
 
 def _build(module: nn.Module, example: torch.Tensor, live: bool, eager: bool) -> ModelGraph:

@@ -159,7 +159,7 @@ def finetune(
     masks: dict[str, torch.Tensor] | None = None,
     teacher: nn.Module | None = None,
     seed: int = 0,
-    augment: bool = True,
+    augment: bool | None = None,
     on_step: Callable[[int, int], dict[str, torch.Tensor] | None] | None = None,
     callback: Callable[[Progress], None] | None = None,
     cancel: threading.Event | None = None,
@@ -183,7 +183,8 @@ def finetune(
         teacher: a frozen model to distil from (run in eval mode without gradients; its mode is restored).
             The loss becomes ``alpha * KL(teacher || student at temperature T) * T^2 + (1 - alpha) * CE``.
         seed: seeds shuffling, augmentation and any randomness in the module (dropout).
-        augment: apply :func:`pruner_core.pipeline.train.augment` (small rotation, scale, shift) to image batches.
+        augment: apply :func:`pruner_core.pipeline.train.augment` (small rotation, scale, shift) to image batches;
+            ``None`` lets ``config.augment`` decide (``auto``: only on the shipped demo data, whose digits it suits).
         on_step: called as ``on_step(step, steps)`` before each step (``step`` = steps done so far). A dict it
             returns replaces the masks from that step on (the new masks are applied at once); ``None`` keeps them.
         callback: called with a :class:`Progress` after every step; the epoch-end steps carry the history row.
@@ -210,6 +211,8 @@ def finetune(
     """
     config = config or Finetune()
     epochs, lr, optimizer, batch_size = config.epochs, config.lr, config.optimizer, config.batch_size
+    if augment is None:
+        augment = config.augment == "mnist" or (config.augment == "auto" and data.name.startswith("demo:"))
     temperature, alpha = config.temperature, config.alpha
     if eval_batch_size < 1:
         raise ValueError(f"eval_batch_size must be >= 1; got {eval_batch_size}")

@@ -101,6 +101,9 @@ class Kernel(Granularity):
     def why_not(self, layer: LayerFacts, nm: tuple[int, int] = NM_DEFAULT) -> str | None:
         if layer.type == "Linear":
             return "Linear weights have no kernels (use unstructured, nm or channel)"
+        if layer.shape[1] == 1:
+            return ("each filter reads one input channel (a depthwise or single-channel convolution), so its one "
+                    "kernel is the whole filter: removing it removes the output channel (use channel or unstructured)")
         size = 1
         for k in layer.shape[2:]:
             size *= k

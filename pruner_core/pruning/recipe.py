@@ -15,7 +15,8 @@ resolves it against one described model into a :class:`~pruner_core.pruning.targ
     nm: {n: 2, m: 4}            # N:M: keep n weights in every m along the input dimension
     round_to: null              # channel only: keep a multiple of this many channels
     schedule: {kind: oneshot, steps: 1}
-    finetune: {epochs: 1, lr: 0.001, optimizer: adamw, batch_size: 64, distill: false, temperature: 4.0, alpha: 0.5}
+    finetune: {epochs: 1, lr: 0.001, optimizer: adamw, batch_size: 64, distill: false, temperature: 4.0, alpha: 0.5,
+               augment: auto}          # auto: the MNIST preset on the demo data, none on yours (none | mnist)
     seed: 0
 
 Every unknown key, wrong type, out-of-range value or impossible combination raises
@@ -43,7 +44,7 @@ from pydantic import (
     model_validator,
 )
 
-from pruner_core.config.options import OPTIMIZERS, SCHEDULES, SCOPES, SINGLE_STEP_SCHEDULES
+from pruner_core.config.options import AUGMENTATIONS, OPTIMIZERS, SCHEDULES, SCOPES, SINGLE_STEP_SCHEDULES
 from pruner_core.errors import SpecError
 from pruner_core.pruning.criteria import CRITERIA, check_pair
 from pruner_core.pruning.granularities import GRANULARITIES, check_nm
@@ -125,6 +126,7 @@ class Finetune(_Section):
     distill: bool = False
     temperature: Annotated[float, Field(gt=0)] = 4.0
     alpha: Annotated[float, Field(ge=0, le=1)] = 0.5
+    augment: Annotated[str, AfterValidator(_one_of(AUGMENTATIONS, "augmentation"))] = "auto"
 
     @field_serializer("epochs")
     def _epochs_plain(self, epochs: float) -> int | float:

@@ -175,7 +175,7 @@ def test_prune_writes_a_run_with_the_same_masks_as_the_app_and_info_reads_it(tmp
     app_run = run_experiment(load_model("demo:mnist-cnn"), load_data("demo:mnist5k"), Recipe.load(recipe),
                              data_spec="demo:mnist5k", root=tmp_path / "app-runs", latency_runs=(3, 2))
     cli_masks, app_masks = load_run_masks(out), load_run_masks(app_run.path)
-    assert set(cli_masks) == set(app_masks) == {"conv1", "conv2"}  # kernels: not the Linear layers
+    assert set(cli_masks) == set(app_masks) == {"conv2"}  # kernels: not the Linear layers, nor conv1 (1 input channel)
     assert all(torch.equal(cli_masks[k], app_masks[k]) for k in cli_masks)
     result = runner.invoke(app, ["info", str(out), "--runs", "3"])
     assert result.exit_code == 0, result.output

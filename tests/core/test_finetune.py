@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import threading
 
 import pytest
@@ -260,3 +261,19 @@ def test_a_history_row_of_the_wrong_kind_is_refused_by_name():
                          ({"epoch": 1, "test_accuracy": "high"}, "test_accuracy='high'")):
         with pytest.raises(PrunerError, match=message):
             EpochRecord.from_json(row)
+
+
+def test_augmentation_is_a_recipe_choice_off_by_default_on_user_data():
+    plain = small_net()
+    finetune(plain, DATA, Finetune(epochs=1, batch_size=8), augment=False)
+    auto = small_net()
+    finetune(auto, DATA, Finetune(epochs=1, batch_size=8))  # DATA is the user's (not the shipped demo): none
+    assert states_equal(auto, plain)
+    mnist = small_net()
+    finetune(mnist, DATA, Finetune(epochs=1, batch_size=8, augment="mnist"))
+    assert not states_equal(mnist, plain)
+    demo = small_net()
+    finetune(demo, dataclasses.replace(DATA, name="demo:mnist5k"), Finetune(epochs=1, batch_size=8))  # auto: the preset
+    assert states_equal(demo, mnist)
+    with pytest.raises(RecipeError, match="finetune.augment: unknown augmentation; valid: auto, none, mnist"):
+        Finetune(augment="flip")

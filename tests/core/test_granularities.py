@@ -104,7 +104,7 @@ def resnet20_layers() -> dict:
 @pytest.mark.parametrize(
     ("layer", "applies", "refused"),
     [
-        ("conv1", {"unstructured", "vector", "kernel", "channel"}, {"nm"}),  # 1 input channel
+        ("conv1", {"unstructured", "vector", "channel"}, {"nm", "kernel"}),  # 1 input channel: a kernel is a filter
         ("layer1.0.conv1", {"unstructured", "nm", "vector", "kernel", "channel"}, set()),
         ("layer2.0.shortcut.0", {"unstructured", "nm", "channel"}, {"vector", "kernel"}),  # 1x1 projection
         ("fc", {"unstructured", "nm"}, {"vector", "kernel", "channel"}),  # the classifier
@@ -114,3 +114,14 @@ def test_resnet20_prunability(layer, applies, refused):
     granularities = resnet20_layers()[layer]
     assert {g for g, why in granularities.items() if why is None} == applies
     assert {g for g, why in granularities.items() if why is not None} == refused
+
+
+def test_kernel_pruning_is_refused_where_a_kernel_is_a_whole_filter():
+    from torch import nn
+
+    depthwise = nn.Conv2d(8, 8, 3, groups=8)  # weight [8, 1, 3, 3], as in MobileNet blocks
+    facts = LayerFacts("Conv2d", tuple(depthwise.weight.shape), True, False)
+    why = GRANULARITIES["kernel"].why_not(facts)
+    assert why.startswith("each filter reads one input channel") and "removes the output channel" in why
+    assert GRANULARITIES["kernel"].why_not(LayerFacts("Conv2d", (8, 2, 3, 3), True, False)) is None
+    assert GRANULARITIES["vector"].why_not(facts) is None and GRANULARITIES["unstructured"].why_not(facts) is None

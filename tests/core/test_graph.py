@@ -121,3 +121,24 @@ def test_a_torchscript_program_is_not_traced_and_says_why(builds):
     scripted = torch.jit.script(load_model("demo:mnist-cnn").module)
     graph = graph_of(scripted, SHAPE, eager=False)
     assert not builds and graph.coupling.startswith("TorchScript / torch.export programs")
+
+
+class HardCodedWidth(nn.Module):
+    """A forward that hard-codes conv2's width (as user code sometimes does): removing its channels breaks it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2, self.fc = nn.Conv2d(1, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1), nn.Linear(8, 3)
+
+    def forward(self, x):
+        x = self.conv2(torch.relu(self.conv1(x)))
+        return self.fc(x.view(x.shape[0], 8, 64).mean(-1))
+
+
+def test_a_removal_that_breaks_the_forward_is_named_at_once():
+    module = HardCodedWidth().eval()
+    example = torch.zeros(1, 1, 8, 8)
+    prune_channels(module, [{"layer": "conv1", "channels": [0, 1]}], example)  # conv2 reads fewer: still runs
+    assert module(example).shape == (1, 3)
+    with pytest.raises(SpecError, match=r"pruning layer 'conv2' broke the model's forward: RuntimeError: shape .* is invalid"):
+        prune_channels(module, [{"layer": "conv2", "channels": [0, 1]}], example)

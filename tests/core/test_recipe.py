@@ -201,7 +201,7 @@ def test_explicit_overrides_and_exclude(cnn_layers):
 
 
 def test_granularity_skips_layers_it_does_not_apply_to_unless_asked_for(cnn_layers):
-    assert list(Recipe(granularity="kernel").target(cnn_layers).ratios) == ["conv1", "conv2"]  # no kernels in fc1
+    assert list(Recipe(granularity="kernel").target(cnn_layers).ratios) == ["conv2"]  # no kernels in fc1; conv1 reads 1 channel
     with pytest.raises(RecipeError, match=r"layers.fc1: granularity kernel does not apply to layer 'fc1': Linear"):
         Recipe(granularity="kernel", layers={"fc1": 0.5}).target(cnn_layers)
 
