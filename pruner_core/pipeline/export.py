@@ -9,7 +9,22 @@ import torch
 from pruner_core.errors import PrunerError
 from pruner_core.io.export import export_onnx, onnx_max_diff, size_figures
 from pruner_core.pipeline.replay import load_run_model
-from pruner_core.pipeline.runs import load_run
+from pruner_core.pipeline.runs import CLAIM, load_run
+
+MARKER = ".pruner-export"  # marks a folder export_run made, so exporting again may replace its files
+
+
+def _check_out(out: Path) -> None:
+    """Refuse to write anywhere but a new folder, an empty one, or one an earlier export made; never a run folder."""
+    if out.exists() and not out.is_dir():
+        raise PrunerError(f"--out '{out}' is a file; name a new folder to export into")
+    if not out.is_dir():
+        return
+    names = {p.name for p in out.iterdir()}
+    if names & {"status.json", "base.json", CLAIM}:
+        raise PrunerError(f"--out '{out}' is a pruning run folder; export into a folder of its own, never into a run")
+    if names and MARKER not in names:
+        raise PrunerError(f"--out '{out}' is not empty and was not made by pruner export; name a new or empty folder")
 
 
 def export_run(run_path: str | Path, out: str | Path, *, onnx_file: bool = True, test_x: torch.Tensor | None = None) -> dict:
@@ -25,14 +40,17 @@ def export_run(run_path: str | Path, out: str | Path, *, onnx_file: bool = True,
         What was written: paths, sizes (see :func:`~pruner_core.io.export.size_figures`), and ``onnx_max_diff`` when checked.
 
     Raises:
-        PrunerError: the run is not done or cannot be loaded, or the export fails.
+        PrunerError: the run is not done or cannot be loaded; ``out`` is a file, a run folder, or a non-empty
+            folder that no export made; or the export fails.
     """
     run = load_run(run_path)
     if run.status != "done":
         raise PrunerError(f"run '{run.id}' is {run.status}; only a finished (done) run can be exported")
-    model = load_run_model(run)
     out = Path(out)
+    _check_out(out)
+    model = load_run_model(run)
     out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).touch()
     written: dict = {"run": str(run.path), "sizes": size_figures(model.module, out)}
     recipe = out / "recipe.yaml"
     recipe.write_text(run.recipe.to_yaml())

@@ -382,12 +382,23 @@ def _claim(root: Path, stem: str) -> Path:
     raise PrunerError(f"cannot find a free run id for '{stem}' in '{root}'")
 
 
+CLAIM = ".claimed"  # created exclusively in a run folder named by the caller: whoever creates it owns the folder
+
+
 def _claim_exact(path: Path) -> Path:
-    """Make and return ``path`` as a new run folder; an existing non-empty folder is refused (never overwritten)."""
+    """Make and return ``path`` as a new run folder; an existing non-empty folder is refused (never overwritten).
+
+    Two processes naming the same folder at once cannot both get it: the folder may already exist (empty), so
+    ``mkdir`` is no lock here; an exclusively created claim file inside it is.
+    """
+    taken = f"'{path}' already exists and is not an empty folder; choose a new folder for the run"
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise PrunerError(f"'{path}' already exists and is not an empty folder; choose a new folder for the run")
+        raise PrunerError(taken)
     try:
-        path.mkdir(exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path / CLAIM, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        raise PrunerError(taken + " (another run claimed it first)") from None
     except OSError as e:
         raise PrunerError(f"cannot create the run folder '{path}' ({e.strerror})") from None
     return path
