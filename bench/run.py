@@ -176,6 +176,44 @@ def bench_apply() -> dict:
             "apply_speedup.params": sum(p.numel() for p in big.module.parameters())}
 
 
+def bench_global_threshold() -> dict:
+    """``global_threshold_speedup`` (target >= 5; once asserted in tests/core/test_methods.py, now measured here):
+    a global 50% unstructured L1 prune of five seeded 1000x1000 Linear layers (the test's net),
+    ``torch.nn.utils.prune.global_unstructured`` / ours (compute_masks + apply_masks), medians of 5 interleaved runs.
+    ``ratio`` is in CPU time (``time.process_time``, as the test measured it), ``ratio_wall`` in wall time."""
+    import copy
+
+    from torch import nn
+    from torch.nn.utils import prune as tprune
+
+    from pruner_core.pruning.select import apply_masks, compute_masks
+    from pruner_core.pruning.target import Target
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = nn.Sequential(*[nn.Linear(1000, 1000, bias=False) for _ in range(5)]).eval()
+    target = Target("unstructured", "l1", "global", {str(i): 0.5 for i in range(5)})
+    ours, theirs, ours_wall, theirs_wall = [], [], [], []
+    for _ in range(5):  # interleaved so drift in the machine's speed hits both alike
+        work = copy.deepcopy(net)
+        cpu, wall = time.process_time(), time.perf_counter()
+        apply_masks(work, compute_masks(work, target))
+        ours.append(time.process_time() - cpu)
+        ours_wall.append(time.perf_counter() - wall)
+        zeros = sum(int((m.weight == 0).sum()) for m in work)
+        work = copy.deepcopy(net)
+        cpu, wall = time.process_time(), time.perf_counter()
+        tprune.global_unstructured([(m, "weight") for m in work], pruning_method=tprune.L1Unstructured, amount=0.5)
+        theirs.append(time.process_time() - cpu)
+        theirs_wall.append(time.perf_counter() - wall)
+        del work
+    o, t, ow, tw = _median(ours), _median(theirs), _median(ours_wall), _median(theirs_wall)
+    prefix = "global_threshold_speedup.linear5x1000"
+    return {f"{prefix}.ratio": round(t / o, 2), f"{prefix}.ours_cpu_s": round(o, 4), f"{prefix}.torch_cpu_s": round(t, 4),
+            f"{prefix}.ratio_wall": round(tw / ow, 2), f"{prefix}.ours_s": round(ow, 4), f"{prefix}.torch_s": round(tw, 4),
+            f"{prefix}.zeros": zeros}
+
+
 def bench_finetune() -> dict:
     """``finetune_mask_overhead`` (target <= 1.10): median fine-tuning step on mnist-cnn with 50% masks / without;
     ``demo_prune_ft_seconds`` (target <= 10 s): 50% unstructured + 1 epoch on mnist-cnn, end to end."""
@@ -377,15 +415,40 @@ def bench_sensitivity() -> dict:
     return figures
 
 
+def bench_sensitivity_budget() -> dict:
+    """``sensitivity_budget`` (once asserted, on this machine's speed, by tests/pages/test_sensitivity_page.py):
+    resnet20 scanned at one ratio on up to 1,000 test images with a 2-second time budget, as that test sets the page:
+    the samples the budget left (``samples``; the page test now checks the lowering on a scripted clock), and the
+    scan's wall time against the budget (``ratio``: seconds / budget), medians of 3 after a warm-up scan."""
+    from pruner_core.sensitivity.scan import scan
+
+    data = load_data("demo:mnist5k")
+    model = load_model("demo:resnet20")
+    budget, requested = 2.0, 1000
+    scan(model, data, ratios=[0.5], samples=10)
+    seconds, samples = [], []
+    for _ in range(3):
+        start = time.perf_counter()
+        sens = scan(model, data, ratios=[0.5], samples=requested, seconds=budget)
+        seconds.append(time.perf_counter() - start)
+        samples.append(sens.settings["samples"])
+    s, n = _median(seconds), _median(samples)
+    prefix = "sensitivity_budget.resnet20"
+    return {f"{prefix}.budget_s": budget, f"{prefix}.samples_requested": requested, f"{prefix}.samples": n,
+            f"{prefix}.seconds": round(s, 2), f"{prefix}.ratio": round(s / budget, 3)}
+
+
 BENCHMARKS: dict[str, Callable[[], dict]] = {
     "vitals": bench_vitals,
     "analysis": bench_analysis,
     "apply": bench_apply,
+    "global_threshold": bench_global_threshold,
     "finetune": bench_finetune,
     "structured": bench_structured,
     "quality": bench_quality,
     "compare": bench_compare,
     "sensitivity": bench_sensitivity,
+    "sensitivity_budget": bench_sensitivity_budget,
 }
 
 

@@ -7,12 +7,8 @@ from pathlib import Path
 
 from playwright.sync_api import FrameLocator, Page, expect
 
-from pruner_core.io.data import load_data
-from pruner_core.io.models import load_model
-from pruner_core.pipeline.run import run_experiment
 from pruner_core.pipeline.runs import Run
-from pruner_core.pruning.recipe import Recipe
-from tests.e2e.test_model_page import UI_MS, open_model_page, save_screenshot
+from tests.e2e.conftest import UI_MS, open_model_page, save_demo_run, save_screenshot
 
 EXPORT_MS = 60_000  # the first visit exports both models to ONNX
 DRAW_MS = 60_000  # Netron loads its web app and the model, then lays the graph out
@@ -20,11 +16,7 @@ DRAW_MS = 60_000  # Netron loads its web app and the model, then lays the graph 
 
 def channel_run(root: Path) -> Run:
     """A channel-pruned run of the demo, saved where the e2e server looks for runs (no fine-tuning: quick)."""
-    recipe = Recipe(granularity="channel", criterion="l1", sparsity=0.5, finetune={"epochs": 0})
-    return run_experiment(
-        load_model("demo:mnist-cnn"), load_data("demo:mnist5k"), recipe, data_spec="demo:mnist5k", root=root,
-        latency_runs=(3, 2),
-    )
+    return save_demo_run(root, {"granularity": "channel", "criterion": "l1", "sparsity": 0.5}, latency_runs=(3, 2))
 
 
 def netron_draws(frame: FrameLocator) -> None:
@@ -46,7 +38,7 @@ def test_graph_page_draws_the_original_and_the_pruned_model_offline(
     expect(page.get_by_role("heading", name="Graph", exact=True)).to_be_visible(timeout=UI_MS)
     picker = page.get_by_role("combobox", name="Pruned run")
     expect(picker).to_be_visible(timeout=EXPORT_MS)
-    if run.id not in (picker.input_value() or ""):  # other tests may have saved newer runs
+    if run.id not in (picker.input_value() or ""):  # other tests save runs to the same folder: pick ours
         picker.click()
         page.get_by_role("option", name=re.compile(re.escape(run.id))).click()
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.test_model_page import FIRST_LOAD_MS, UI_MS, open_model_page, save_screenshot
+from tests.e2e.conftest import UI_MS, open_model_page, save_screenshot
 
 ANALYSIS_MS = 120_000  # the first visit analyses the demo (APoZ over 256 calibration samples)
 PLOTS = 5  # kernel heatmap, weight histogram, magnitude / APoZ / BN-scale channel heatmaps
@@ -39,8 +39,8 @@ def test_inspect_page_draws_heatmaps_of_the_demo(page: Page, app_url: str, scree
 
 
 def test_inspect_page_redraws_for_another_layer_and_norm(page: Page, app_url: str) -> None:
-    page.goto(app_url)
-    page.get_by_role("link", name="Inspect").click(timeout=FIRST_LOAD_MS)
+    open_model_page(page, app_url)  # on a fresh server, the app's own Inspect link only once app.py has run
+    page.get_by_role("link", name="Inspect", exact=True).click()
     plots = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot')
     expect(plots).to_have_count(PLOTS, timeout=ANALYSIS_MS)
 

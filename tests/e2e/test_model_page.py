@@ -15,71 +15,28 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Page, expect
 
 from pruner_core.io.archs import ARCHITECTURES
+from tests.e2e.conftest import (
+    MODEL_LOAD_MS,
+    choose_radio,
+    click_load,
+    free_port,
+    metric,
+    open_model_page,
+    save_screenshot,
+    sidebar,
+    switch_demo_model,
+    upload,
+)
 
-FIRST_LOAD_MS = 120_000  # the first visit measures latency (tens of runs at batch 1 and 64)
-MODEL_LOAD_MS = 120_000  # a newly loaded model is measured too
-UI_MS = 20_000
 MIN_DEMO_ACCURACY = 98.5  # percent; the shipped mnist-cnn is trained to about 99%
 
 
 def param_count(name: str) -> int:
     """Parameters of a demo architecture, counted here on a freshly built module."""
     return sum(p.numel() for p in ARCHITECTURES[name].build().parameters())
-
-
-def metric(page: Page, label: str) -> Locator:
-    """The value of the st.metric whose label is ``label``."""
-    return (
-        page.locator('[data-testid="stMetric"]')
-        .filter(has=page.locator('[data-testid="stMetricLabel"]', has_text=re.compile(rf"^{re.escape(label)}$")))
-        .locator('[data-testid="stMetricValue"]')
-    )
-
-
-def open_model_page(page: Page, app_url: str) -> None:
-    """Open the app and wait until the default model's vital signs and layer table are drawn."""
-    page.goto(app_url)
-    expect(metric(page, "Test accuracy")).to_have_text(re.compile(r"^\s*\d+\.\d+%\s*$"), timeout=FIRST_LOAD_MS)
-    expect(page.locator('[data-testid="stDataFrame"] canvas').first).to_be_visible(timeout=UI_MS)
-    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
-
-
-def save_screenshot(page: Page, path: Path) -> None:
-    """A screenshot of the whole page. Streamlit scrolls inside its main container, not the document, so
-    ``full_page`` alone stops at the viewport: grow the viewport to the content's height first."""
-    size = page.viewport_size or {"width": 1440, "height": 1000}
-    height = page.evaluate(
-        "() => Math.max(...[document.querySelector('[data-testid=\"stMain\"]'),"
-        " document.querySelector('[data-testid=\"stAppViewContainer\"]'), document.documentElement]"
-        ".filter(Boolean).map(e => e.scrollHeight))"
-    )
-    page.set_viewport_size({"width": size["width"], "height": max(size["height"], int(height))})
-    page.screenshot(path=str(path), full_page=True)
-    page.set_viewport_size(size)
-
-
-def choose_radio(page: Page, group: str, option: str) -> None:
-    page.get_by_role("radiogroup", name=group).get_by_text(option, exact=True).click()
-    expect(page.get_by_role("radiogroup", name=group).get_by_role("radio", name=option)).to_be_checked()
-
-
-def upload(page: Page, label: str, name: str, payload: bytes, mime: str = "application/octet-stream") -> None:
-    """Put a file into the st.file_uploader labelled ``label`` and wait until the app shows it."""
-    uploader = page.locator('[data-testid="stFileUploader"]').filter(has=page.get_by_text(label, exact=True))
-    expect(uploader).to_have_count(1, timeout=UI_MS)
-    uploader.locator('input[type="file"]').set_input_files({"name": name, "mimeType": mime, "buffer": payload})
-    expect(uploader.get_by_text(name, exact=True)).to_be_visible(timeout=UI_MS)
-
-
-def click_load(page: Page) -> None:
-    page.get_by_role("button", name="Load", exact=True).click()
-
-
-def sidebar(page: Page) -> Locator:
-    return page.locator('[data-testid="stSidebar"]')
 
 
 def expect_demo_still_shown(page: Page) -> None:
@@ -123,16 +80,6 @@ def test_navigation_links_model_page(page: Page, app_url: str) -> None:
     open_model_page(page, app_url)
     expect(page.get_by_role("link", name="Model")).to_be_visible()
     expect(page.get_by_role("link", name="Inspect")).to_be_visible()
-
-
-def switch_demo_model(page: Page, name: str) -> None:
-    """Pick demo model ``name`` in the selectbox, press Load and wait until its vital signs are drawn."""
-    page.get_by_role("combobox", name="Demo model").click()
-    page.get_by_role("option", name=re.compile(rf"^{re.escape(name)}\b")).click()
-    expect(page.get_by_role("combobox", name="Demo model")).to_have_value(re.compile(rf"^{re.escape(name)}\b"))
-    click_load(page)
-    expect(page.locator('[data-testid="stAlertContentSuccess"]')).to_contain_text("Loaded", timeout=MODEL_LOAD_MS)
-    expect(page.get_by_role("heading", name=f"demo:{name}")).to_be_visible(timeout=MODEL_LOAD_MS)
 
 
 def test_switching_demo_model_updates_sidebar_and_vital_signs(page: Page, app_url: str, screenshot_dir: Path) -> None:
@@ -215,12 +162,6 @@ def test_a_factory_typed_into_the_path_box_is_refused_and_the_server_answers(
     assert not marker.exists()  # the server imported nothing
     assert healthy(app_url)  # ... and is still up for everyone
     expect_demo_still_shown(page)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def listening_addresses(port: int) -> set[str]:

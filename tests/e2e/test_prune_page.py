@@ -7,7 +7,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.test_model_page import UI_MS, open_model_page, save_screenshot
+from tests.e2e.conftest import UI_MS, open_model_page, save_screenshot
 
 PREVIEW_MS = 60_000  # the first visit describes the model and previews the default recipe
 RUN_MS = 180_000  # pruning, a fifth of an epoch of fine-tuning, then accuracy, size and latency measured

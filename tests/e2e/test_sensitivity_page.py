@@ -7,7 +7,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.test_model_page import UI_MS, open_model_page, save_screenshot
+from tests.e2e.conftest import UI_MS, open_model_page, save_screenshot
 
 SCAN_MS = 90_000  # the demo's four layers x 9 ratios on 1,000 test images: a few seconds on two idle cores
 
