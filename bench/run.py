@@ -47,20 +47,20 @@ def bench_vitals() -> dict:
         done = time.perf_counter()
         prefix = f"vitals.{name}"
         figures |= {
-            f"{prefix}.params": signs["params"],
-            f"{prefix}.nonzero_params": signs["nonzero_params"],
-            f"{prefix}.flops": signs["flops"],
-            f"{prefix}.size_bytes": signs["size_bytes"],
-            f"{prefix}.accuracy": signs["accuracy"],
-            f"{prefix}.card_accuracy": signs["card_accuracy"],
-            f"{prefix}.latency_ms.batch1": round(signs["latency_ms"]["batch1"], 4),
-            f"{prefix}.latency_ms.batch64": round(signs["latency_ms"]["batch64"], 4),
-            f"{prefix}.latency_iqr_ms.batch1": [round(signs["latency"]["batch1"][k], 4) for k in ("p25_ms", "p75_ms")],
-            f"{prefix}.latency_iqr_ms.batch64": [round(signs["latency"]["batch64"][k], 4) for k in ("p25_ms", "p75_ms")],
+            f"{prefix}.params": signs.params,
+            f"{prefix}.nonzero_params": signs.nonzero_params,
+            f"{prefix}.flops": signs.flops,
+            f"{prefix}.size_bytes": signs.size_bytes,
+            f"{prefix}.accuracy": signs.accuracy,
+            f"{prefix}.card_accuracy": signs.card_accuracy,
+            f"{prefix}.latency_ms.batch1": round(signs.latency_ms["batch1"], 4),
+            f"{prefix}.latency_ms.batch64": round(signs.latency_ms["batch64"], 4),
+            f"{prefix}.latency_iqr_ms.batch1": [round(getattr(signs.latency["batch1"], k), 4) for k in ("p25_ms", "p75_ms")],
+            f"{prefix}.latency_iqr_ms.batch64": [round(getattr(signs.latency["batch64"], k), 4) for k in ("p25_ms", "p75_ms")],
             f"{prefix}.load_seconds": round(loaded - start, 3),
             f"{prefix}.vital_signs_seconds": round(done - loaded, 3),
         }
-    figures["vitals.latency_how"] = signs["latency"]["batch1"]["label"].replace(", batch 1", "")
+    figures["vitals.latency_how"] = signs.latency["batch1"].label.replace(", batch 1", "")
     return figures
 
 

@@ -57,3 +57,30 @@ def evaluating(module: nn.Module) -> Iterator[None]:
     finally:
         for m, training in modes:
             m.training = training
+
+
+def unprunable_weights(module: nn.Module) -> dict[str, tuple[str, int]]:
+    """Weight matrices (parameters of 2 or more dimensions) outside the prunable layers, by owner:
+    ``{module name: (type, parameters)}``, largest first (LSTM/GRU matrices, attention in-projections, embeddings).
+    """
+    prunable = {id(mod) for _, mod, _ in prunable_layers(module)}
+    found: dict[str, tuple[str, int]] = {}
+    for name, mod in module.named_modules():
+        if id(mod) in prunable:
+            continue
+        count = sum(p.numel() for p in mod.parameters(recurse=False) if p.dim() >= 2)
+        if count:
+            found[name or "(the model itself)"] = (type(mod).__name__, count)
+    return dict(sorted(found.items(), key=lambda item: -item[1][1]))
+
+
+def unprunable_note(module: nn.Module, limit: int = 3) -> str:
+    """A sentence naming the largest weights no granularity reaches, with their share of all parameters ('' if none)."""
+    found = unprunable_weights(module)
+    total = sum(p.numel() for p in module.parameters()) or 1
+    if not found:
+        return ""
+    shown = ", ".join(f"'{name}' ({kind}, {count / total:.0%} of the parameters)" for name, (kind, count) in
+                      list(found.items())[:limit])
+    more = f" and {len(found) - limit} more" if len(found) > limit else ""
+    return f"; weights outside Conv1d/Conv2d/Linear layers are not pruned (not supported yet): {shown}{more}"

@@ -17,8 +17,10 @@ Weights are read safely (safetensors, or ``torch.load(weights_only=True)``) unle
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib
+import io
 import json
 import pickle
 import re
@@ -361,6 +363,20 @@ def load_model(spec: str, *, weights: str | Path | None = None, trust: bool = Fa
     raise SpecError(
         f"cannot load a model from '{spec}'; expected one of: " + "; ".join(f.label for f in MODEL_FORMATS)
     )
+
+
+def copy_module(module: nn.Module) -> nn.Module:
+    """An independent copy of ``module`` whose parameters are leaves (trainable).
+
+    ``copy.deepcopy`` of a loaded TorchScript program gives parameters that are not leaves, which no optimizer takes;
+    a TorchScript program is copied through its own serialisation instead.
+    """
+    if isinstance(module, torch.jit.ScriptModule):
+        buffer = io.BytesIO()
+        torch.jit.save(module, buffer)
+        buffer.seek(0)
+        return torch.jit.load(buffer)
+    return copy.deepcopy(module)
 
 
 def check_data_fits(model: LoadedModel, data) -> tuple[int, ...]:

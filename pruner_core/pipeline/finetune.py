@@ -109,11 +109,11 @@ class Cancelled(PrunerError):
 def _masked_weights(module: nn.Module, masks: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Validate ``masks`` against ``module``; return (weights, float masks) in matching order."""
     weights, floats = [], []
+    modules = dict(module.named_modules())  # not get_submodule: TorchScript programs do not support it
     for name, mask in masks.items():
-        try:
-            layer = module.get_submodule(name)
-        except AttributeError as e:
-            raise ValueError(f"mask given for layer '{name}', which the model does not have") from e
+        layer = modules.get(name)
+        if layer is None:
+            raise ValueError(f"mask given for layer '{name}', which the model does not have")
         weight = getattr(layer, "weight", None)
         if not isinstance(weight, torch.Tensor):
             raise ValueError(f"mask given for layer '{name}', which has no weight tensor")

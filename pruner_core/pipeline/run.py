@@ -15,7 +15,6 @@ give the same masks and weights (every random choice is seeded by the recipe), f
 
 from __future__ import annotations
 
-import copy
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -25,14 +24,14 @@ from torch import nn
 
 from pruner_core.config import options
 from pruner_core.errors import PrunerError, SpecError
-from pruner_core.graph.layers import weight_sparsity
+from pruner_core.graph.layers import unprunable_note, weight_sparsity
 from pruner_core.graph.model_graph import ModelGraph, graph_of, live_graph
 from pruner_core.io.data import Dataset
-from pruner_core.io.models import LoadedModel, check_data_fits
+from pruner_core.io.models import LoadedModel, check_data_fits, copy_module
 from pruner_core.pipeline.finetune import Cancelled, EpochRecord, Progress, finetune
 from pruner_core.pruning.channels import plan_channels, prune_channels
 from pruner_core.pruning.describe import describe_model
-from pruner_core.pruning.recipe import Recipe
+from pruner_core.pruning.recipe import Recipe, RecipeError
 from pruner_core.pruning.select import apply_masks, compute_masks
 from pruner_core.pruning.target import Target
 
@@ -72,13 +71,23 @@ class Working:
     @classmethod
     def of(cls, model: LoadedModel, input_shape: tuple[int, ...]) -> Working:
         """Copy ``model`` (never modified) and build the copy's graph: the run's only torch-pruning trace."""
-        work = copy.deepcopy(model.module).eval()
+        work = copy_module(model.module).eval()
         graph = live_graph(work, input_shape) if model.eager else graph_of(work, input_shape, eager=False)
         return cls(replace(model, module=work), graph, tuple(input_shape))
 
     def describe(self) -> list:
         """The copy's layers (:func:`~pruner_core.pruning.describe.describe_model`), from its graph."""
         return describe_model(self.model, self.input_shape, graph=self.graph)
+
+    def target(self, recipe: Recipe, layers: list | None = None) -> Target:
+        """``recipe`` resolved against the copy; a recipe that prunes nothing is refused naming each layer and any
+        weights no granularity reaches (an LSTM, an attention in-projection)."""
+        try:
+            return recipe.target(layers if layers is not None else self.describe(), require=True)
+        except RecipeError as e:
+            if "prunes no layer" not in str(e):
+                raise
+            raise RecipeError(f"{e}{unprunable_note(self.model.module)}") from None
 
 
 @dataclass
@@ -213,10 +222,8 @@ def prune(
     if recipe.granularity == "channel" and not model.eager:
         raise SpecError(f"channel pruning needs an ordinary nn.Module; '{model.label}' is a {model.fmt} program (mask only)")
     working = working or Working.of(model, shape)
-    target = recipe.target(layers if layers is not None else working.describe())
-    if not target.ratios:
-        raise SpecError("the recipe prunes no layer: every layer is excluded or has ratio 0")
-    teacher = copy.deepcopy(model.module).eval() if recipe.finetune.distill and recipe.finetune.epochs > 0 else None
+    target = working.target(recipe, layers)
+    teacher = copy_module(model.module).eval() if recipe.finetune.distill and recipe.finetune.epochs > 0 else None
     work = working.model.module
     ctx = _Context(work, working.graph, data, recipe, target, torch.zeros(1, *shape), teacher,
                    callback or (lambda u: None), cancel)
@@ -263,7 +270,7 @@ def run_experiment(
         raise SpecError(f"channel pruning needs an ordinary nn.Module; '{model.label}' is a {model.fmt} program (mask only)")
     working = Working.of(model, shape)
     layers = working.describe()
-    recipe.target(layers)  # refuse a recipe that does not fit before making a folder
+    working.target(recipe, layers)  # refuse a recipe that does not fit, or prunes nothing, before making a folder
     run = create_run(root, base_info(model, data=data_spec, input_shape=shape), recipe, folder=folder)
     written = [0]
 

@@ -291,12 +291,13 @@ class Recipe(BaseModel):
 
     # --- resolving against a model -------------------------------------------------------------------
 
-    def target(self, layers: list) -> Target:
+    def target(self, layers: list, *, require: bool = False) -> Target:
         """Resolve the recipe against a described model into a :class:`~pruner_core.pruning.target.Target`.
 
         Args:
             layers: :class:`~pruner_core.pruning.describe.LayerInfo` of every prunable layer
                 (:func:`~pruner_core.pruning.describe.describe_model`).
+            require: refuse a recipe that would prune no layer (a run), naming each layer and why it is left out.
 
         Returns:
             A Target whose ``ratios`` hold every layer to prune: its ``layers`` override, else ``sparsity``.
@@ -307,7 +308,7 @@ class Recipe(BaseModel):
         Raises:
             RecipeError: a name in ``layers`` or ``exclude`` that is not a prunable layer (the valid names
                 are listed), or a ``layers`` override for a layer that is excluded or that the granularity
-                does not apply to (naming the layer and why).
+                does not apply to (naming the layer and why); with ``require``, a recipe that prunes no layer.
         """
         by_name = {info.name: info for info in layers}
         for key, names in (("layers", list(self.layers)), ("exclude", self.exclude or [])):
@@ -322,6 +323,7 @@ class Recipe(BaseModel):
         else:
             excluded = {name: "it is listed in exclude" for name in self.exclude}
         ratios: dict[str, float] = {}
+        left_out: dict[str, str] = {}  # layer -> why it is not pruned
         for info in layers:
             explicit = info.name in self.layers
             ratio = self.layers[info.name] if explicit else self.sparsity
@@ -331,6 +333,7 @@ class Recipe(BaseModel):
                         f"recipe: layers.{info.name}: layer '{info.name}' is excluded ({excluded[info.name]}); remove"
                         " the override, or list the layers to leave alone in exclude (exclude: [] prunes every layer)"
                     )
+                left_out[info.name] = f"excluded ({excluded[info.name]})"
                 continue
             why_not = self._why_not(info)
             if why_not is not None:
@@ -339,9 +342,16 @@ class Recipe(BaseModel):
                         f"recipe: layers.{info.name}: granularity {self.granularity} does not apply to layer"
                         f" '{info.name}': {why_not}"
                     )
+                left_out[info.name] = f"{self.granularity} does not apply: {why_not}"
                 continue
             if ratio > 0:
                 ratios[info.name] = 1 - self.nm.n / self.nm.m if self.granularity == "nm" else ratio
+            else:
+                left_out[info.name] = "ratio 0"
+        if require and not ratios:
+            shown = "; ".join(f"'{name}' {why}" for name, why in list(left_out.items())[:6])
+            more = f"; and {len(left_out) - 6} more" if len(left_out) > 6 else ""
+            raise RecipeError(f"recipe: prunes no layer of the model: {shown or 'it has no prunable layer'}{more}")
         return Target(
             granularity=self.granularity,
             criterion=self.criterion,

@@ -133,7 +133,7 @@ LAYERS = {  # layers of mnist-cnn each granularity applies to
     "unstructured": ["conv1", "conv2", "fc1", "fc2"],
     "nm": ["conv2", "fc1", "fc2"],  # conv1 has 1 input channel
     "vector": ["conv1", "conv2"],
-    "kernel": ["conv1", "conv2"],
+    "kernel": ["conv2"],  # conv1 has 1 input channel: each kernel is a whole filter
     "channel": ["conv1", "conv2", "fc1"],  # fc2's outputs are the classes
 }
 

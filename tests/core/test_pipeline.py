@@ -115,3 +115,40 @@ def test_gmp_refuses_channels_with_the_alternative(cnn, demo_data):
     recipe = Recipe(granularity="channel", sparsity=0.5, schedule={"kind": "gmp", "steps": 2})
     with pytest.raises(PrunerError, match="use schedule 'iterative' or 'oneshot'"):
         prune(cnn, demo_data, recipe)
+
+
+def test_a_torchscript_program_masks_and_fine_tunes_as_promised(cnn, demo_data, tmp_path):
+    path = tmp_path / "cnn.ts"
+    torch.jit.script(cnn.module).save(str(path))
+    scripted = load_model(str(path))
+    assert scripted.fmt == "torchscript"
+    pruned = prune(scripted, demo_data, Recipe(sparsity=0.5, finetune=SHORT))
+    assert pruned.history and pruned.history[-1].train_loss > 0
+    for name, mask in pruned.masks.items():
+        weight = dict(pruned.module.named_modules())[name].weight
+        assert torch.all(weight[~mask] == 0) and torch.any(weight[mask] != 0)
+    assert all(p.is_leaf for p in scripted.module.parameters())  # the loaded program is untouched
+
+
+class LSTMClassifier(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm, self.fc = torch.nn.LSTM(6, 32, batch_first=True), torch.nn.Linear(32, 3)
+
+    def forward(self, x):
+        return self.fc(self.lstm(x)[0][:, -1])
+
+
+def test_a_recipe_that_prunes_nothing_is_refused_before_any_folder_naming_each_layer_and_the_rest(tmp_path):
+    from pruner_core.io.data import Dataset
+    from pruner_core.io.models import LoadedModel
+    from pruner_core.pruning.recipe import RecipeError
+
+    x, y = torch.rand(12, 5, 6), torch.arange(12) % 3
+    data = Dataset("seq", x, y, x, y, ["0", "1", "2"], "given")
+    model = LoadedModel(LSTMClassifier().eval(), "lstm", "factory", True)
+    with pytest.raises(RecipeError, match=r"prunes no layer of the model: 'fc' excluded \(by default: its outputs are the "
+                                          r"model's outputs\); weights outside Conv1d/Conv2d/Linear layers are not pruned "
+                                          r"\(not supported yet\): 'lstm' \(LSTM, 9\d% of the parameters\)"):
+        run_experiment(model, data, Recipe(finetune={"epochs": 0}), data_spec="seq", root=tmp_path)
+    assert not list(tmp_path.iterdir())  # refused before a run folder was made

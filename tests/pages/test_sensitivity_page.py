@@ -9,7 +9,9 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from pruner_core.errors import PrunerError
 from pruner_core.frontends import jobs
+from pruner_core.sensitivity import cache as cache_module
 from pruner_core.sensitivity import scan as scan_module
 from tests.pages.helpers import JOB_DEADLINE_S, wait_for_job
 
@@ -77,8 +79,8 @@ def test_bad_ratios_are_named_and_nothing_runs(sensitivity):
     assert any("no ratios to scan" in e.value for e in at.error)
     at = at.text_input(key="sens.ratios").set_value("0.5, 1.5").run()
     at = at.button(key="sens.run").click().run()
-    wait_for_job(at, "sens.job")
-    assert any("1.5" in e.value for e in at.error)
+    assert any("must be a fraction in [0, 1); got 1.5" in e.value for e in at.error)  # refused before any scan
+    assert "sens.job" not in at.session_state
 
 
 def test_a_cancelled_scan_keeps_its_partial_curves_marked(sensitivity):
@@ -159,11 +161,16 @@ def test_a_time_budget_lowers_the_samples_and_says_so(sensitivity, monkeypatch):
     assert any(f"first {result.settings['samples']:,} test samples" in c.value for c in at.caption)
 
 
-def test_a_failed_scan_leaves_no_earlier_curves_on_show(sensitivity):
+def test_a_failed_scan_leaves_no_earlier_curves_on_show(sensitivity, monkeypatch):
     at = scanned(sensitivity, ratios="0.5", samples=100)
     assert at.get("plotly_chart")
-    at = at.text_input(key="sens.ratios").set_value("0.5, 1.5").run()
+
+    def fail(*args, **kwargs):
+        raise PrunerError("the scan failed: layer 'conv2' could not be scored")
+
+    monkeypatch.setattr(cache_module, "scan", fail)
+    at = at.text_input(key="sens.ratios").set_value("0.4").run()
     at = at.button(key="sens.run").click().run()
     wait_for_job(at, "sens.job")
-    assert any("1.5" in e.value for e in at.error)
+    assert any("could not be scored" in e.value for e in at.error)
     assert not at.get("plotly_chart")
