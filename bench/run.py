@@ -134,6 +134,9 @@ def bench_analysis() -> dict:
             analyze(model, data, samples=samples)
             runs.append(time.perf_counter() - start)
         figures[f"analysis_seconds.{name}"] = round(sorted(runs)[1], 3)
+    shares = {la.name: la.time_share for la in analyze(load_model("demo:mnist-cnn"), data, samples=64).layers}
+    # once asserted in tests/core/test_analysis.py (conv2: 7 M FLOPs, fc2: 2,560): a timing, so measured here
+    figures["analysis_time_share.mnist-cnn"] = {k: round(v, 4) for k, v in shares.items()}
     o = _overhead(load_model("demo:resnet20"), data, samples, repeats=5)
     figures |= {f"analysis_overhead.resnet20.{k}": v for k, v in o.items()}
     big, shape = resnet50_model()
@@ -438,6 +441,22 @@ def bench_sensitivity_budget() -> dict:
             f"{prefix}.seconds": round(s, 2), f"{prefix}.ratio": round(s / budget, 3)}
 
 
+def bench_coverage() -> dict:
+    """``coverage`` (target 1.0): the fraction of (architecture, step) cells of the test zoo (tests/zoo/: 17
+    architectures x load, info, analyze, sensitivity, prune per granularity, ONNX export, reload, compare) that work
+    or refuse up front naming the layer; the failing cells are listed."""
+    import warnings
+
+    from tests.zoo.coverage import coverage, run_all
+
+    warnings.simplefilter("ignore")
+    start = time.perf_counter()
+    results = run_all()
+    failing = sorted(f"{arch}/{step}" for (arch, step), r in results.items() if not r.passed)
+    return {"coverage.fraction": round(coverage(results), 3), "coverage.cells": len(results),
+            "coverage.failing": failing, "coverage.seconds": round(time.perf_counter() - start, 1)}
+
+
 BENCHMARKS: dict[str, Callable[[], dict]] = {
     "vitals": bench_vitals,
     "analysis": bench_analysis,
@@ -449,6 +468,7 @@ BENCHMARKS: dict[str, Callable[[], dict]] = {
     "compare": bench_compare,
     "sensitivity": bench_sensitivity,
     "sensitivity_budget": bench_sensitivity_budget,
+    "coverage": bench_coverage,
 }
 
 

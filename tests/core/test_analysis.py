@@ -195,8 +195,7 @@ def test_layer_times_flops_and_params_are_measured(demo_data):
     shares = [la.time_share for la in result.layers]
     assert all(0 < s < 1 for s in shares) and sum(shares) < 1
     assert result.forward_ms > sum(la.forward_ms for la in result.layers) > 0
-    conv2, fc2 = result.layer("conv2"), result.layer("fc2")
-    assert conv2.time_share > fc2.time_share  # 7 M FLOPs against 2,560
+    # which layer takes longer is a timing (conv2: 7 M FLOPs, fc2: 2,560): bench/run.py analysis_time_share
 
 
 def test_a_given_description_is_used_instead_of_describing_again(demo_data, monkeypatch):

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from pages._common import DEFAULT_MODEL
 from pruner_core.io.archs import ARCHITECTURES
 from tests.pages.conftest import APP
-from tests.pages.test_model_page import errors, load_path, metric
+from tests.pages.helpers import errors, load_path, metric
 
 PATH = "Path on this machine"
 
