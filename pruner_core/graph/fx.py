@@ -15,6 +15,8 @@ ACTIVATION_MODULES = (nn.ReLU, nn.ReLU6)
 ACTIVATION_FUNCTIONS = {torch.relu, torch.nn.functional.relu, torch.nn.functional.relu6, torch.relu_}
 ACTIVATION_METHODS = {"relu", "relu_"}
 NORM_MODULES = (nn.BatchNorm1d, nn.BatchNorm2d)
+# Followed through on the way to the activation (channels keep their identity), but carry no BatchNorm scale.
+PASS_THROUGH_NORMS = (nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm1d, nn.InstanceNorm2d)
 ADD_FUNCTIONS = {operator.add, operator.iadd, torch.add}
 
 
@@ -52,6 +54,8 @@ def follow(graph: fx.GraphModule, layer_names: list[str]) -> dict[str, tuple[fx.
             if user.op == "call_module" and isinstance(modules.get(user.target), NORM_MODULES):
                 if cur is node:  # the BatchNorm right after the layer scales its channels
                     bn = user.target
+                cur = user
+            elif user.op == "call_module" and isinstance(modules.get(user.target), PASS_THROUGH_NORMS):
                 cur = user
             elif user.op == "call_function" and user.target in ADD_FUNCTIONS:
                 cur = user

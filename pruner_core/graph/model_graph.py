@@ -22,6 +22,7 @@ does itself, never by handler names.
 from __future__ import annotations
 
 import copy
+import math
 import threading
 import weakref
 from collections.abc import Sequence
@@ -53,6 +54,8 @@ class ModelGraph:
         group_of: layer -> id shared by layers whose output channels are coupled (residual additions).
         outputs: layers whose outputs are the model's outputs (no layer reads them).
         coupling: ``None`` when torch-pruning traced the model, else why coupled channels are unknown.
+        multiple_of: layer -> the number its kept channels must be a multiple of (a GroupNorm on them keeps its
+            groups: channels go in whole groups' worth), for layers where that is more than 1.
     """
 
     names: list[str]
@@ -60,6 +63,7 @@ class ModelGraph:
     outputs: set[str]
     coupling: str | None = None
     input_shape: tuple[int, ...] = ()
+    multiple_of: dict[str, int] = field(default_factory=dict)
     _module: weakref.ref | None = field(default=None, repr=False, compare=False)  # the module it describes
     _dep: object | None = field(default=None, repr=False, compare=False)  # torch-pruning's graph (live graphs only)
     _fx: tuple | None = field(default=None, repr=False, compare=False)
@@ -183,7 +187,7 @@ def _build(module: nn.Module, example: torch.Tensor, live: bool, eager: bool) ->
     names = [name for name, _, _ in prunable_layers(module)]
     shape = tuple(example.shape[1:])
     fallback = ModelGraph(names, {n: i for i, n in enumerate(names)}, {names[-1]} if names else set(), None, shape,
-                          weakref.ref(module))
+                          _module=weakref.ref(module))
     if not eager:
         fallback.coupling = "TorchScript / torch.export programs cannot have channels physically removed (mask only)"
         return fallback
@@ -204,6 +208,7 @@ def _build(module: nn.Module, example: torch.Tensor, live: bool, eager: bool) ->
     prunable = set(names)
     group_of: dict[str, int] = {}
     outputs: set[str] = set()
+    multiple_of: dict[str, int] = {}
     for name in names:
         layer = by_name[name]
         if dep_graph.module2node.get(layer) is None:  # forward() never calls it: nothing is coupled to it
@@ -211,6 +216,8 @@ def _build(module: nn.Module, example: torch.Tensor, live: bool, eager: bool) ->
             continue
         members, consumed = [name], False
         for dep, _ in dep_graph.get_pruning_group(layer, _out_fn(tp, layer), idxs=[0]):
+            if isinstance(dep.target.module, nn.GroupNorm):  # torch-pruning keeps num_groups: keep whole multiples
+                multiple_of[name] = math.lcm(multiple_of.get(name, 1), dep.target.module.num_groups)
             member = name_of.get(id(dep.target.module))
             if member not in prunable:
                 continue
@@ -224,7 +231,7 @@ def _build(module: nn.Module, example: torch.Tensor, live: bool, eager: bool) ->
             gid = len(set(group_of.values()))
             for member in members:
                 group_of.setdefault(member, gid)
-    return ModelGraph(names, group_of, outputs, None, shape, weakref.ref(module), dep_graph if live else None)
+    return ModelGraph(names, group_of, outputs, None, shape, multiple_of, weakref.ref(module), dep_graph if live else None)
 
 
 def graph_of(module: nn.Module, input_shape: Sequence[int], *, eager: bool = True) -> ModelGraph:

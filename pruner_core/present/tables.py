@@ -31,8 +31,8 @@ def prunability_table(layers: list[LayerInfo]) -> pd.DataFrame:
     for layer in layers:
         row = {"layer": layer.name}
         for name in GRANULARITIES:
-            why = layer.granularities.get(name)
-            row[name] = "yes" if why is None else f"no: {why}"
+            why, how = layer.granularities.get(name), layer.constraints.get(name)
+            row[name] = f"no: {why}" if why is not None else f"yes: {how}" if how else "yes"
         rows.append(row)
     return pd.DataFrame(rows, columns=["layer", *GRANULARITIES])
 

@@ -7,6 +7,8 @@ the model's one :class:`~pruner_core.graph.model_graph.ModelGraph`.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -65,6 +67,7 @@ def plan_channels(module: nn.Module, target: Target, example: torch.Tensor, data
             members[0][0],
             sum(members_scores[name] for name, _, _ in members),
             next(target.ratios[name] for name, _, _ in members if name in target.ratios),
+            math.lcm(*(graph.multiple_of.get(name, 1) for name, _, _ in members)),
         )
         for members in chosen
     ]

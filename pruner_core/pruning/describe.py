@@ -29,6 +29,7 @@ class LayerInfo:
     group: int
     is_output: bool
     granularities: dict[str, str | None] = field(default_factory=dict)
+    constraints: dict[str, str] = field(default_factory=dict)  # granularity -> how it is constrained where it applies
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,6 +66,10 @@ def describe_model(
         params = mod.weight.numel() + (bias.numel() if isinstance(bias, torch.Tensor) else 0)
         is_output = name in graph.outputs
         facts = LayerFacts(kind, tuple(shape), model.eager, is_output, model.eager and graph.traced)
-        infos.append(LayerInfo(name, kind, shape, int(params), flops.get(name), graph.group_of[name], is_output,
-                               prunability(facts)))
+        why = prunability(facts)
+        multiple = graph.multiple_of.get(name, 1)
+        constraints = {"channel": f"channels kept in multiples of {multiple} (a GroupNorm's groups)"} if (
+            multiple > 1 and why["channel"] is None) else {}
+        infos.append(LayerInfo(name, kind, shape, int(params), flops.get(name), graph.group_of[name], is_output, why,
+                               constraints))
     return infos

@@ -6,6 +6,7 @@ module it is given in place. Ties are removed in flattened layer order.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -127,6 +128,7 @@ class Unit:
     name: str
     scores: torch.Tensor  # [out]
     ratio: float
+    multiple: int = 1  # the channels kept must be a multiple of this (a GroupNorm's number of groups)
 
 
 def round_channels(out: int, n_remove: int, round_to: int | None) -> int:
@@ -147,10 +149,10 @@ def channel_removals(units: list[Unit], target: Target, fraction: float) -> dict
         counts = [round(u.ratio * u.scores.numel()) for u in units]
     removed = {}
     for unit, count in zip(units, counts, strict=True):
-        n = round_channels(unit.scores.numel(), count, target.round_to)
+        step = math.lcm(target.round_to or 1, unit.multiple)
+        n = round_channels(unit.scores.numel(), count, step if step > 1 else None)
         removed[unit.name] = torch.nonzero(~keep_lowest_removed(unit.scores, n)).flatten().tolist()
     return removed
-
 
 
 # ---------------------------------------------------------------- public API

@@ -208,3 +208,24 @@ def test_a_given_description_is_used_instead_of_describing_again(demo_data, monk
     monkeypatch.setattr(describe, "describe_model", lambda *a, **k: pytest.fail("described again"))
     given = analyze(model, demo_data, samples=8, layers=layers)
     assert [(la.group, la.flops, la.params) for la in given.layers] == [(la.group, la.flops, la.params) for la in fresh.layers]
+
+
+class GroupNormNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.norm, self.fc = nn.Conv2d(1, 8, 3, padding=1), nn.GroupNorm(4, 8), nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.norm(self.conv(x))).mean((2, 3)))
+
+
+def test_apoz_is_read_through_group_norm_against_the_zeros_counted_directly(demo_data):
+    torch.manual_seed(0)
+    net = GroupNormNet().eval()
+    result = analyze(loaded(net), demo_data, samples=32)
+    x = demo_data.x_train[:32]
+    with torch.no_grad():
+        zeros = (torch.relu(net.norm(net.conv(x))) == 0).float().mean((0, 2, 3))
+    conv = result.layer("conv")
+    assert conv.apoz == pytest.approx(zeros.tolist(), abs=1e-6)
+    assert conv.bn is None and conv.bn_scale is None  # a GroupNorm is not a BatchNorm: no BN scale is claimed

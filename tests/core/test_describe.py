@@ -273,7 +273,7 @@ def test_export_program_layers_are_found_but_channels_are_refused(tmp_path):
 def test_layer_info_is_plain_data():
     _, layers = arch_and_layers("lenet300")
     d = layers[0].to_dict()
-    assert set(d) == {"name", "type", "shape", "params", "flops", "group", "is_output", "granularities"}
+    assert set(d) == {"name", "type", "shape", "params", "flops", "group", "is_output", "granularities", "constraints"}
     assert d["name"] == "fc1" and d["shape"] == [300, 784]
 
 

@@ -142,3 +142,38 @@ def test_a_removal_that_breaks_the_forward_is_named_at_once():
     assert module(example).shape == (1, 3)
     with pytest.raises(SpecError, match=r"pruning layer 'conv2' broke the model's forward: RuntimeError: shape .* is invalid"):
         prune_channels(module, [{"layer": "conv2", "channels": [0, 1]}], example)
+
+
+class GroupNormBlock(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.gn1 = nn.Conv2d(3, 16, 3, padding=1), nn.GroupNorm(4, 16)
+        self.conv2, self.gn2 = nn.Conv2d(16, 12, 3, padding=1), nn.GroupNorm(3, 12)
+        self.fc = nn.Linear(12, 5)
+
+    def forward(self, x):
+        x = torch.relu(self.gn1(self.conv1(x)))
+        return self.fc(torch.relu(self.gn2(self.conv2(x))).mean((2, 3)))
+
+
+@pytest.mark.parametrize("ratio", [0.1, 0.3, 0.55, 0.9])
+def test_group_norm_keeps_whole_groups_when_channels_go(ratio):
+    module = GroupNormBlock().eval()
+    graph = graph_of(module, (3, 8, 8))
+    assert graph.multiple_of == {"conv1": 4, "conv2": 3}
+    example = torch.zeros(1, 3, 8, 8)
+    plan = plan_channels(module, Target("channel", "l1", ratios={"conv1": ratio, "conv2": ratio}), example)
+    prune_channels(module, plan, example)
+    assert module.conv1.out_channels % 4 == 0 and module.conv2.out_channels % 3 == 0
+    assert module.conv1.out_channels < 16 or ratio < 0.25  # it did remove channels where a whole group could go
+    assert module(torch.rand(2, 3, 8, 8)).shape == (2, 5)
+
+
+def test_the_group_norm_constraint_is_said_before_any_work():
+    from pruner_core.present.tables import prunability_table
+
+    layers = describe_model(LoadedModel(GroupNormBlock().eval(), "gn", "factory", True), (3, 8, 8))
+    table = prunability_table(layers).set_index("layer")
+    assert table.loc["conv1", "channel"] == "yes: channels kept in multiples of 4 (a GroupNorm's groups)"
+    assert table.loc["conv2", "channel"] == "yes: channels kept in multiples of 3 (a GroupNorm's groups)"
+    assert table.loc["fc", "channel"].startswith("no: ")

@@ -19,10 +19,6 @@ from tests.zoo.coverage import coverage, run_all
 _HF = "(transformers is not installed: the Hugging Face ViT is not in the zoo yet)"
 
 KNOWN_FAILURES: dict[tuple[str, str], str] = {
-    ('vgg_groupnorm', 'analyze'): 'WrongResult: no APoZ for 4 layer(s) a ReLU follows (through a norm layer), e.g. features.0: n/a: no ReLU follows this layer',
-    ('vgg_groupnorm', 'prune_channel'): "WrongResult: refused after a run was started: SpecError: pruning layer 'features.0' broke the model's forward: RuntimeError: Expected number of channels in input to be divisible by num_groups, but got input of shape [1, 6, 16, 16] and num_groups=4",
-    ('vgg_groupnorm', 'export_channel'): "AssertionError: needs the channel run, which failed: SpecError: pruning layer 'features.0' broke the model's forward: RuntimeError: Expected number of channels in input to be divisible by num_groups, but got input of shape [1, 6, 16, 16] and num_groups=4",
-    ('vgg_groupnorm', 'reload_channel'): "AssertionError: needs the channel run, which failed: SpecError: pruning layer 'features.0' broke the model's forward: RuntimeError: Expected number of channels in input to be divisible by num_groups, but got input of shape [1, 6, 16, 16] and num_groups=4",
     ('vit_timm', 'scan_channel'): 'RuntimeError: mat1 and mat2 shapes cannot be multiplied (8x0 and 32x32)',
     ('vit_timm', 'prune_channel'): "WrongResult: refused after a run was started: SpecError: pruning layer 'patch_embed.proj' broke the model's forward: RuntimeError: shape '[1, 17, 22]' is invalid for input of size 544",
     ('vit_timm', 'export_channel'): "AssertionError: needs the channel run, which failed: SpecError: pruning layer 'patch_embed.proj' broke the model's forward: RuntimeError: shape '[1, 17, 22]' is invalid for input of size 544",
