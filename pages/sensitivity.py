@@ -147,10 +147,6 @@ try:
 except PrunerError as e:
     st.error(str(e), icon=":material/error:")
     st.stop()
-if len(data.y_test) == 0:
-    st.error(f"Data '{data.name}' has no test samples to measure sensitivity on: give it x_test and y_test, or load "
-             "it without them to get a seeded 80/20 split.", icon=":material/error:")
-    st.stop()
 
 left, mid, right = st.columns(3)
 granularity = left.selectbox("Granularity", SCAN_GRANULARITIES, key="sens.granularity",

@@ -64,7 +64,14 @@ def _to_float(x: np.ndarray, what: str) -> torch.Tensor:
         return torch.from_numpy(x.astype(np.float32) / 255.0)
     if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
         raise DataError(f"{what} has dtype {x.dtype}; expected numbers (uint8 pixels or floats)")
-    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    values = np.ascontiguousarray(x, dtype=np.float32)
+    finite = np.isfinite(values)
+    if not finite.all():  # one NaN pixel would turn every weight into NaN in the first fine-tuning step
+        bad = int(values.size - np.count_nonzero(finite))
+        first = int(np.argwhere(~finite.reshape(len(values), -1).all(1))[0, 0])
+        raise DataError(f"{what} holds {bad:,} non-finite value(s) (NaN or Inf), the first in sample {first}; "
+                        "replace or drop them")
+    return torch.from_numpy(values)
 
 
 def _channels_first(x: np.ndarray, what: str) -> np.ndarray:
@@ -119,6 +126,11 @@ def _from_arrays(
             raise DataError(
                 f"{name}: 'x_test' samples have shape {tuple(x_test.shape[1:])} but 'x' samples {tuple(x.shape[1:])};"
                 " they must match"
+            )
+        if len(x_test) == 0:
+            raise DataError(
+                f"{name}: 'x_test' holds no samples, so nothing could be measured; give at least one test sample, or "
+                "leave x_test and y_test out for a seeded 80/20 split"
             )
         yt_t = _labels(y_test, len(x_test), f"{name}: 'y_test'")
         xt_t = _to_float(x_test, f"{name}: 'x_test'")

@@ -359,10 +359,25 @@ def load_model(spec: str, *, weights: str | Path | None = None, trust: bool = Fa
     weights = str(weights) if weights else None
     for fmt in MODEL_FORMATS:
         if fmt.matches(spec):
-            return fmt.load(spec, weights, trust)
+            loaded = fmt.load(spec, weights, trust)
+            check_finite(loaded.module, loaded.label)
+            return loaded
     raise SpecError(
         f"cannot load a model from '{spec}'; expected one of: " + "; ".join(f.label for f in MODEL_FORMATS)
     )
+
+
+def check_finite(module: nn.Module, label: str) -> None:
+    """Refuse a model whose parameters or buffers hold NaN or Inf (it would prune and "fine-tune" to nonsense).
+
+    Raises:
+        ModelLoadError: naming the first tensor and how many values are not finite.
+    """
+    for name, tensor in (*module.named_parameters(), *module.named_buffers()):
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ModelLoadError(f"model '{label}': {name} holds {bad:,} non-finite value(s) (NaN or Inf); its weights "
+                                 "are damaged: load a model whose weights are all finite")
 
 
 def copy_module(module: nn.Module) -> nn.Module:

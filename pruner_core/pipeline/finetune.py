@@ -102,6 +102,10 @@ class Progress:
         return self.step / self.steps if self.steps else 1.0
 
 
+class NonFinite(PrunerError):
+    """The training loss became NaN or Inf: the weights would be ruined, so fine-tuning stops (the run fails)."""
+
+
 class Cancelled(PrunerError):
     """The cancel event was set: fine-tuning stopped between two steps (the module is partially trained)."""
 
@@ -268,6 +272,9 @@ def finetune(
                         with torch.no_grad():
                             teacher_logits = teacher(xb)
                         loss = _distillation_loss(logits, teacher_logits, yb, temperature, alpha)
+                    if not bool(torch.isfinite(loss)):
+                        raise NonFinite(f"fine-tuning stopped at step {step + 1} of {steps}: the loss became "
+                                        f"{loss.item()} (lr {step_lr:.3g}); lower finetune.lr, or check the data")
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()

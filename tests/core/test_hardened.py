@@ -92,3 +92,50 @@ def test_two_processes_naming_the_same_out_folder_cannot_both_claim_it(tmp_path,
     seeds = {Recipe.load(folder / "recipe.yaml").seed}
     assert len(seeds) == 1 and json.loads((folder / "status.json").read_text())["status"] == "running"
     assert torch.__version__  # the winner's files are its own: one recipe, one status
+
+
+def test_an_empty_test_split_is_refused_when_the_data_loads(tmp_path):
+    import numpy as np
+
+    from pruner_core.io.data import load_data
+
+    path = tmp_path / "no-test.npz"
+    np.savez(path, x=np.zeros((8, 28, 28), np.uint8), y=np.arange(8) % 2, x_test=np.zeros((0, 28, 28), np.uint8),
+             y_test=np.zeros(0, np.int64))
+    with pytest.raises(PrunerError, match=r"no-test.npz: 'x_test' holds no samples, so nothing could be measured; give "
+                                          r"at least one test sample, or leave x_test and y_test out"):
+        load_data(str(path))
+    result = CliRunner().invoke(app, ["info", "demo:mnist-cnn", "--data", str(path)])
+    assert result.exit_code == 2 and "holds no samples" in result.stderr and "nan" not in result.output
+
+
+def test_a_non_finite_pixel_is_named_before_anything_trains(tmp_path):
+    import numpy as np
+
+    from pruner_core.io.data import load_data
+
+    x = np.random.default_rng(0).random((40, 1, 28, 28)).astype(np.float32)
+    x[17, 0, 3, 4] = np.nan
+    np.savez(tmp_path / "nan.npz", x=x, y=np.arange(40) % 10)
+    with pytest.raises(PrunerError, match=r"nan.npz: 'x' holds 1 non-finite value\(s\) \(NaN or Inf\), the first in sample 17"):
+        load_data(str(tmp_path / "nan.npz"))
+
+
+def test_non_finite_weights_are_refused_at_load(tmp_path):
+    from safetensors.torch import save_file
+
+    sd = {k: v.clone() for k, v in load_model("demo:lenet300").module.state_dict().items()}
+    sd["fc2.weight"][0, :3] = torch.tensor([float("nan"), float("inf"), 1.0])
+    save_file(sd, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(PrunerError, match=r"fc2.weight holds 2 non-finite value\(s\) \(NaN or Inf\); its weights are damaged"):
+        load_model("demo:lenet300", weights=tmp_path / "bad.safetensors")
+
+
+def test_a_fine_tune_whose_loss_goes_non_finite_stops_and_the_run_fails_saying_why(tmp_path, demo_data):
+    from pruner_core.pipeline.run import run_experiment
+
+    recipe = Recipe(sparsity=0.5, finetune={"epochs": 0.1, "lr": 1e38, "optimizer": "sgd"})
+    with pytest.raises(PrunerError, match="the loss became"):
+        run_experiment(load_model("demo:lenet300"), demo_data, recipe, data_spec="demo:mnist5k", root=tmp_path)
+    [run] = list_runs(tmp_path)
+    assert run.status == "failed" and "fine-tuning stopped at step" in run.error and "lower finetune.lr" in run.error
