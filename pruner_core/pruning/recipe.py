@@ -209,6 +209,7 @@ class Recipe(BaseModel):
         Raises:
             RecipeError: a YAML syntax error (with its line), not a mapping, or an invalid recipe.
         """
+        _check_shape(text, source)
         try:
             data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no object construction
         except yaml.YAMLError as e:
@@ -315,8 +316,8 @@ class Recipe(BaseModel):
             unknown = [n for n in names if n not in by_name]
             if unknown:
                 raise RecipeError(
-                    f"recipe: {key}: no prunable layer named {', '.join(repr(n) for n in unknown)}; valid:"
-                    f" {', '.join(by_name) or '(none)'}"
+                    f"recipe: {key}: no prunable layer named {_some(repr(_clip(n)) for n in unknown)}; valid:"
+                    f" {_some(by_name) or '(none)'}"
                 )
         if self.exclude is None:
             excluded = {info.name: "by default: its outputs are the model's outputs" for info in layers if info.is_output}
@@ -368,8 +369,51 @@ class Recipe(BaseModel):
         return info.granularities.get(self.granularity)
 
 
+def _clip(text: str, most: int = 60) -> str:
+    return text if len(text) <= most else text[: most - 3] + "..."
+
+
+def _some(items, most: int = 12) -> str:
+    """The first ``most`` items, comma-separated, and how many more (an error line stays a line)."""
+    items = list(items)
+    more = f", and {len(items) - most} more" if len(items) > most else ""
+    return ", ".join(str(i) for i in items[:most]) + more
+
+
 def _percent(fraction: float) -> str:
     return f"{round(fraction * 100, 2):g}%"
+
+
+MAX_TEXT = 1_000_000  # characters: a recipe is a few lines (a per-layer map of a large model, some kB)
+MAX_ALIASES = 50  # a "billion laughs" recipe expands a few aliases into gigabytes
+MAX_DEPTH = 10  # the deepest a valid recipe nests is 2 (finetune: {...}); a deep one only exhausts the stack
+
+
+def _check_shape(text: str, source: str) -> None:
+    """Refuse text too large, too deeply nested or using too many aliases, before anything is built from it.
+
+    Raises:
+        RecipeError: naming the limit.
+    """
+    if len(text) > MAX_TEXT:
+        raise RecipeError(f"{source}: the recipe is {len(text):,} characters; a recipe may have at most {MAX_TEXT:,}")
+    aliases = depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                aliases += 1
+                if aliases > MAX_ALIASES:
+                    raise RecipeError(f"{source}: the recipe uses more than {MAX_ALIASES} YAML aliases (*name); a "
+                                      "recipe needs none: write the values out")
+            elif isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise RecipeError(f"{source}: the recipe nests more than {MAX_DEPTH} levels deep; a recipe nests"
+                                      " 2 (e.g. finetune: {epochs: 1})")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError:
+        return  # the parse below reports the syntax error with its line
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -431,4 +475,6 @@ def _flatten(error: ValidationError, source: str, prefix: tuple = ()) -> str:
             parts.append(f"{path}: {msg}" if path else msg)  # a cross-field rule names its keys and values itself
         else:
             parts.append(f"{path}: {msg}; got {_short(err['input'])}")
-    return f"{source}: " + "; ".join(parts)
+    shown = [_clip(part, 1000) for part in parts[:5]]
+    more = f"; and {len(parts) - 5} more problems" if len(parts) > 5 else ""
+    return f"{_clip(source, 200)}: " + "; ".join(shown) + more

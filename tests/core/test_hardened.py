@@ -139,3 +139,50 @@ def test_a_fine_tune_whose_loss_goes_non_finite_stops_and_the_run_fails_saying_w
         run_experiment(load_model("demo:lenet300"), demo_data, recipe, data_spec="demo:mnist5k", root=tmp_path)
     [run] = list_runs(tmp_path)
     assert run.status == "failed" and "fine-tuning stopped at step" in run.error and "lower finetune.lr" in run.error
+
+
+BILLION_LAUGHS = """\
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+"""
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (BILLION_LAUGHS, "uses more than 50 YAML aliases"),
+    ("finetune: " + "[" * 1000 + "]" * 1000, "nests more than 10 levels deep"),
+    ("x" * 1_000_001, "at most 1,000,000"),
+])
+def test_tiny_recipes_that_would_take_the_server_down_are_refused_at_once(text, message):
+    import time
+
+    from pruner_core.pruning.recipe import RecipeError
+
+    start = time.process_time()
+    with pytest.raises(RecipeError, match=message) as info:
+        Recipe.from_yaml(text, source="upload.yaml")
+    assert time.process_time() - start < 5  # not a timing target: a guard against expanding gigabytes
+    assert len(str(info.value)) < 400
+
+
+def test_an_error_about_a_huge_layers_map_stays_one_short_line():
+    from pruner_core.io.archs import ARCHITECTURES
+    from pruner_core.io.models import LoadedModel
+    from pruner_core.pruning.describe import describe_model
+    from pruner_core.pruning.recipe import RecipeError
+
+    layers = describe_model(LoadedModel(ARCHITECTURES["lenet300"].build(), "m", "demo", True), (1, 28, 28))
+    huge = Recipe(layers={f"layer_{i}_{'x' * 200}": 0.5 for i in range(5000)})
+    with pytest.raises(RecipeError, match=r"no prunable layer named .*, and 4988 more; valid: fc1, fc2, fc3") as info:
+        huge.target(layers)
+    assert len(str(info.value)) < 1500
+    bad = {"layers": {f"l{i}": 2.0 for i in range(5000)}}
+    with pytest.raises(RecipeError, match=r"and 4995 more problems") as info:
+        Recipe.from_dict(bad)
+    assert len(str(info.value)) < 2000
