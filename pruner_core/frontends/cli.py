@@ -88,7 +88,7 @@ def info(
     data: Annotated[str | None, typer.Option("--data", help="as for prune; default: a run's own data, else demo:mnist5k")] = None,
     trust: TrustOpt = False,
     json_path: JsonOpt = None,
-    runs: Annotated[int, typer.Option(help="timed runs at batch 1 (batch 64 uses a third)", min=1)] = 30,
+    runs: Annotated[int, typer.Option(help="timed runs at batch 1 (batch 64 uses a third)", min=1, max=10_000)] = 30,
 ) -> None:
     """Measure and print a model's vital signs: parameters, FLOPs, size, accuracy, latency, layers."""
     from pruner_core.io.data import load_data

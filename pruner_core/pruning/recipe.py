@@ -105,7 +105,7 @@ class Schedule(_Section):
     model_config = _CONFIG
     _key = "schedule"
     kind: Annotated[str, AfterValidator(_one_of(SCHEDULES, "schedule"))] = "oneshot"
-    steps: Annotated[int, Field(ge=1)] = 1
+    steps: Annotated[int, Field(ge=1, le=1000)] = 1
 
     @model_validator(mode="after")
     def _oneshot_is_one_step(self) -> Schedule:
@@ -119,10 +119,10 @@ class Finetune(_Section):
 
     model_config = _CONFIG
     _key = "finetune"
-    epochs: Annotated[float, Field(ge=0)] = 1
+    epochs: Annotated[float, Field(ge=0, le=1000)] = 1
     lr: Annotated[float, Field(gt=0)] = 0.001
     optimizer: Annotated[str, AfterValidator(_one_of(OPTIMIZERS, "optimizer"))] = "adamw"
-    batch_size: Annotated[int, Field(ge=1)] = 64
+    batch_size: Annotated[int, Field(ge=1, le=65536)] = 64
     distill: bool = False
     temperature: Annotated[float, Field(gt=0)] = 4.0
     alpha: Annotated[float, Field(ge=0, le=1)] = 0.5
@@ -153,10 +153,10 @@ class Recipe(BaseModel):
     layers: dict[str, Fraction] = Field(default_factory=dict)
     exclude: list[str] | None = None
     nm: NM = Field(default_factory=NM)
-    round_to: Annotated[int, Field(ge=1)] | None = None
+    round_to: Annotated[int, Field(ge=1, le=65536)] | None = None
     schedule: Schedule = Field(default_factory=Schedule)
     finetune: Finetune = Field(default_factory=Finetune)
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
 
     def __init__(self, **data: Any) -> None:
         try:

@@ -186,3 +186,17 @@ def test_an_error_about_a_huge_layers_map_stays_one_short_line():
     with pytest.raises(RecipeError, match=r"and 4995 more problems") as info:
         Recipe.from_dict(bad)
     assert len(str(info.value)) < 2000
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("finetune: {epochs: 1.0e+308}", "finetune.epochs: input should be less than or equal to 1000"),
+    ("schedule: {kind: iterative, steps: 100000}", "schedule.steps: input should be less than or equal to 1000"),
+    ("finetune: {batch_size: 10000000}", "finetune.batch_size: input should be less than or equal to 65536"),
+    ("granularity: channel\nround_to: 100000", "round_to: input should be less than or equal to 65536"),
+    ("seed: -1", "seed: input should be greater than or equal to 0"),
+])
+def test_work_without_a_natural_bound_is_refused_naming_the_bound(text, message):
+    from pruner_core.pruning.recipe import RecipeError
+
+    with pytest.raises(RecipeError, match=message):
+        Recipe.from_yaml(text)
