@@ -40,6 +40,16 @@ TrustOpt = Annotated[bool, typer.Option("--trust", help="allow unpickling a whol
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="also write the figures as JSON to this path")]
 
 
+def writable(path: Path | None, option: str) -> None:
+    """Refuse an output path that cannot be written as a file, before any measuring (a folder, a missing parent)."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise PrunerError(f"{option} '{path}' is a folder; name a file to write")
+    if not path.parent.is_dir():
+        raise PrunerError(f"{option} '{path}': its folder '{path.parent}' does not exist")
+
+
 def user_errors(fn: Callable) -> Callable:
     """Turn a PrunerError into one line on stderr and exit status 2."""
 
@@ -94,6 +104,7 @@ def info(
     from pruner_core.io.data import load_data
     from pruner_core.measure.metrics import vital_signs
 
+    writable(json_path, "--json")
     loaded = load_any_model(model, weights, trust)
     if data is None:
         data = _run_data(model) or "demo:mnist5k"
@@ -185,6 +196,8 @@ def export(
 
 def _write_comparison(runs: list[Path], report: Path | None, json_path: Path | None, data: str | None) -> Path | None:
     """Compare run folders against the first one's base model; print the table; write the report / JSON."""
+    writable(json_path, "--json")
+    writable(report, "--report")
     from pruner_core.compare.compare import compare_saved
     from pruner_core.pipeline.runs import list_runs, load_run
     from pruner_core.present.compare_table import comparison_table, display_table, measurement_notes
@@ -233,6 +246,7 @@ def analyze(
     samples: Annotated[int, typer.Option(help="calibration samples for APoZ and mean activation", min=1)] = 256,
 ) -> None:
     """Per-layer redundancy signals: channel L1/L2, kernel norms, APoZ, BN scale, coupled group."""
+    writable(json_path, "--json")
     from pruner_core.io.data import load_data
     from pruner_core.measure.analysis import analyze as run_analysis
 
@@ -270,6 +284,7 @@ def sensitivity(
     latency: Annotated[bool, typer.Option("--latency/--no-latency", help="channel: time each group against kept channels")] = True,
 ) -> None:
     """Prune each layer (or coupled group) alone at each ratio, no fine-tuning: accuracy and loss curves."""
+    writable(json_path, "--json")
     from pruner_core.io.data import load_data
     from pruner_core.sensitivity.scan import scan
 

@@ -109,8 +109,9 @@ def _split(n: int) -> tuple[np.ndarray, np.ndarray]:
 def _from_arrays(
     name: str, x: np.ndarray, y: np.ndarray, x_test: np.ndarray | None, y_test: np.ndarray | None
 ) -> Dataset:
-    if len(x) == 0:
-        raise DataError(f"{name}: 'x' holds no samples")
+    if x.ndim == 0 or len(x) == 0:
+        raise DataError(f"{name}: 'x' holds no samples" + (" (it is a single number, not an array of samples)"
+                                                              if x.ndim == 0 else ""))
     x = _channels_first(x, f"{name}: 'x'")
     y_t = _labels(y, len(x), f"{name}: 'y'")
     x_t = _to_float(x, f"{name}: 'x'")

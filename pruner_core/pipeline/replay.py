@@ -7,6 +7,7 @@ the model loader never needs to know the run format.
 from __future__ import annotations
 
 import dataclasses
+from contextvars import ContextVar
 from pathlib import Path
 
 import torch
@@ -22,6 +23,9 @@ from pruner_core.io.models import (
 )
 from pruner_core.pipeline.runs import Run, load_run
 from pruner_core.pruning.channels import prune_channels
+
+MAX_CHAIN = 20  # a run pruned from a run pruned from ...: deeper than this is a loop or a mistake
+_loading: ContextVar[tuple[str, ...]] = ContextVar("runs_being_loaded", default=())
 
 
 def load_run_model(run: Run | str | Path, *, trust: bool = False) -> LoadedModel:
@@ -44,7 +48,17 @@ def load_run_model(run: Run | str | Path, *, trust: bool = False) -> LoadedModel
         why = f" ({run.error})" if run.error else ""
         raise PrunerError(f"run '{run.id}' is {run.status}{why}; only a finished run has a pruned model")
     base = run.base
-    loaded = load_model(base["spec"], weights=base.get("weights"), trust=trust and bool(base.get("trust")))
+    chain = _loading.get()
+    here = str(run.path.resolve())
+    if here in chain or len(chain) >= MAX_CHAIN:
+        why = "names itself as its base model (through" if here in chain else f"sits on a chain of more than {MAX_CHAIN}"
+        raise PrunerError(f"run '{run.id}': base.json {why} runs {' -> '.join(Path(c).name for c in chain)}); a run's "
+                          "base must be a model or an earlier run")
+    token = _loading.set((*chain, here))
+    try:
+        loaded = load_model(base["spec"], weights=base.get("weights"), trust=trust and bool(base.get("trust")))
+    finally:
+        _loading.reset(token)
     if run.structure:
         shape = base.get("input_shape") or loaded.input_shape
         if not shape:

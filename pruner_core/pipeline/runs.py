@@ -277,8 +277,9 @@ def _read_run(path: Path) -> Run:
     if state not in STATUSES:
         raise PrunerError(f"run '{path.name}': status.json has status {state!r}; expected one of {', '.join(STATUSES)}")
     base = _read_json(path, "base.json", dict)
-    if not base.get("spec"):
+    if not base.get("spec") or not isinstance(base["spec"], str):
         raise PrunerError(f"run '{path.name}': base.json does not name the base model ('spec')")
+    _check_input_shape(path.name, base.get("input_shape"))
     recipe = Recipe.load(path / "recipe.yaml") if (path / "recipe.yaml").is_file() else None
     if recipe is None:
         raise PrunerError(f"run '{path.name}': recipe.yaml is missing")
@@ -302,6 +303,24 @@ def _read_run(path: Path) -> Run:
         path, path.name, state, recipe, base, metrics, history, error, created, structure,
         status.get("pid"), status.get("started"), status.get("finished"),
     )
+
+
+MAX_SAMPLE_VALUES = 2**26  # 67 M values: 268 MB per sample in float32, far beyond any model this tool handles
+
+
+def _check_input_shape(run_id: str, shape: Any) -> None:
+    """``input_shape`` is absent, or 1 to 4 positive whole numbers of at most :data:`MAX_SAMPLE_VALUES` values."""
+    if shape is None:
+        return
+    if not isinstance(shape, list) or not 1 <= len(shape) <= 4 or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+        raise PrunerError(f"run '{run_id}': base.json input_shape {str(shape)[:60]} is not 1 to 4 positive whole numbers")
+    values = 1
+    for d in shape:
+        values *= d
+    if values > MAX_SAMPLE_VALUES:
+        raise PrunerError(f"run '{run_id}': base.json input_shape {shape} is {values:,} values per sample; at most "
+                          f"{MAX_SAMPLE_VALUES:,}")
 
 
 def _damaged(path: Path, error: Exception) -> Run:
