@@ -110,6 +110,23 @@ class LoadedModel:
 def _check_file(path: Path) -> None:
     if not path.is_file():
         raise ModelLoadError(f"model file '{path}' does not exist")
+    if path.stat().st_size == 0:
+        raise ModelLoadError(f"model file '{path.name}' is empty (0 bytes): the copy or download did not finish")
+
+
+def _what_it_is(path: Path, error: Exception) -> str:
+    """What a file that failed to load looks like, for the message (a renamed text file, a damaged archive...)."""
+    head = path.read_bytes()[:64]
+    detail = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+    if head.startswith(b"PK"):
+        return f"a damaged zip archive ({type(error).__name__}: {detail})"
+    if head[:1] == b"\x80":
+        return f"a damaged pickle ({type(error).__name__}: {detail})"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"its {path.stat().st_size:,} bytes are neither a torch.save zip archive nor a pickle ({detail})"
+    return f"it holds text ({text[:40]!r}...), not a torch.save archive"
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -136,16 +153,18 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             sd = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
-            if "Unsupported global" in str(e):  # real pickled objects, refused by the weights-only unpickler
+            text = str(e).lower()
+            if "unsupported global" in text:  # pickled objects beyond tensors (torch spells it GLOBAL or global)
+                blocked = re.search(r"global ([\w.]+)", str(e), flags=re.IGNORECASE)
                 raise TrustError(
-                    f"'{path.name}' holds pickled Python objects, not only tensors; loading it runs code from the"
+                    f"'{path.name}' holds pickled Python objects, not only tensors"
+                    + (f" (it calls {blocked.group(1)})" if blocked else "") + "; loading it runs code from the"
                     " file. Load it as a whole model with the trust switch (--trust / 'I trust this file') only if"
                     " you trust its source"
                 ) from e
             raise ModelLoadError(f"'{path.name}' is not a readable PyTorch weights file (damaged or not a .pt)") from e
         except Exception as e:  # a damaged file can raise almost anything from the unpickler or the zip reader
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            raise ModelLoadError(f"'{path.name}' is not a readable PyTorch weights file ({first})") from e
+            raise ModelLoadError(f"'{path.name}' is not a readable PyTorch weights file: {_what_it_is(path, e)}") from e
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(sd, dict) and isinstance(sd.get(key), dict):
             sd = sd[key]

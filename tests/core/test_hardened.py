@@ -233,3 +233,23 @@ def test_an_output_path_that_is_a_folder_is_refused_before_measuring(tmp_path):
     result = CliRunner().invoke(app, ["analyze", "demo:lenet300", "--json", str(tmp_path / "no" / "a.json")])
     assert result.exit_code == 2 and "does not exist" in result.stderr
     assert "latency" not in result.output  # refused up front, before anything was measured
+
+
+def test_files_that_are_not_models_say_what_they_are(tmp_path):
+    import os
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    torch.save({"x": Payload()}, tmp_path / "evil.pt")
+    (tmp_path / "text.pt").write_text("hello, this is not a model")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    cases = {
+        "evil.pt": r"holds pickled Python objects, not only tensors \(it calls posix.system\); loading it runs code",
+        "text.pt": r"is not a readable PyTorch weights file: it holds text \('hello, this is not a model'\.\.\.\)",
+        "empty.pt": r"is empty \(0 bytes\): the copy or download did not finish",
+    }
+    for name, message in cases.items():
+        with pytest.raises(PrunerError, match=message):
+            load_model(str(tmp_path / name))
