@@ -18,7 +18,8 @@ written last: a run whose process died is still "running" on disk and is listed 
 A pruned model is rebuilt from (base model, channel plan, pruned state dict): safetensors and JSON only.
 
 >>> import tempfile
->>> from pruner_core.pruning.recipe import Recipe
+>>> from pruner_core.pipeline.liveness import why_gone
+from pruner_core.pruning.recipe import Recipe
 >>> root = tempfile.mkdtemp()
 >>> run = create_run(root, {"spec": "demo:lenet300", "input_shape": [1, 28, 28]}, Recipe())
 >>> [r.status for r in list_runs(root)]
@@ -44,6 +45,7 @@ from pruner_core.errors import PrunerError
 from pruner_core.io.models import LoadedModel
 from pruner_core.measure.metrics import VitalSigns
 from pruner_core.pipeline.finetune import EpochRecord
+from pruner_core.pipeline.liveness import why_gone
 from pruner_core.pruning.recipe import Recipe
 
 FINAL_STATUSES = ("done", "failed", "cancelled")
@@ -53,7 +55,6 @@ ARTIFACTS = (
     "recipe.yaml", "base.json", "status.json", "history.json",
     "weights.safetensors", "masks.safetensors", "structure.json", "metrics.json",
 )
-_CLOCK_SLACK_S = 2.0  # /proc start times are whole seconds + clock ticks
 
 
 def default_root() -> Path:
@@ -295,7 +296,7 @@ def _read_run(path: Path) -> Run:
                 raise PrunerError(f"run '{path.name}': it is marked done but {name} is missing")
     error = status.get("error")
     if state == "running":
-        gone = _why_gone(status)
+        gone = why_gone(status)
         if gone:
             state, error = "interrupted", gone
     created = str(base.get("created") or status.get("started") or "")
@@ -462,43 +463,3 @@ def _timestamp(run: Run) -> float:
         return datetime.fromisoformat(run.created).timestamp()
     except (TypeError, ValueError):
         return 0.0
-
-
-def _why_gone(status: dict) -> str | None:
-    """Why a run marked running cannot still be running, or None if its process may well be alive."""
-    pid, host = status.get("pid"), status.get("host")
-    if host and host != socket.gethostname():
-        return None  # another machine's process: we cannot tell
-    if not isinstance(pid, int) or pid <= 0:
-        return "its status has no process id"
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return f"the process that ran it (pid {pid}) has ended"
-    except PermissionError:
-        pass  # alive, owned by another user
-    except OSError as e:
-        return f"its process (pid {pid}) cannot be checked ({e.strerror})"
-    started = _epoch(status.get("started"))
-    proc_started = _process_start(pid)
-    if started is not None and proc_started is not None and proc_started > started + _CLOCK_SLACK_S:
-        return f"the process that ran it is gone (pid {pid} now belongs to a process started after the run)"
-    return None
-
-
-def _epoch(iso: Any) -> float | None:
-    try:
-        return datetime.fromisoformat(iso).timestamp()
-    except (TypeError, ValueError):
-        return None
-
-
-def _process_start(pid: int) -> float | None:
-    """Start time (epoch seconds) of process ``pid`` from /proc, or None where /proc is not available."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        boot = next(line for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime "))
-        ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22; the name in (...) may contain spaces
-        return int(boot.split()[1]) + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
