@@ -57,6 +57,9 @@ def export_run(run_path: str | Path, out: str | Path, *, onnx_file: bool = True,
     written["recipe"] = str(recipe)
     written["weights"] = str(out / "weights.safetensors")
     if onnx_file:
+        if not run.base.get("input_shape"):
+            raise PrunerError(f"run '{run.id}': base.json records no input_shape, so the model cannot be traced to ONNX; "
+                              "the weights and recipe are written: export again with --no-onnx")
         shape = tuple(run.base["input_shape"])
         path = export_onnx(model.module, shape, out / "model.onnx")
         written["onnx"] = str(path)

@@ -253,3 +253,12 @@ def test_files_that_are_not_models_say_what_they_are(tmp_path):
     for name, message in cases.items():
         with pytest.raises(PrunerError, match=message):
             load_model(str(tmp_path / name))
+
+
+def test_exporting_a_run_without_an_input_shape_says_so(tmp_path):
+    run = done_run(tmp_path / "runs", "noshape")
+    base = json.loads((run.path / "base.json").read_text())
+    (run.path / "base.json").write_text(json.dumps({k: v for k, v in base.items() if k != "input_shape"}))
+    with pytest.raises(PrunerError, match="records no input_shape, so the model cannot be traced to ONNX"):
+        export_run(run.path, tmp_path / "out")
+    assert (tmp_path / "out" / "weights.safetensors").is_file()  # what could be written was
