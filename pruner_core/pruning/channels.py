@@ -72,7 +72,12 @@ def plan_channels(module: nn.Module, target: Target, example: torch.Tensor, data
         for members in chosen
     ]
     removed = channel_removals(units, target, global_fraction(layers, target.ratios))
-    return [{"layer": name, "channels": chans} for name, chans in removed.items() if chans]
+    plan = [{"layer": name, "channels": chans} for name, chans in removed.items() if chans]
+    if not plan and target.round_to and any(u.ratio > 0 for u in units):
+        widest = max(u.scores.numel() for u in units)
+        raise SpecError(f"round_to {target.round_to} keeps every channel of every group (the widest has {widest}), so "
+                        f"nothing would be pruned; use a round_to below {widest}, or none")
+    return plan
 
 
 def prune_channels(module: nn.Module, plan: list[dict], example: torch.Tensor, *, graph: ModelGraph | None = None) -> None:

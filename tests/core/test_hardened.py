@@ -262,3 +262,11 @@ def test_exporting_a_run_without_an_input_shape_says_so(tmp_path):
     with pytest.raises(PrunerError, match="records no input_shape, so the model cannot be traced to ONNX"):
         export_run(run.path, tmp_path / "out")
     assert (tmp_path / "out" / "weights.safetensors").is_file()  # what could be written was
+
+
+def test_a_round_to_that_keeps_every_channel_is_named_not_a_silent_no_op(demo_data, tmp_path):
+    from pruner_core.pipeline.run import run_experiment
+
+    recipe = Recipe(granularity="channel", sparsity=0.5, round_to=1000, finetune={"epochs": 0})
+    with pytest.raises(PrunerError, match=r"round_to 1000 keeps every channel of every group \(the widest has 128\)"):
+        run_experiment(load_model("demo:mnist-cnn"), demo_data, recipe, data_spec="demo:mnist5k", root=tmp_path)
