@@ -24,6 +24,9 @@ DEMO_DATA = {"mnist5k": ASSETS / "mnist5k.npz"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2
+MAX_CLASSES = 100_000  # a label of 2**62 once asked for that many class names
+MAX_IMAGE_PIXELS = 4096 * 4096  # per image, checked from its header before decoding
+MAX_DATA_VALUES = 2**31  # pixel values of a whole image-folder data set (8 GB as float32)
 MAX_IMAGES = 200_000
 
 
@@ -97,6 +100,9 @@ def _labels(y: np.ndarray, n: int, what: str) -> torch.Tensor:
         raise DataError(f"{what} must hold integer class labels; got dtype {y.dtype}")
     if len(y) and y.min() < 0:
         raise DataError(f"{what} holds the negative label {int(y.min())}; labels must be 0, 1, 2, ...")
+    if len(y) and y.max() >= MAX_CLASSES:
+        raise DataError(f"{what} holds the label {int(y.max())}; labels must be below {MAX_CLASSES:,} (classes 0, 1, 2, "
+                        "... numbered without gaps)")
     return torch.from_numpy(y.astype(np.int64))
 
 
@@ -168,8 +174,16 @@ def _read_image(zf: zipfile.ZipFile, member: str) -> np.ndarray:
 
     try:
         with zf.open(member) as fh, Image.open(fh) as im:
+            width, height = im.size  # read from the header: nothing is decoded yet
+            if width * height > MAX_IMAGE_PIXELS:
+                raise DataError(f"image '{member}' is {width}x{height} pixels; at most {MAX_IMAGE_PIXELS:,} pixels per "
+                                "image are accepted (resize the images first)")
             im.load()
             return np.asarray(im.convert("L") if im.mode in ("1", "L", "P", "I", "I;16", "F", "LA") else im.convert("RGB"))
+    except Image.DecompressionBombError as e:
+        raise DataError(f"image '{member}' is too large to decode safely ({e})") from e
+    except RuntimeError as e:  # zipfile: "File ... is encrypted, password required"
+        raise DataError(f"cannot read image '{member}' in the zip: {e} (give an unencrypted zip)") from e
     except (UnidentifiedImageError, OSError, zipfile.BadZipFile) as e:
         raise DataError(f"cannot read image '{member}' in the zip ({e})") from e
 
@@ -206,9 +220,13 @@ def _load_zip(name: str, f: BinaryIO) -> Dataset:
         classes = sorted({p[1] if has_split else p[-2] for p in parts})
         index = {c: i for i, c in enumerate(classes)}
         images, labels, is_test = [], [], []
-        shape = None
+        shape, values = None, 0
         for member, p in zip(files, parts, strict=True):
             img = _read_image(zf, str(member))
+            values += img.size
+            if values > MAX_DATA_VALUES:
+                raise DataError(f"{name}: its images hold more than {MAX_DATA_VALUES:,} values in all (at '{member}'); "
+                                "use fewer or smaller images")
             if shape is None:
                 shape, first = img.shape, str(member)
             elif img.shape != shape:

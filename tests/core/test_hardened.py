@@ -270,3 +270,49 @@ def test_a_round_to_that_keeps_every_channel_is_named_not_a_silent_no_op(demo_da
     recipe = Recipe(granularity="channel", sparsity=0.5, round_to=1000, finetune={"epochs": 0})
     with pytest.raises(PrunerError, match=r"round_to 1000 keeps every channel of every group \(the widest has 128\)"):
         run_experiment(load_model("demo:mnist-cnn"), demo_data, recipe, data_spec="demo:mnist5k", root=tmp_path)
+
+
+def _png(width: int, height: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (width, height)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_data_that_would_exhaust_memory_is_refused_from_its_headers(tmp_path):
+    import zipfile
+
+    import numpy as np
+
+    from pruner_core.io.data import load_data
+
+    np.savez(tmp_path / "labels.npz", x=np.zeros((4, 1, 8, 8), np.float32), y=np.array([0, 1, 2, 2**62]))
+    with pytest.raises(PrunerError, match=r"holds the label 4611686018427387904; labels must be below 100,000"):
+        load_data(str(tmp_path / "labels.npz"))
+    with zipfile.ZipFile(tmp_path / "big.zip", "w") as z:  # a few kB of PNG that decodes to 25 M pixels
+        z.writestr("a/1.png", _png(5000, 5000))
+        z.writestr("b/1.png", _png(5000, 5000))
+    with pytest.raises(PrunerError, match=r"image 'a/1.png' is 5000x5000 pixels; at most 16,777,216 pixels per image"):
+        load_data(str(tmp_path / "big.zip"))
+
+
+def test_an_encrypted_zip_is_named(tmp_path):
+    import zipfile
+
+    from pruner_core.io.data import load_data
+
+    with zipfile.ZipFile(tmp_path / "locked.zip", "w") as z:
+        for member in ("a/1.png", "b/1.png"):
+            z.writestr(member, _png(8, 8))
+    raw = bytearray((tmp_path / "locked.zip").read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # set the "encrypted" flag in every header
+        at = raw.find(signature)
+        while at != -1:
+            raw[at + offset] |= 0x1
+            at = raw.find(signature, at + 4)
+    (tmp_path / "locked.zip").write_bytes(bytes(raw))
+    with pytest.raises(PrunerError, match=r"cannot read image 'a/1.png' in the zip: .*encrypted.*\(give an unencrypted zip\)"):
+        load_data(str(tmp_path / "locked.zip"))
