@@ -233,6 +233,8 @@ def _load_factory(spec: str, weights: str | None, trust: bool) -> LoadedModel:
         raise SpecError(f"'{mod_name}' has no callable '{fn_name}'; expected package.module:factory returning an nn.Module")
     try:
         module = fn()
+    except SystemExit as e:  # a factory that exits would end the server, or the command without a word
+        raise ModelLoadError(f"calling '{spec}()' called sys.exit({e.code!r}); a factory must return an nn.Module") from e
     except Exception as e:  # the user's factory may raise anything
         raise ModelLoadError(f"calling '{spec}()' failed: {type(e).__name__}: {e}") from e
     if not isinstance(module, nn.Module):
@@ -255,7 +257,8 @@ def _load_torchscript(spec: str, weights: str | None, trust: bool) -> LoadedMode
     try:
         module = torch.jit.load(str(path), map_location="cpu")
     except RuntimeError as e:
-        raise ModelLoadError(f"'{path.name}' is not a readable TorchScript archive ({str(e).splitlines()[0]})") from e
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ModelLoadError(f"'{path.name}' is not a readable TorchScript archive ({first})") from e
     if weights:
         apply_state_dict(module, read_state_dict(weights), Path(weights).name, path.name)
     return LoadedModel(module.eval(), spec, "torchscript", False, weights=weights)

@@ -293,8 +293,11 @@ def run_experiment(
     except Cancelled as e:
         fail_run(run, str(e), cancelled=True)
         raise
+    except KeyboardInterrupt:
+        fail_run(run, "stopped by the user (Ctrl-C) before it finished; nothing of it was kept", cancelled=True)
+        raise
     except BaseException as e:
-        fail_run(run, str(e) if isinstance(e, PrunerError) else f"{type(e).__name__}: {e}")
+        fail_run(run, str(e) if isinstance(e, PrunerError) else f"{type(e).__name__}: {e or 'no message'}")
         raise
     report(Update("done", 1.0, f"saved {run.path}", history=pruned.history))
     return run

@@ -316,3 +316,26 @@ def test_an_encrypted_zip_is_named(tmp_path):
     (tmp_path / "locked.zip").write_bytes(bytes(raw))
     with pytest.raises(PrunerError, match=r"cannot read image 'a/1.png' in the zip: .*encrypted.*\(give an unencrypted zip\)"):
         load_data(str(tmp_path / "locked.zip"))
+
+
+def test_a_factory_that_calls_sys_exit_is_named_not_a_silent_exit(probe, tmp_path, monkeypatch):
+    name, _ = probe
+    module_file = tmp_path / f"{name}_exit.py"
+    module_file.write_text("import sys\n\ndef make():\n    sys.exit(3)\n")
+    with pytest.raises(PrunerError, match=rf"calling '{name}_exit:make\(\)' called sys.exit\(3\); a factory must return"):
+        load_model(f"{name}_exit:make")
+    sys.modules.pop(f"{name}_exit", None)
+
+
+def test_ctrl_c_during_a_run_leaves_it_cancelled_with_a_reason(tmp_path, demo_data):
+    from pruner_core.pipeline.run import run_experiment
+
+    def interrupt(update):
+        if update.phase == "finetune":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(load_model("demo:lenet300"), demo_data, Recipe(finetune={"epochs": 0.05}), data_spec="demo:mnist5k",
+                       root=tmp_path, callback=interrupt)
+    [run] = list_runs(tmp_path)
+    assert run.status == "cancelled" and run.error == "stopped by the user (Ctrl-C) before it finished; nothing of it was kept"
