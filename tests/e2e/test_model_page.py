@@ -204,3 +204,49 @@ def test_make_run_listens_on_loopback_only(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=15)
+
+
+def _server_pid(port: int) -> int:
+    """The pid of the Streamlit process serving ``port`` (found by its command line in /proc)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"streamlit" in b" ".join(cmd) and str(port).encode() in cmd and cmd[0].endswith(b"python"):
+                return int(entry.name)
+    raise AssertionError(f"no Streamlit process serves port {port}")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def test_make_run_leaves_the_cpu_alone_while_idle(tmp_path: Path, page: Page) -> None:
+    """Streamlit's source watcher once walked .venv and kept a core busy, under every latency the app measured."""
+    repo = Path(__file__).resolve().parents[2]
+    port = free_port()
+    proc = subprocess.Popen(["make", "--no-print-directory", "run", f"PORT={port}"], cwd=repo,
+                            env={**os.environ, "PRUNER_RUNS": str(tmp_path / "runs")}, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not listening_addresses(port):
+            assert proc.poll() is None and time.monotonic() < deadline, "make run did not start listening"
+            time.sleep(0.25)  # polling a server coming up
+        open_model_page(page, f"http://127.0.0.1:{port}")  # a session is open, its first measurements done
+        pid = _server_pid(port)
+        time.sleep(3)  # let the page settle: the figure below is CPU time, not wall time
+        before = _cpu_seconds(pid)
+        time.sleep(10)  # measuring an idle server: nothing to wait on but time
+        busy = _cpu_seconds(pid) - before
+        assert busy < 1.0, f"the idle server used {busy:.2f} s of CPU in 10 s"  # the watcher took about 10 s
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=15)
