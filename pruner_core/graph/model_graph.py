@@ -1,4 +1,4 @@
-"""One object per model for its structure: prunable layers, coupled groups, output layers, the fx trace.
+"""One object per model for its structure: prunable layers, coupled groups, output layers, GroupNorm multiples.
 
 torch-pruning's dependency graph is built once per (module, input shape) and kept here, so describing a model,
 previewing, planning and removing channels, measuring and scanning all read the same graph:
@@ -29,14 +29,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
-import torch.fx as fx
 from torch import nn
 
 from pruner_core.errors import SpecError
-from pruner_core.graph.fx import trace
 from pruner_core.graph.layers import evaluating, prunable_layers
 
-BUILDS = {"dependency_graph": 0}  # how many torch-pruning graphs this process built (tests count them)
 _cache: weakref.WeakKeyDictionary[nn.Module, dict[tuple, ModelGraph]] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
@@ -66,7 +63,6 @@ class ModelGraph:
     multiple_of: dict[str, int] = field(default_factory=dict)
     _module: weakref.ref | None = field(default=None, repr=False, compare=False)  # the module it describes
     _dep: object | None = field(default=None, repr=False, compare=False)  # torch-pruning's graph (live graphs only)
-    _fx: tuple | None = field(default=None, repr=False, compare=False)
 
     @property
     def traced(self) -> bool:
@@ -98,15 +94,6 @@ class ModelGraph:
         if module is None:
             raise SpecError("the module this graph describes is gone")
         return module
-
-    def fx(self) -> tuple[fx.GraphModule | None, str | None]:
-        """The module's torch.fx trace (traced once, then kept), or ``(None, why)`` where it cannot be traced.
-
-        The trace shares the module's submodules, so it stays valid when channels are removed in place.
-        """
-        if self._fx is None:
-            self._fx = trace(self.module)
-        return self._fx
 
     # --- live graphs ----------------------------------------------------------------------------------------
 
@@ -198,7 +185,6 @@ def _build(module: nn.Module, example: torch.Tensor, live: bool, eager: bool) ->
     target = module if live else copy.deepcopy(module)
     try:
         with evaluating(target), torch.enable_grad():  # torch-pruning traces with autograd
-            BUILDS["dependency_graph"] += 1
             dep_graph = tp.DependencyGraph().build_dependency(target, example_inputs=example)
     except Exception as e:  # torch-pruning cannot trace every model: then channel coupling is unknown
         fallback.coupling = f"torch-pruning could not trace the model ({type(e).__name__}: {str(e)[:200]})"

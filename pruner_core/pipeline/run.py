@@ -31,7 +31,7 @@ from pruner_core.io.models import LoadedModel, check_data_fits, copy_module
 from pruner_core.pipeline.finetune import Cancelled, EpochRecord, Progress, finetune
 from pruner_core.pruning.channels import plan_channels, prune_channels
 from pruner_core.pruning.describe import describe_model
-from pruner_core.pruning.recipe import Recipe, RecipeError
+from pruner_core.pruning.recipe import NothingToPrune, Recipe
 from pruner_core.pruning.select import apply_masks, compute_masks
 from pruner_core.pruning.target import Target
 
@@ -84,10 +84,8 @@ class Working:
         weights no granularity reaches (an LSTM, an attention in-projection)."""
         try:
             return recipe.target(layers if layers is not None else self.describe(), require=True)
-        except RecipeError as e:
-            if "prunes no layer" not in str(e):
-                raise
-            raise RecipeError(f"{e}{unprunable_note(self.model.module)}") from None
+        except NothingToPrune as e:
+            raise NothingToPrune(f"{e}{unprunable_note(self.model.module)}") from None
 
 
 @dataclass

@@ -129,7 +129,6 @@ class Channel(Granularity):
 
 
 GRANULARITIES: dict[str, Granularity] = {g.name: g for g in (Unstructured(), NM(), Vector(), Kernel(), Channel())}
-MASK_GRANULARITIES = tuple(name for name in GRANULARITIES if name != "channel")  # pruned by masks, not surgery
 
 
 def granularity(name: str) -> Granularity:

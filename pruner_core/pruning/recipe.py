@@ -82,6 +82,10 @@ class _Section(BaseModel):
             raise RecipeError(_flatten(e, _SOURCE.get(), prefix=(self._key,))) from None
 
 
+class NothingToPrune(RecipeError):
+    """A recipe that, resolved against a model, prunes no layer (every one excluded, at ratio 0 or not applicable)."""
+
+
 class NM(_Section):
     """N:M sparsity: at most ``n`` non-zero weights in every ``m`` consecutive ones along the input dimension."""
 
@@ -352,7 +356,7 @@ class Recipe(BaseModel):
         if require and not ratios:
             shown = "; ".join(f"'{name}' {why}" for name, why in list(left_out.items())[:6])
             more = f"; and {len(left_out) - 6} more" if len(left_out) > 6 else ""
-            raise RecipeError(f"recipe: prunes no layer of the model: {shown or 'it has no prunable layer'}{more}")
+            raise NothingToPrune(f"recipe: prunes no layer of the model: {shown or 'it has no prunable layer'}{more}")
         return Target(
             granularity=self.granularity,
             criterion=self.criterion,

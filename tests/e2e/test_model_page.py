@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import random
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -183,27 +185,37 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
-def test_make_run_listens_on_loopback_only(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def make_run(tmp_path: Path) -> Iterator[int]:
+    """``make run`` on a free port, as a user starts it; yields the port once it listens, stops it after."""
     repo = Path(__file__).resolve().parents[2]
     port = free_port()
-    env = {**os.environ, "PRUNER_RUNS": str(tmp_path / "runs")}
     proc = subprocess.Popen(
-        ["make", "--no-print-directory", "run", f"PORT={port}"], cwd=repo, env=env, stdin=subprocess.DEVNULL,
+        ["make", "--no-print-directory", "run", f"PORT={port}"], cwd=repo,
+        env={**os.environ, "PRUNER_RUNS": str(tmp_path / "runs")}, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 90
-        while not listening_addresses(port) and proc.poll() is None and time.monotonic() < deadline:
+        while not listening_addresses(port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                os.killpg(proc.pid, signal.SIGTERM)
+                raise AssertionError("make run did not start listening: " + proc.communicate()[0].decode(errors="replace"))
             time.sleep(0.25)  # polling a server coming up
-        assert proc.poll() is None, proc.stdout.read().decode(errors="replace")
-        assert listening_addresses(port) == {"127.0.0.1"}
+        yield port
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=15)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=15)
+
+
+def test_make_run_listens_on_loopback_only(tmp_path: Path) -> None:
+    with make_run(tmp_path) as port:
+        assert listening_addresses(port) == {"127.0.0.1"}
 
 
 def _server_pid(port: int) -> int:
@@ -226,16 +238,7 @@ def _cpu_seconds(pid: int) -> float:
 
 def test_make_run_leaves_the_cpu_alone_while_idle(tmp_path: Path, page: Page) -> None:
     """Streamlit's source watcher once walked .venv and kept a core busy, under every latency the app measured."""
-    repo = Path(__file__).resolve().parents[2]
-    port = free_port()
-    proc = subprocess.Popen(["make", "--no-print-directory", "run", f"PORT={port}"], cwd=repo,
-                            env={**os.environ, "PRUNER_RUNS": str(tmp_path / "runs")}, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 90
-        while not listening_addresses(port):
-            assert proc.poll() is None and time.monotonic() < deadline, "make run did not start listening"
-            time.sleep(0.25)  # polling a server coming up
+    with make_run(tmp_path) as port:
         open_model_page(page, f"http://127.0.0.1:{port}")  # a session is open, its first measurements done
         pid = _server_pid(port)
         time.sleep(3)  # let the page settle: the figure below is CPU time, not wall time
@@ -243,10 +246,3 @@ def test_make_run_leaves_the_cpu_alone_while_idle(tmp_path: Path, page: Page) ->
         time.sleep(10)  # measuring an idle server: nothing to wait on but time
         busy = _cpu_seconds(pid) - before
         assert busy < 1.0, f"the idle server used {busy:.2f} s of CPU in 10 s"  # the watcher took about 10 s
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=15)
