@@ -141,13 +141,19 @@ def activate(model_choice: dict, data_spec: str | None) -> None:
 
 
 def show_outcome(*keys: str) -> None:
-    """Show (once) the outcome a callback left under each key (default: the last :func:`activate`'s)."""
+    """Show (once) the outcome a callback left under each key (default: the last :func:`activate`'s).
+
+    The messages sit in a container drawn on every run, so the elements below keep their place whether or not there
+    is a message: a widget below (a file uploader) is not re-created when a message comes or goes, and a file dropped
+    on it while the page reruns is not lost.
+    """
+    box = st.container()
     for key in keys or ("model.outcome",):
         outcome = st.session_state.pop(key, None)
         if outcome:
             kind, message = outcome
             icon = f":material/{'error' if kind == 'error' else 'check'}:"
-            (st.error if kind == "error" else st.success)(message, icon=icon)
+            (box.error if kind == "error" else box.success)(message, icon=icon)
 
 
 def _active_key() -> tuple:

@@ -233,6 +233,11 @@ def choose_radio(page: Page, group: str, option: str) -> None:
     expect(page.get_by_role("radiogroup", name=group).get_by_role("radio", name=option)).to_be_checked()
 
 
+def wait_until_idle(page: Page, timeout: float = UI_MS) -> None:
+    """Wait until the app has finished its rerun (Streamlit's running icon in the header has gone)."""
+    expect(page.locator('[data-testid="stStatusWidgetRunningIcon"]')).to_have_count(0, timeout=timeout)
+
+
 def upload(page: Page, label: str, name: str, payload: bytes, mime: str = "application/octet-stream") -> None:
     """Put a file into the st.file_uploader labelled ``label`` and wait until the app shows it."""
     uploader = page.locator('[data-testid="stFileUploader"]').filter(has=page.get_by_text(label, exact=True))

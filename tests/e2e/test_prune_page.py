@@ -7,7 +7,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import UI_MS, open_model_page, save_screenshot
+from tests.e2e.conftest import UI_MS, open_model_page, save_screenshot, wait_until_idle
 
 PREVIEW_MS = 60_000  # the first visit describes the model and previews the default recipe
 RUN_MS = 180_000  # pruning, a fifth of an epoch of fine-tuning, then accuracy, size and latency measured
@@ -66,6 +66,7 @@ def test_a_bad_recipe_upload_names_the_key_and_keeps_the_settings(page: Page, ap
     expect(page.locator('[data-testid="stFileChip"]')).to_have_count(0, timeout=UI_MS)
     # the rerun after the removal no longer shows the message: it is over, and the next upload is not lost in it
     expect(page.get_by_text(re.compile(r"unknown key 'sparsty'"))).to_have_count(0, timeout=UI_MS)
+    wait_until_idle(page)
     expect(upload).to_have_count(1, timeout=UI_MS)
     upload.set_input_files(files=[{"name": "good.yaml", "mimeType": "application/x-yaml",
                                    "buffer": b"granularity: channel\ncriterion: l2\nsparsity: 0.25\n"}])
