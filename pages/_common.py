@@ -20,7 +20,8 @@ from pruner_core.errors import PrunerError
 from pruner_core.frontends.serving import Exposure
 from pruner_core.io.data import Dataset, load_data
 from pruner_core.io.export import ensure_onnx
-from pruner_core.io.models import LoadedModel, allow_factories, check_data_fits, load_model
+from pruner_core.io.fit import check_data_fits, fit_data
+from pruner_core.io.models import LoadedModel, allow_factories, load_model
 from pruner_core.measure.analysis import Analysis, analyze
 from pruner_core.measure.metrics import VitalSigns, vital_signs
 from pruner_core.measure.preview import Preview, preview
@@ -111,8 +112,24 @@ def get_model(choice: dict) -> LoadedModel:
     return cached_model(choice["spec"], choice["weights"], choice["trust"], file_digest(choice["spec"]) + file_digest(choice["weights"]))
 
 
-def get_data(spec: str) -> Dataset:
-    return cached_data(spec, file_digest(spec))
+@st.cache_resource(max_entries=8, show_spinner="Arranging the data as the model takes it…")
+def cached_fit(model_choice: tuple, model_digest: str, data_spec: str, data_digest: str) -> Dataset:
+    """The data set arranged as the model takes it (:func:`~pruner_core.io.fit.fit_data`), shared. Read-only."""
+    return fit_data(_model_of(model_choice), cached_data(data_spec, data_digest))
+
+
+def get_data(spec: str, choice: dict) -> Dataset:
+    """Data set ``spec`` as the model ``choice`` takes it (a [N, T, F] file is sequences to an LSTM, images to a CNN).
+
+    Raises:
+        PrunerError: the file cannot be loaded, or the model takes it in no arrangement.
+    """
+    return cached_fit(*_key_of(choice, spec))
+
+
+def active_data() -> Dataset:
+    """The active data set, arranged as the active model takes it."""
+    return cached_fit(*_active_key())
 
 
 def activate(model_choice: dict, data_spec: str | None) -> None:
@@ -129,9 +146,7 @@ def activate(model_choice: dict, data_spec: str | None) -> None:
         st.session_state["model.outcome"] = ("error", "Choose a data file first.")
         return
     try:
-        model = get_model(model_choice)
-        data = get_data(data_spec)
-        check_data_fits(model, data)
+        get_data(data_spec, model_choice)  # loads both, arranges the data as the model takes it and checks it
     except PrunerError as e:
         st.session_state["model.outcome"] = ("error", str(e))
         return
@@ -177,7 +192,7 @@ def _model_of(model_choice: tuple) -> LoadedModel:
 
 @st.cache_data(max_entries=32, show_spinner="Measuring vital signs (accuracy, FLOPs, latency)…")
 def cached_vital_signs(model_choice: tuple, model_digest: str, data_spec: str, data_digest: str) -> VitalSigns:
-    return vital_signs(_model_of(model_choice), get_data(data_spec))
+    return vital_signs(_model_of(model_choice), cached_fit(model_choice, model_digest, data_spec, data_digest))
 
 
 def active_vital_signs() -> VitalSigns | None:
@@ -197,7 +212,8 @@ def cached_analysis(model_choice: tuple, model_digest: str, data_spec: str, data
     model's description (FLOPs, coupled groups) comes from its own cache: another sample count does not redo it.
     """
     layers = cached_layers(model_choice, model_digest, data_spec, data_digest)
-    return analyze(_model_of(model_choice), get_data(data_spec), samples=samples, layers=layers)
+    return analyze(_model_of(model_choice), cached_fit(model_choice, model_digest, data_spec, data_digest),
+                   samples=samples, layers=layers)
 
 
 def active_analysis(samples: int) -> Analysis:
@@ -216,7 +232,7 @@ def vital_signs_of(choice: dict, data_spec: str) -> VitalSigns:
 
 @st.cache_data(max_entries=16, show_spinner="Describing layers…")
 def cached_layers(model_choice: tuple, model_digest: str, data_spec: str, data_digest: str) -> list[LayerInfo]:
-    model, data = _model_of(model_choice), get_data(data_spec)
+    model, data = _model_of(model_choice), cached_fit(model_choice, model_digest, data_spec, data_digest)
     return describe_model(model, check_data_fits(model, data))
 
 
@@ -231,7 +247,8 @@ def active_layers() -> list[LayerInfo]:
 
 @st.cache_data(max_entries=32, show_spinner="Previewing what the recipe removes…")
 def cached_preview(model_choice: tuple, model_digest: str, data_spec: str, data_digest: str, recipe_yaml: str) -> Preview:
-    return preview(_model_of(model_choice), get_data(data_spec), Recipe.from_yaml(recipe_yaml))
+    return preview(_model_of(model_choice), cached_fit(model_choice, model_digest, data_spec, data_digest),
+                   Recipe.from_yaml(recipe_yaml))
 
 
 def active_preview(recipe: Recipe) -> Preview:
@@ -248,7 +265,7 @@ def cached_comparison(model_choice: tuple, model_digest: str, data_spec: str, da
                       stamps: tuple, root: str) -> list[Entry]:
     """:func:`~pruner_core.compare.compare` of the model and the run folders ``runs`` (``stamps``: their states)."""
     listed = list_runs_by_path(root)
-    return compare(_model_of(model_choice), get_data(data_spec), [listed[p] for p in runs if p in listed],
+    return compare(_model_of(model_choice), cached_fit(model_choice, model_digest, data_spec, data_digest), [listed[p] for p in runs if p in listed],
                    data_spec=data_spec, root=root)  # a folder removed meanwhile is left out, not an error
 
 
@@ -266,7 +283,7 @@ def active_fingerprint() -> str:
 @st.cache_data(max_entries=16, show_spinner="Exporting the model to ONNX…")
 def _cached_original_onnx(model_choice: tuple, model_digest: str, data_spec: str, data_digest: str, root: str) -> str:
     model = _model_of(model_choice)
-    shape = check_data_fits(model, get_data(data_spec))
+    shape = check_data_fits(model, cached_fit(model_choice, model_digest, data_spec, data_digest))
     folder = original_cache_dir(model, root, fingerprint=_cached_fingerprint(model_choice, model_digest))
     return str(ensure_onnx(model.module, shape, folder))
 

@@ -10,10 +10,10 @@ import streamlit as st
 
 from pages._common import (
     active_comparison,
+    active_data,
     active_fingerprint,
     cached_comparison,
     data_label,
-    get_data,
     get_model,
     init_state,
     model_label,
@@ -99,7 +99,7 @@ runs = [runs_by_path[p] for p in picked]
 
 try:
     entries = active_comparison(runs)
-    classes = get_data(ss["active.data"]).classes
+    classes = active_data().classes
 except PrunerError as e:
     st.error(str(e), icon=":material/error:")
     st.stop()

@@ -6,7 +6,7 @@ once per model, data and sample count (cached); norm, colour scale and layer onl
 
 import streamlit as st
 
-from pages._common import active_analysis, get_data, init_state, model_label
+from pages._common import active_analysis, active_data, init_state, model_label
 from pruner_core.errors import PrunerError
 from pruner_core.present.figures import channel_signal_heatmap, kernel_heatmap, layer_signal_table, weight_histogram
 
@@ -22,7 +22,7 @@ st.caption(
 )
 
 try:
-    train_size = len(get_data(st.session_state["active.data"]).x_train)
+    train_size = len(active_data().x_train)
 except PrunerError as e:
     st.error(str(e), icon=":material/error:")
     st.stop()

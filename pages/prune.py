@@ -53,7 +53,7 @@ def load_uploaded_recipe() -> None:
 
 def start_run(recipe: Recipe) -> None:
     choice, data_spec, root = dict(ss["active.model"]), ss["active.data"], runs_root()
-    model, data = get_model(choice), get_data(data_spec)
+    model, data = get_model(choice), get_data(data_spec, choice)
     job = jobs.start(recipe.summary(), lambda report, cancel: run_experiment(
         model, data, recipe, data_spec=data_spec, root=root, callback=report, cancel=cancel))
     ss["prune.job"], ss["prune.job_base"] = job.id, (choice, data_spec)

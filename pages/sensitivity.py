@@ -4,7 +4,7 @@ cached on disk per model, data and settings (:func:`~pruner_core.sensitivity.cac
 
 import streamlit as st
 
-from pages._common import get_data, get_model, init_state, model_label, runs_root, show_in_prune
+from pages._common import active_data, get_model, init_state, model_label, runs_root, show_in_prune
 from pruner_core.config.text import parse_fractions
 from pruner_core.errors import PrunerError
 from pruner_core.frontends import jobs
@@ -27,7 +27,7 @@ TARGET_LABELS = {"sparsity": "Parameter sparsity", "flops": "FLOP reduction", "d
 
 
 def start_scan(settings: dict) -> None:
-    model, data = get_model(ss["active.model"]), get_data(ss["active.data"])
+    model, data = get_model(ss["active.model"]), active_data()
     folder = runs_root() / ".cache" / "sensitivity"
     job = jobs.start(f"sensitivity {settings['granularity']} {settings['criterion']}", lambda report, cancel: cached_scan(
         model, data, cache_dir=folder, callback=report, cancel=cancel, **settings))
@@ -85,7 +85,7 @@ def show_recommendation(sens) -> None:
             help="Prune with the curves' allocation, the one-global-threshold one and blends of the two, measure each "
                  "on training images (not the test images reported) and keep the most accurate"):
         with st.spinner("Pruning and measuring five candidate allocations…"):
-            ss["sens.refined"] = (key, refine(get_model(ss["active.model"]), get_data(ss["active.data"]), sens, rec))
+            ss["sens.refined"] = (key, refine(get_model(ss["active.model"]), active_data(), sens, rec))
     refined = ss.get("sens.refined")
     refined = refined[1] if refined is not None and refined[0] == key else None
     if refined is not None:
@@ -110,7 +110,7 @@ def show_recommendation(sens) -> None:
                   "target.")
     st.plotly_chart(allocation_bars(rec), key="sens.allocation")
     if st.button("Check: apply both without fine-tuning and measure", key="sens.check", icon=":material/science:"):
-        model, data = get_model(ss["active.model"]), get_data(ss["active.data"])
+        model, data = get_model(ss["active.model"]), active_data()
         with st.spinner("Pruning two copies and measuring them…"):
             recipes = {"recommended": rec.recipe, "uniform": rec.uniform["recipe"],
                        "one global threshold": global_baseline(sens, target, value)}
@@ -142,7 +142,7 @@ ss.setdefault("sens.granularity", "unstructured")
 ss.setdefault("sens.ratios", ", ".join(f"{r:g}" for r in DEFAULT_RATIOS))
 
 try:
-    data = get_data(ss["active.data"])
+    data = active_data()
     get_model(ss["active.model"])  # a model that fails to load is said here, once
 except PrunerError as e:
     st.error(str(e), icon=":material/error:")

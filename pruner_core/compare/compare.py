@@ -38,7 +38,9 @@ from pruner_core.graph.flops import layer_flops
 from pruner_core.graph.layers import weight_sparsity
 from pruner_core.io.data import Dataset, batches
 from pruner_core.io.export import ensure_onnx, size_figures
-from pruner_core.io.models import LoadedModel, check_data_fits
+from pruner_core.io.fit import check_data_fits, fit_data
+from pruner_core.io.inputs import example_input, random_input
+from pruner_core.io.models import LoadedModel
 from pruner_core.measure.metrics import PYTORCH_RUNTIME, Latency, count_parameters, device_name, latency_of
 from pruner_core.pipeline.replay import load_run_model
 from pruner_core.pipeline.runs import Run, default_root
@@ -113,7 +115,7 @@ def measure_static(module: nn.Module, input_shape: tuple[int, ...], data: Datase
     module.eval()
     acc, per_class = per_class_accuracy(module, data)
     params, nonzero = count_parameters(module)
-    flops, _ = layer_flops(module, torch.zeros(1, *input_shape))
+    flops, _ = layer_flops(module, example_input(module, input_shape))
     written = size_figures(module, folder)
     how = dict(written["how"])
     onnx_error = onnx_bytes = None
@@ -165,7 +167,7 @@ def time_together(subjects: list[Subject], *, latency_runs: tuple[int, int] = (3
 
     out: list[dict[str, dict[str, Latency]]] = [{"pytorch": {}} | ({"onnxruntime": {}} if s.onnx else {}) for s in subjects]
     threads = torch.get_num_threads()
-    inputs = {b: [torch.rand(b, *s.input_shape, generator=torch.Generator().manual_seed(0)) for s in subjects]
+    inputs = {b: [random_input(s.module, s.input_shape, b) for s in subjects]
               for b in BATCHES}
     phases = [("pytorch", PYTORCH_RUNTIME, {i: s.module for i, s in enumerate(subjects)})]
     sessions = {i: session(s.onnx, spinning=False) for i, s in enumerate(subjects) if s.onnx}
@@ -411,6 +413,6 @@ def compare_saved(
     data_spec = data_spec or base.get("data")
     if not data_spec:
         raise PrunerError(f"run '{runs[0].id}' does not record its data; pass --data")
-    data = load_data(data_spec)
+    data = fit_data(model, load_data(data_spec))
     entries = compare(model, data, runs, data_spec=data_spec, root=runs[0].path.parent, latency_runs=latency_runs)
     return entries, data

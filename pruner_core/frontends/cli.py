@@ -28,6 +28,14 @@ def load_any_model(spec: str, weights: str | None, trust: bool):
     return load_model(spec, weights=weights, trust=trust)
 
 
+def data_for(loaded, spec: str):
+    """Load --data as every command does: arranged as the loaded model takes it (see :func:`pruner_core.io.fit.fit_data`)."""
+    from pruner_core.io.data import load_data
+    from pruner_core.io.fit import fit_data
+
+    return fit_data(loaded, load_data(spec))
+
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Pruning Explorer: inspect and prune PyTorch models.")
 
 ModelArg = Annotated[str, typer.Argument(
@@ -101,14 +109,13 @@ def info(
     runs: Annotated[int, typer.Option(help="timed runs at batch 1 (batch 64 uses a third)", min=1, max=10_000)] = 30,
 ) -> None:
     """Measure and print a model's vital signs: parameters, FLOPs, size, accuracy, latency, layers."""
-    from pruner_core.io.data import load_data
     from pruner_core.measure.metrics import vital_signs
 
     writable(json_path, "--json")
     loaded = load_any_model(model, weights, trust)
     if data is None:
         data = _run_data(model) or "demo:mnist5k"
-    signs = vital_signs(loaded, load_data(data), latency_runs=(runs, max(3, runs // 3)))
+    signs = vital_signs(loaded, data_for(loaded, data), latency_runs=(runs, max(3, runs // 3)))
     typer.echo(format_info(signs))
     if json_path:
         json_path.write_text(json.dumps(signs.to_json(), indent=2) + "\n")
@@ -136,13 +143,12 @@ def prune(
     quiet: Annotated[bool, typer.Option("--quiet", help="no progress lines")] = False,
 ) -> None:
     """Prune and fine-tune MODEL with a recipe; write the experiment folder (weights, masks, metrics, history)."""
-    from pruner_core.io.data import load_data
     from pruner_core.pipeline.run import run_experiment
     from pruner_core.pruning.recipe import Recipe
 
     plan = Recipe.load(recipe)
     loaded = load_any_model(model, weights, trust)
-    dataset = load_data(data)
+    dataset = data_for(loaded, data)
     last = [""]
 
     def show(update) -> None:
@@ -179,8 +185,7 @@ def export(
     from pruner_core.pipeline.runs import load_run
 
     data = load_run(run).base.get("data")
-    test_x = load_data(data).x_test if data else None
-    written = export_run(run, out, onnx_file=onnx, test_x=test_x)
+    written = export_run(run, out, onnx_file=onnx, test_data=load_data(data) if data else None)
     sizes = written["sizes"]
     typer.echo(f"weights  {written['weights']} ({sizes['dense_bytes']:,} bytes; gzip {sizes['gzip_bytes']:,}; "
                f"sparse encoding {sizes['sparse_bytes']:,})")
@@ -247,11 +252,10 @@ def analyze(
 ) -> None:
     """Per-layer redundancy signals: channel L1/L2, kernel norms, APoZ, BN scale, coupled group."""
     writable(json_path, "--json")
-    from pruner_core.io.data import load_data
     from pruner_core.measure.analysis import analyze as run_analysis
 
     loaded = load_any_model(model, weights, trust)
-    dataset = load_data(data)
+    dataset = data_for(loaded, data)
     result = run_analysis(loaded, dataset, samples=samples)
     json_path.write_text(json.dumps({"model": loaded.label, "data": dataset.name, "samples": result.samples,
                                      "forward_ms": result.forward_ms, "notes": result.notes,
@@ -285,11 +289,10 @@ def sensitivity(
 ) -> None:
     """Prune each layer (or coupled group) alone at each ratio, no fine-tuning: accuracy and loss curves."""
     writable(json_path, "--json")
-    from pruner_core.io.data import load_data
     from pruner_core.sensitivity.scan import scan
 
     loaded = load_any_model(model, weights, trust)
-    result = scan(loaded, load_data(data), granularity=granularity, criterion=criterion, ratios=parse_fractions(ratios, "--ratios"),
+    result = scan(loaded, data_for(loaded, data), granularity=granularity, criterion=criterion, ratios=parse_fractions(ratios, "--ratios"),
                   samples=samples, latency=latency)
     result.save(json_path)
     typer.echo(f"dense accuracy {result.dense_accuracy:.2%}, loss {result.dense_loss:.4f} ({result.settings['samples']} test samples)")
@@ -324,7 +327,6 @@ def recommend(
 ) -> None:
     """Per-layer ratios that meet a target, from sensitivity curves (sensitive layers keep more); writes a recipe."""
     from pruner_core.errors import SpecError
-    from pruner_core.io.data import load_data
     from pruner_core.sensitivity.allocate import recommend as allocate
     from pruner_core.sensitivity.refine import apply_and_measure, refine
     from pruner_core.sensitivity.result import Sensitivity
@@ -335,7 +337,7 @@ def recommend(
         raise SpecError("give exactly one target: --target-sparsity S, --target-flops F or --max-drop D"
                         + (f"; got {len(given)}" if given else ""))
     loaded = load_any_model(model, weights, trust)
-    dataset = load_data(data)
+    dataset = data_for(loaded, data)
     if scan_path is not None:
         curves = Sensitivity.load(scan_path)
         if curves.fingerprint != loaded.fingerprint():

@@ -32,13 +32,16 @@ import torch
 from torch import nn
 
 from pruner_core.errors import SpecError
-from pruner_core.graph.layers import evaluating, prunable_layers
+from pruner_core.graph.layers import evaluating, layer_lookup, prunable_layers
+from pruner_core.io.inputs import example_input
 
 _cache: weakref.WeakKeyDictionary[nn.Module, dict[tuple, ModelGraph]] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
 def _out_fn(tp, module: nn.Module):
+    if isinstance(module, nn.Embedding):
+        return tp.prune_embedding_out_channels
     return tp.prune_linear_out_channels if isinstance(module, nn.Linear) else tp.prune_conv_out_channels
 
 
@@ -53,6 +56,14 @@ class ModelGraph:
         coupling: ``None`` when torch-pruning traced the model, else why coupled channels are unknown.
         multiple_of: layer -> the number its kept channels must be a multiple of (a GroupNorm on them keeps its
             groups: channels go in whole groups' worth), for layers where that is more than 1.
+        follows: layer -> the layers whose channels its own output channels are made of, for a layer that is not
+            a unit of its own: a depthwise convolution over a concatenation (its channel i is branch k's channel j).
+            Its channels go when those layers' channels go; it is never pruned by itself.
+        heads: a timm-style attention's ``qkv`` layer -> (its module, num_heads, head_dim): its output channels go
+            in whole heads (the head's query, key and value rows together), and the module's ``num_heads`` follows.
+        attention: layer -> (role, attention module) where attention rules out its channels: ``"stream"`` for the
+            embedding dimension an attention block reads and reshapes by, ``"mha"`` for a layer inside an
+            ``nn.MultiheadAttention``, ``"fixed"`` for a ``qkv`` whose attention's forward cannot lose a head.
     """
 
     names: list[str]
@@ -61,6 +72,9 @@ class ModelGraph:
     coupling: str | None = None
     input_shape: tuple[int, ...] = ()
     multiple_of: dict[str, int] = field(default_factory=dict)
+    follows: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    heads: dict[str, tuple[str, int, int]] = field(default_factory=dict)
+    attention: dict[str, tuple[str, str]] = field(default_factory=dict)
     _module: weakref.ref | None = field(default=None, repr=False, compare=False)  # the module it describes
     _dep: object | None = field(default=None, repr=False, compare=False)  # torch-pruning's graph (live graphs only)
 
@@ -144,7 +158,7 @@ class ModelGraph:
 
         module = self.module
         modules = dict(module.named_modules())
-        example = torch.zeros(1, *self.input_shape)
+        example = example_input(module, self.input_shape)
         with evaluating(module):
             with torch.no_grad():
                 before = _output_shape(module, example)
@@ -152,6 +166,10 @@ class ModelGraph:
                 layer = modules[entry["layer"]]
                 with torch.enable_grad():  # torch-pruning traces with autograd
                     dep_graph.get_pruning_group(layer, _out_fn(tp, layer), idxs=sorted(set(entry["channels"]))).prune()
+                if entry["layer"] in self.heads:  # whole heads went: the attention's own forward reshapes by num_heads
+                    attn, _, head_dim = self.heads[entry["layer"]]
+                    modules[attn].num_heads = layer.out_features // (3 * head_dim)
+                    self.heads[entry["layer"]] = (attn, modules[attn].num_heads, head_dim)
                 try:
                     with torch.no_grad():
                         after = _output_shape(module, example)
@@ -163,6 +181,14 @@ class ModelGraph:
                     raise SpecError(f"pruning layer '{entry['layer']}' broke the model's forward: its output changed "
                                     f"from {before} to {after}")
 
+    def head_blocks(self, name: str) -> list[list[int]] | None:
+        """The output channels of a ``qkv`` layer, one list per head (its query, key and value rows); else None."""
+        if name not in self.heads:
+            return None
+        _, num_heads, head_dim = self.heads[name]
+        dim = num_heads * head_dim
+        return [[part * dim + h * head_dim + d for part in range(3) for d in range(head_dim)] for h in range(num_heads)]
+
 
 def _output_shape(module: nn.Module, example: torch.Tensor):
     out = module(example)
@@ -173,8 +199,9 @@ def _build(module: nn.Module, example: torch.Tensor, live: bool, eager: bool) ->
     """Trace ``module`` with torch-pruning (on a copy unless ``live``) and read its groups by handler identity."""
     names = [name for name, _, _ in prunable_layers(module)]
     shape = tuple(example.shape[1:])
+    heads, attention = _attention(module, names)
     fallback = ModelGraph(names, {n: i for i, n in enumerate(names)}, {names[-1]} if names else set(), None, shape,
-                          _module=weakref.ref(module))
+                          heads=heads, attention=attention, _module=weakref.ref(module))
     if not eager:
         fallback.coupling = "TorchScript / torch.export programs cannot have channels physically removed (mask only)"
         return fallback
@@ -189,35 +216,111 @@ def _build(module: nn.Module, example: torch.Tensor, live: bool, eager: bool) ->
     except Exception as e:  # torch-pruning cannot trace every model: then channel coupling is unknown
         fallback.coupling = f"torch-pruning could not trace the model ({type(e).__name__}: {str(e)[:200]})"
         return fallback
-    by_name = dict(target.named_modules())
+    by_name = layer_lookup(target)  # recurrent and attention matrices too: torch-pruning has no node for them
     name_of = {id(m): n for n, m in by_name.items()}
     prunable = set(names)
     group_of: dict[str, int] = {}
     outputs: set[str] = set()
     multiple_of: dict[str, int] = {}
+    follows: dict[str, set[str]] = {}
+    width = {name: int(by_name[name].weight.shape[0]) for name in names}
+    readers = {qkv: attn for qkv, (attn, _, _) in heads.items()}  # a qkv layer reads the stream for its attention
+    readers.update({qkv: attn for qkv, (role, attn) in attention.items() if role == "fixed"})
     for name in names:
         layer = by_name[name]
         if dep_graph.module2node.get(layer) is None:  # forward() never calls it: nothing is coupled to it
             group_of.setdefault(name, len(set(group_of.values())))
             continue
         members, consumed = [name], False
-        for dep, _ in dep_graph.get_pruning_group(layer, _out_fn(tp, layer), idxs=[0]):
+        for dep, idxs in dep_graph.get_pruning_group(layer, _out_fn(tp, layer), idxs=[0]):
             if isinstance(dep.target.module, nn.GroupNorm):  # torch-pruning keeps num_groups: keep whole multiples
                 multiple_of[name] = math.lcm(multiple_of.get(name, 1), dep.target.module.num_groups)
             member = name_of.get(id(dep.target.module))
-            if member not in prunable:
+            reader = readers.get(member) if dep_graph.is_in_channel_pruning_fn(dep.handler) else None
+            if reader is not None or isinstance(dep.target.module, nn.MultiheadAttention):
+                attention.setdefault(name, ("stream", reader or member))
+            if member not in prunable or member == name:
+                reads = dep_graph.is_in_channel_pruning_fn(dep.handler) and not dep_graph.is_out_channel_pruning_fn(
+                    dep.handler)
+                if reads and not type(dep.target.module).__module__.startswith("torch_pruning"):
+                    consumed = True  # read by a layer of the model that is no prunable layer (an LSTM, an MHA)
                 continue
             if dep_graph.is_out_channel_pruning_fn(dep.handler):
-                members.append(member)
+                if width[member] == width[name] and [int(i) for i in idxs] == [0]:
+                    members.append(member)  # channel i is channel i: scored and removed together
+                elif width[member] > width[name]:
+                    follows.setdefault(member, set()).add(name)  # a depthwise layer over a concatenation
+                else:
+                    follows.setdefault(name, set()).add(member)  # this one is, over ``member``'s branch
             elif dep_graph.is_in_channel_pruning_fn(dep.handler):
                 consumed = True
         if not consumed:  # no layer reads these channels: they reach the model's output
             outputs.add(name)
         if name not in group_of:
-            gid = len(set(group_of.values()))
-            for member in members:
-                group_of.setdefault(member, gid)
-    return ModelGraph(names, group_of, outputs, None, shape, multiple_of, weakref.ref(module), dep_graph if live else None)
+            group_of[name] = gid = len(set(group_of.values()))
+            for member in members[1:]:
+                if member not in follows:
+                    group_of.setdefault(member, gid)
+    streams = {group_of[n]: attention[n] for n in names if attention.get(n, ("",))[0] == "stream"}
+    for name in names:  # a group moves together: every member of a stream group is the stream
+        if group_of[name] in streams:
+            attention.setdefault(name, streams[group_of[name]])
+    for name in follows:  # its own group, pruned only through the layers it follows
+        if name in group_of and any(group_of[other] == group_of[name] for other in names if other != name):
+            group_of[name] = max(group_of.values()) + 1
+    return ModelGraph(names, group_of, outputs, None, shape, multiple_of,
+                      {name: tuple(sorted(by, key=names.index)) for name, by in follows.items()}, heads, attention,
+                      weakref.ref(module), dep_graph if live else None)
+
+
+def _attention(module: nn.Module, names: list[str]) -> tuple[dict, dict]:
+    """The heads of timm-style attention (a module with ``num_heads`` and a ``qkv`` Linear of 3 x heads x head_dim
+    outputs) and the layers inside an ``nn.MultiheadAttention``: ``(heads, attention)`` as :class:`ModelGraph` has them."""
+    heads: dict[str, tuple[str, int, int]] = {}
+    attention: dict[str, tuple[str, str]] = {}
+    prunable = set(names)
+    for name, mod in module.named_modules():
+        if isinstance(mod, nn.MultiheadAttention):
+            for child, _ in mod.named_modules():
+                if child and f"{name}.{child}" in prunable:
+                    attention[f"{name}.{child}"] = ("mha", name)
+            continue
+        qkv, num_heads = getattr(mod, "qkv", None), getattr(mod, "num_heads", None)
+        if isinstance(qkv, nn.Linear) and isinstance(num_heads, int) and num_heads > 0 and f"{name}.qkv" in prunable:
+            head_dim = getattr(mod, "head_dim", qkv.out_features // (3 * num_heads))
+            if isinstance(head_dim, int) and qkv.out_features == 3 * num_heads * head_dim:
+                if num_heads > 1 and _one_head_less_runs(mod, head_dim):
+                    heads[f"{name}.qkv"] = (name, num_heads, head_dim)
+                else:
+                    attention[f"{name}.qkv"] = ("fixed", name)
+    return heads, attention
+
+
+def _one_head_less_runs(attn: nn.Module, head_dim: int) -> bool:
+    """Whether a copy of ``attn`` with its last head removed (qkv rows, proj columns, num_heads) still runs.
+
+    timm's own forward reshapes its output to the input's width (``reshape(B, N, C)``), which no longer holds once a
+    head is gone; a forward that reshapes by ``num_heads`` (or ``-1``) keeps working.
+    """
+    proj = getattr(attn, "proj", None)
+    if not isinstance(proj, nn.Linear) or proj.in_features != attn.qkv.out_features // 3:
+        return False
+    trial = copy.deepcopy(attn).eval()
+    dim = trial.qkv.out_features // 3
+    keep = torch.tensor([c for c in range(3 * dim) if c % dim < dim - head_dim])
+    with torch.no_grad():
+        qkv = nn.Linear(trial.qkv.in_features, len(keep), bias=trial.qkv.bias is not None)
+        qkv.weight.copy_(trial.qkv.weight[keep])
+        if qkv.bias is not None:
+            qkv.bias.copy_(trial.qkv.bias[keep])
+        out = nn.Linear(dim - head_dim, trial.proj.out_features, bias=trial.proj.bias is not None)
+        out.weight.copy_(trial.proj.weight[:, : dim - head_dim])
+        trial.qkv, trial.proj, trial.num_heads = qkv, out, trial.num_heads - 1
+        x = torch.zeros(1, 3, trial.qkv.in_features)
+        try:
+            return tuple(trial(x).shape) == tuple(x.shape)
+        except Exception:  # noqa: BLE001 - a forward that cannot lose a head, whatever it raises
+            return False
 
 
 def graph_of(module: nn.Module, input_shape: Sequence[int], *, eager: bool = True) -> ModelGraph:
@@ -234,7 +337,7 @@ def graph_of(module: nn.Module, input_shape: Sequence[int], *, eager: bool = Tru
     with _lock:
         known = _cache.get(module, {}).get(key)
         if known is None:
-            known = _build(module, torch.zeros(1, *key), live=False, eager=eager)
+            known = _build(module, example_input(module, key), live=False, eager=eager)
             _cache.setdefault(module, {})[key] = known
     return known
 
@@ -245,7 +348,7 @@ def live_graph(module: nn.Module, input_shape: Sequence[int]) -> ModelGraph:
     Hold on to the result for the surgery; its findings are cached with the module, so :func:`graph_of` on the
     working copy (describing it, measuring the result) reuses them and builds nothing.
     """
-    graph = _build(module, torch.zeros(1, *input_shape), live=True, eager=True)
+    graph = _build(module, example_input(module, input_shape), live=True, eager=True)
     with _lock:
         _cache.setdefault(module, {})[tuple(input_shape)] = replace(graph, _dep=None)  # no strong reference kept
     return graph

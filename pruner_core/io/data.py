@@ -1,8 +1,10 @@
 """Data sets: the embedded demo (MNIST-5k), a user ``.npz``, or a zip of an image folder.
 
 A spec is ``demo:mnist5k`` or a path. Every loader returns a :class:`Dataset` of float
-tensors shaped ``[N, C, H, W]`` (or ``[N, D]`` for flat features) with integer labels,
-split into train and test. Uploads arrive as bytes and go through the same code.
+tensors with integer labels, split into train and test: images ``[N, C, H, W]`` (a file's
+``[N, H, W]`` and ``[N, H, W, C]`` rearranged so), features ``[N, D]``. Whether the model takes
+the samples so, or as the file holds them (a ``[N, T, F]`` sequence, integer token ids), is the
+model's to decide: :func:`pruner_core.io.fit.fit_data`. Uploads arrive as bytes and go through the same code.
 """
 
 from __future__ import annotations
@@ -41,6 +43,35 @@ class Dataset:
     y_test: torch.Tensor
     classes: list[str] = field(default_factory=list)
     split: str = ""
+    arranged: str = ""  # how the file's samples were rearranged: "" (as held), "channel" or "channels_last"
+    integer: bool = False  # the file held integers (not uint8 pixels): they may be token ids
+
+    @property
+    def held_shape(self) -> tuple[int, ...]:
+        """The sample shape as the file holds it."""
+        shape = self.sample_shape
+        if self.arranged == "channel":
+            return shape[1:]
+        if self.arranged == "channels_last":
+            return (*shape[1:], shape[0])
+        return shape
+
+    def arrangements(self) -> list[Dataset]:
+        """This data set as each layout a model might take it: first as loaded (images channels-first), then as the
+        file holds it (a [N, T, F] sequence rather than [N, 1, H, W] images), each also as integer ids where the file
+        held integers. :func:`pruner_core.io.fit.fit_data` picks the first the model takes."""
+        layouts = [self]
+        if self.arranged:
+            def held(x: torch.Tensor) -> torch.Tensor:
+                return x.squeeze(1) if self.arranged == "channel" else x.movedim(1, -1).contiguous()
+            layouts.append(self._with(held, arranged=""))
+        if self.integer:
+            layouts += [d._with(torch.Tensor.long) for d in list(layouts)]
+        return layouts
+
+    def _with(self, f: Callable[[torch.Tensor], torch.Tensor], **changes) -> Dataset:
+        return Dataset(self.name, f(self.x_train), self.y_train, f(self.x_test), self.y_test, self.classes, self.split,
+                       **{"arranged": self.arranged, "integer": self.integer, **changes})
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -77,15 +108,18 @@ def _to_float(x: np.ndarray, what: str) -> torch.Tensor:
     return torch.from_numpy(values)
 
 
-def _channels_first(x: np.ndarray, what: str) -> np.ndarray:
-    if x.ndim == 3:  # N, H, W -> N, 1, H, W
-        return x[:, None]
+def _channels_first(x: np.ndarray, what: str) -> tuple[np.ndarray, str]:
+    """Images channels-first, with how they were rearranged (see :attr:`Dataset.arranged`); the model decides later
+    whether it takes them so or as the file holds them (:meth:`Dataset.arrangements`)."""
+    if x.ndim == 3:  # N, H, W -> N, 1, H, W (or a sequence N, T, F, if the model says so)
+        return x[:, None], "channel"
     if x.ndim == 4 and x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):  # N, H, W, C
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2)), "channels_last"
     if x.ndim in (2, 4):
-        return x
+        return x, ""
     raise DataError(
-        f"{what} has shape {tuple(x.shape)}; expected [N, D], [N, H, W], [N, C, H, W] or [N, H, W, C]"
+        f"{what} has shape {tuple(x.shape)}; expected [N, D] (features or token ids), [N, T, F] or [N, C, L] "
+        "(sequences), [N, H, W], [N, C, H, W] or [N, H, W, C] (images)"
     )
 
 
@@ -118,7 +152,8 @@ def _from_arrays(
     if x.ndim == 0 or len(x) == 0:
         raise DataError(f"{name}: 'x' holds no samples" + (" (it is a single number, not an array of samples)"
                                                               if x.ndim == 0 else ""))
-    x = _channels_first(x, f"{name}: 'x'")
+    integer = bool(np.issubdtype(x.dtype, np.integer) and x.dtype != np.uint8)
+    x, arranged = _channels_first(x, f"{name}: 'x'")
     y_t = _labels(y, len(x), f"{name}: 'y'")
     x_t = _to_float(x, f"{name}: 'x'")
     if x_test is None:
@@ -128,7 +163,7 @@ def _from_arrays(
         split = f"seeded {1 - TEST_FRACTION:.0%}/{TEST_FRACTION:.0%} split (seed {SPLIT_SEED})"
         xt_t, yt_t, x_t, y_t = x_t[te], y_t[te], x_t[tr], y_t[tr]
     else:
-        x_test = _channels_first(x_test, f"{name}: 'x_test'")
+        x_test, _ = _channels_first(x_test, f"{name}: 'x_test'")
         if x_test.shape[1:] != x.shape[1:]:
             raise DataError(
                 f"{name}: 'x_test' samples have shape {tuple(x_test.shape[1:])} but 'x' samples {tuple(x.shape[1:])};"
@@ -143,7 +178,7 @@ def _from_arrays(
         xt_t = _to_float(x_test, f"{name}: 'x_test'")
         split = "given (x/y train, x_test/y_test test)"
     n_classes = int(max(y_t.max().item(), yt_t.max().item() if len(yt_t) else 0)) + 1
-    return Dataset(name, x_t, y_t, xt_t, yt_t, [str(i) for i in range(n_classes)], split)
+    return Dataset(name, x_t, y_t, xt_t, yt_t, [str(i) for i in range(n_classes)], split, arranged, integer)
 
 
 def _load_npz(name: str, f: BinaryIO) -> Dataset:
@@ -242,7 +277,7 @@ def _load_zip(name: str, f: BinaryIO) -> Dataset:
     y = np.asarray(labels, dtype=np.int64)
     t = np.asarray(is_test)
     ds = _from_arrays(name, x[~t], y[~t], x[t] if has_split else None, y[t] if has_split else None)
-    return Dataset(ds.name, ds.x_train, ds.y_train, ds.x_test, ds.y_test, classes, ds.split)
+    return Dataset(ds.name, ds.x_train, ds.y_train, ds.x_test, ds.y_test, classes, ds.split)  # images, as arranged
 
 
 LOADERS: dict[str, Callable[[str, BinaryIO], Dataset]] = {".npz": _load_npz, ".zip": _load_zip}
@@ -271,7 +306,8 @@ def load_data(spec: str | Path) -> Dataset:
         if key not in DEMO_DATA:
             raise SpecError(f"unknown demo data '{key}'; available: {', '.join('demo:' + k for k in DEMO_DATA)}")
         ds = _load_npz(spec, io.BytesIO(DEMO_DATA[key].read_bytes()))
-        return Dataset(spec, ds.x_train, ds.y_train, ds.x_test, ds.y_test, ds.classes, "fixed 4,000/1,000 (stratified, seed 0)")
+        return Dataset(spec, ds.x_train, ds.y_train, ds.x_test, ds.y_test, ds.classes, "fixed 4,000/1,000 (stratified, seed 0)",
+                       ds.arranged, ds.integer)
     path = Path(spec)
     if path.suffix.lower() not in LOADERS:
         raise SpecError(

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from pruner_core.errors import PrunerError
+from pruner_core.io.inputs import example_input
 
 OPSET = 17
 
@@ -42,7 +43,7 @@ def export_onnx(module: nn.Module, input_shape: tuple[int, ...], path: str | Pat
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(
-                module, (torch.zeros(1, *input_shape),), str(path), opset_version=opset, dynamo=False,
+                module, (example_input(module, input_shape),), str(path), opset_version=opset, dynamo=False,
                 input_names=["input"], output_names=["output"],
                 dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
             )

@@ -158,7 +158,7 @@ def analyze(
 
 
 def _analyze(model: LoadedModel, data: Dataset, samples: int, batch_size: int, described: list | None) -> Analysis:
-    from pruner_core.io.models import check_data_fits
+    from pruner_core.io.fit import check_data_fits
     from pruner_core.pruning.describe import describe_model
 
     shape = check_data_fits(model, data)  # names both shapes instead of failing inside the graph

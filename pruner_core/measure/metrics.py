@@ -18,7 +18,8 @@ from torch import nn
 from pruner_core.errors import PrunerError
 from pruner_core.graph.flops import layer_flops
 from pruner_core.io.data import batches
-from pruner_core.io.models import check_data_fits
+from pruner_core.io.fit import check_data_fits
+from pruner_core.io.inputs import example_input, random_input
 from pruner_core.pruning.describe import LayerInfo, describe_model
 
 
@@ -113,7 +114,7 @@ def measure_latency(
     """
     if runs < 1 or warmup < 0:
         raise ValueError(f"runs must be >= 1 and warmup >= 0; got runs={runs}, warmup={warmup}")
-    x = torch.rand(batch, *sample_shape, generator=torch.Generator().manual_seed(0))
+    x = random_input(module, sample_shape, batch)
     times = timed_runs(lambda: module(x), runs, warmup)
     return latency_of(times, batch, warmup, torch.get_num_threads(), PYTORCH_RUNTIME)
 
@@ -205,7 +206,7 @@ def vital_signs(model, data, *, latency_runs: tuple[int, int] = (30, 10), warmup
     """
     shape = tuple(input_shape) if input_shape is not None else check_data_fits(model, data)
     params, nonzero = count_parameters(model.module)
-    flops, per_layer = layer_flops(model.module, torch.zeros(1, *shape))
+    flops, per_layer = layer_flops(model.module, example_input(model.module, shape))
     layers = describe_model(model, shape, per_layer)  # one FLOP count serves the total and the layers
     lat = {
         f"batch{b}": measure_latency(model.module, shape, b, runs=runs, warmup=warmup)
@@ -227,7 +228,7 @@ def vital_signs(model, data, *, latency_runs: tuple[int, int] = (30, 10), warmup
 
 
 def onnx_latency(path: str | Path, input_shape: tuple[int, ...], batch: int, *, runs: int = 30, warmup: int = 5) -> Latency:
-    """Median and spread of ONNX Runtime (CPU) inference time at ``batch`` on zeros of ``input_shape``."""
+    """Median and spread of ONNX Runtime (CPU) inference time at ``batch`` on zeros of ``input_shape`` (id 0 for token ids)."""
     if runs < 1:
         raise ValueError(f"runs must be at least 1; got {runs}")
     import numpy as np
@@ -235,6 +236,7 @@ def onnx_latency(path: str | Path, input_shape: tuple[int, ...], batch: int, *, 
     from pruner_core.io.export import ort_runtime, session
 
     sess = session(path)
-    x = np.zeros((batch, *input_shape), dtype=np.float32)
+    ids = sess.get_inputs()[0].type == "tensor(int64)"  # a model that takes token ids: id 0
+    x = np.zeros((batch, *input_shape), dtype=np.int64 if ids else np.float32)
     times = timed_runs(lambda: sess.run(None, {"input": x}), runs, warmup)
     return latency_of(times, batch, warmup, sess.get_session_options().intra_op_num_threads, ort_runtime())

@@ -23,11 +23,15 @@ import torch
 
 from pruner_core.config.text import format_bytes
 from pruner_core.graph.flops import layer_flops
+from pruner_core.graph.layers import layer_lookup
 from pruner_core.io.data import Dataset
-from pruner_core.io.models import LoadedModel, check_data_fits
+from pruner_core.io.fit import check_data_fits
+from pruner_core.io.inputs import example_input
+from pruner_core.io.models import LoadedModel
 from pruner_core.measure.metrics import VitalSigns, count_parameters
 from pruner_core.pruning.channels import plan_channels, prune_channels
 from pruner_core.pruning.describe import LayerInfo, describe_model
+from pruner_core.pruning.granularities import GRANULARITIES
 from pruner_core.pruning.recipe import Recipe
 from pruner_core.pruning.select import compute_masks
 
@@ -61,9 +65,7 @@ class Preview:
 def why_not(info: LayerInfo, granularity: str, m: int) -> str | None:
     """Why ``granularity`` does not apply to the layer (None where it does); for ``nm`` the recipe's own M decides."""
     if granularity == "nm" and len(info.shape) >= 2:
-        n_in = info.shape[1]
-        unit = "features" if info.type == "Linear" else "channels"
-        return f"{n_in} input {unit} is not a multiple of M={m}" if n_in % m else None
+        return GRANULARITIES["nm"].why_not(info.facts(), (1, m))
     return info.granularities.get(granularity)
 
 
@@ -137,18 +139,18 @@ def preview(model: LoadedModel, data: Dataset, recipe: Recipe) -> Preview:
     """
     start = time.perf_counter()
     shape = check_data_fits(model, data)
-    example = torch.zeros(1, *shape)
+    example = example_input(model.module, shape)
     flops_before, per_layer = layer_flops(model.module, example)
     layers = describe_model(model, shape, per_layer)
     target = recipe.target(layers)
     params_before = count_parameters(model.module)[0]
-    modules = dict(model.module.named_modules())
+    modules = layer_lookup(model.module)
     if recipe.granularity == "channel":
         plan = plan_channels(model.module, target, example, data) if target.ratios else []
         work = copy.deepcopy(model.module)
         prune_channels(work, plan, example)
         flops_after, per_layer_after = layer_flops(work, example)
-        after = dict(work.named_modules())
+        after = layer_lookup(work)
         removed_rows = {entry["layer"]: entry["channels"] for entry in plan}
         group_rows = {info.group: removed_rows[info.name] for info in layers if info.name in removed_rows}
         masks = {}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from pruner_core.errors import PrunerError
+from pruner_core.io.data import Dataset
 from pruner_core.io.export import export_onnx, onnx_max_diff, size_figures
+from pruner_core.io.fit import fit_data
 from pruner_core.pipeline.replay import load_run_model
 from pruner_core.pipeline.runs import CLAIM, load_run
 
@@ -27,14 +27,14 @@ def _check_out(out: Path) -> None:
         raise PrunerError(f"--out '{out}' is not empty and was not made by pruner export; name a new or empty folder")
 
 
-def export_run(run_path: str | Path, out: str | Path, *, onnx_file: bool = True, test_x: torch.Tensor | None = None) -> dict:
+def export_run(run_path: str | Path, out: str | Path, *, onnx_file: bool = True, test_data: Dataset | None = None) -> dict:
     """Hand a saved run on: its pruned weights, its recipe and (optionally) ONNX, written into ``out``.
 
     Args:
         run_path: a finished run folder (:mod:`pruner_core.pipeline.runs`).
         out: the folder to write (made if missing).
-        onnx_file: also write ``model.onnx`` and check it against PyTorch on ``test_x`` (when given).
-        test_x: inputs for the parity check (e.g. the run's test data).
+        onnx_file: also write ``model.onnx`` and check it against PyTorch on the test split of ``test_data``.
+        test_data: the data for the parity check (e.g. the run's own), arranged as the pruned model takes it.
 
     Returns:
         What was written: paths, sizes (see :func:`~pruner_core.io.export.size_figures`), and ``onnx_max_diff`` when checked.
@@ -64,6 +64,6 @@ def export_run(run_path: str | Path, out: str | Path, *, onnx_file: bool = True,
         path = export_onnx(model.module, shape, out / "model.onnx")
         written["onnx"] = str(path)
         written["onnx_bytes"] = path.stat().st_size
-        if test_x is not None:
-            written["onnx_max_diff"] = onnx_max_diff(path, model.module, test_x)
+        if test_data is not None:
+            written["onnx_max_diff"] = onnx_max_diff(path, model.module, fit_data(model, test_data).x_test)
     return written

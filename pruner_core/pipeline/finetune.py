@@ -22,6 +22,7 @@ from torch import nn
 
 from pruner_core.config import options
 from pruner_core.errors import PrunerError
+from pruner_core.graph.layers import layer_lookup
 from pruner_core.io.data import Dataset, batches
 from pruner_core.measure.metrics import accuracy
 from pruner_core.pipeline.train import augment as augment_batch
@@ -113,7 +114,7 @@ class Cancelled(PrunerError):
 def _masked_weights(module: nn.Module, masks: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Validate ``masks`` against ``module``; return (weights, float masks) in matching order."""
     weights, floats = [], []
-    modules = dict(module.named_modules())  # not get_submodule: TorchScript programs do not support it
+    modules = layer_lookup(module)  # not get_submodule: TorchScript programs do not support it
     for name, mask in masks.items():
         layer = modules.get(name)
         if layer is None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from pruner_core.errors import PrunerError, SpecError
+from pruner_core.io.inputs import example_input
 from pruner_core.io.models import (
     LoadedModel,
     ModelFormat,
@@ -63,7 +64,7 @@ def load_run_model(run: Run | str | Path, *, trust: bool = False) -> LoadedModel
         shape = base.get("input_shape") or loaded.input_shape
         if not shape:
             raise PrunerError(f"run '{run.id}' removed channels but base.json has no input_shape to trace the model with")
-        prune_channels(loaded.module, run.structure, torch.zeros(1, *shape))
+        prune_channels(loaded.module, run.structure, example_input(loaded.module, shape))
     weights = run.path / "weights.safetensors"
     apply_state_dict(loaded.module, read_state_dict(weights), f"{run.id}/{weights.name}", loaded.arch or base["spec"])
     card = {"run": run.id, "recipe": run.recipe.summary() if run.recipe else None, "base": loaded.label}

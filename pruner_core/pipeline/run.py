@@ -27,7 +27,9 @@ from pruner_core.errors import PrunerError, SpecError
 from pruner_core.graph.layers import unprunable_note, weight_sparsity
 from pruner_core.graph.model_graph import ModelGraph, graph_of, live_graph
 from pruner_core.io.data import Dataset
-from pruner_core.io.models import LoadedModel, check_data_fits, copy_module
+from pruner_core.io.fit import check_data_fits
+from pruner_core.io.inputs import example_input
+from pruner_core.io.models import LoadedModel, copy_module
 from pruner_core.pipeline.finetune import Cancelled, EpochRecord, Progress, finetune
 from pruner_core.pruning.channels import plan_channels, prune_channels
 from pruner_core.pruning.describe import describe_model
@@ -223,7 +225,7 @@ def prune(
     target = working.target(recipe, layers)
     teacher = copy_module(model.module).eval() if recipe.finetune.distill and recipe.finetune.epochs > 0 else None
     work = working.model.module
-    ctx = _Context(work, working.graph, data, recipe, target, torch.zeros(1, *shape), teacher,
+    ctx = _Context(work, working.graph, data, recipe, target, example_input(work, shape), teacher,
                    callback or (lambda u: None), cancel)
     SCHEDULES[recipe.schedule.kind](ctx)
     if ctx.masks is not None:

@@ -13,6 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from pruner_core.measure.analysis import Analysis, LayerAnalysis
+from pruner_core.pruning.granularities import MATRICES
 
 NORMS = ("l1", "l2")
 CHANNEL_SIGNALS = ("magnitude", "apoz", "bn_scale")
@@ -47,7 +48,7 @@ def kernel_heatmap(layer: LayerAnalysis, norm: str = "l2", colorscale: str = "Vi
     """
     _check("norm", norm, NORMS)
     z = np.asarray(layer.kernel_l1 if norm == "l1" else layer.kernel_l2)
-    unit = "weight" if layer.type == "Linear" else "kernel"
+    unit = "weight" if layer.type in MATRICES else "kernel"
     fig = go.Figure(
         go.Heatmap(
             z=z,

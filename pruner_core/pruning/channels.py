@@ -50,7 +50,7 @@ def plan_channels(module: nn.Module, target: Target, example: torch.Tensor, data
     graph.require_coupling()
     everything = prunable_layers(module)
     group_of, outputs = graph.group_of, graph.outputs
-    layers = resolve(module, target, outputs)
+    layers = resolve(module, target, graph)
     if not layers:
         return []
     groups: dict[int, list[Layer]] = {}
@@ -68,6 +68,7 @@ def plan_channels(module: nn.Module, target: Target, example: torch.Tensor, data
             sum(members_scores[name] for name, _, _ in members),
             next(target.ratios[name] for name, _, _ in members if name in target.ratios),
             math.lcm(*(graph.multiple_of.get(name, 1) for name, _, _ in members)),
+            graph.head_blocks(members[0][0]),
         )
         for members in chosen
     ]

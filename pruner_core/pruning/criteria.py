@@ -203,7 +203,13 @@ class Wanda(Criterion):
 
             return hook
 
-        for name, mod, _ in job.layers:
+        for name, mod, kind in job.layers:
+            if kind == "Embedding":
+                raise SpecError(f"layer '{name}' is an embedding: its inputs are token ids, which have no norm for "
+                                "wanda to weigh (use l1 or l2, or exclude it)")
+            if kind in ("Recurrent", "Attention"):
+                raise SpecError(f"layer '{name}' is a {kind.lower()} weight matrix, whose inputs wanda does not see "
+                                "(use l1 or l2, or exclude it)")
             if getattr(mod, "groups", 1) != 1:
                 raise SpecError(f"layer '{name}' is a grouped convolution; wanda needs groups=1 (use l1 or l2)")
         handles = [mod.register_forward_pre_hook(collect(name, None if kind == "Linear" else 1))

@@ -13,6 +13,7 @@ import torch
 from pruner_core.graph.flops import layer_flops
 from pruner_core.graph.layers import prunable_layers
 from pruner_core.graph.model_graph import ModelGraph, graph_of
+from pruner_core.io.inputs import example_input
 from pruner_core.io.models import LoadedModel
 from pruner_core.pruning.granularities import LayerFacts, prunability
 
@@ -56,7 +57,7 @@ def describe_model(
             not given).
         graph: the model's graph when at hand (else :func:`~pruner_core.graph.model_graph.graph_of`, cached).
     """
-    example = torch.zeros(1, *input_shape)
+    example = example_input(model.module, input_shape)
     flops = per_layer_flops if per_layer_flops is not None else layer_flops(model.module, example)[1]
     graph = graph or graph_of(model.module, input_shape, eager=model.eager)
     infos = []
@@ -65,11 +66,17 @@ def describe_model(
         bias = getattr(mod, "bias", None)
         params = mod.weight.numel() + (bias.numel() if isinstance(bias, torch.Tensor) else 0)
         is_output = name in graph.outputs
-        facts = LayerFacts(kind, tuple(shape), model.eager, is_output, model.eager and graph.traced)
+        facts = LayerFacts(kind, tuple(shape), model.eager, is_output, model.eager and graph.traced,
+                           graph.follows.get(name, ()), graph.attention.get(name, ()))
         why = prunability(facts)
         multiple = graph.multiple_of.get(name, 1)
-        constraints = {"channel": f"channels kept in multiples of {multiple} (a GroupNorm's groups)"} if (
-            multiple > 1 and why["channel"] is None) else {}
+        constraints = {}
+        if why["channel"] is None and multiple > 1:
+            constraints["channel"] = f"channels kept in multiples of {multiple} (a GroupNorm's groups)"
+        if why["channel"] is None and name in graph.heads:
+            attn, num_heads, head_dim = graph.heads[name]
+            constraints["channel"] = (f"heads removed whole: {num_heads} heads of {head_dim} (query, key and value "
+                                      f"rows together); '{attn}' keeps at least one")
         infos.append(LayerInfo(name, kind, shape, int(params), flops.get(name), graph.group_of[name], is_output, why,
                                constraints))
     return infos

@@ -18,17 +18,20 @@ from dataclasses import dataclass
 from pruner_core.errors import SpecError
 
 NM_DEFAULT = (2, 4)
+MATRICES = ("Linear", "Embedding", "Recurrent", "Attention")  # 2-D weights [out, in]: no kernels
 
 
 @dataclass(frozen=True)
 class LayerFacts:
     """What a granularity needs to know about a layer to say whether it applies."""
 
-    type: str  # Linear, Conv1d, Conv2d
+    type: str  # Linear, Conv1d, Conv2d, Embedding, Recurrent (an LSTM/GRU matrix), Attention (an in-projection)
     shape: tuple[int, ...]  # weight shape [out, in, *kernel]
     eager: bool  # an ordinary nn.Module whose layers can be physically removed
     is_output: bool  # its outputs are the model's outputs
     traced: bool = True  # torch-pruning's dependency graph could be built, so coupled channels are known
+    follows: tuple[str, ...] = ()  # its output channels are those layers' channels (a depthwise over a concatenation)
+    attention: tuple[str, str] = ()  # ("stream" | "mha", attention module): attention rules its channels out
 
 
 class Granularity:
@@ -63,7 +66,9 @@ class NM(Granularity):
     def why_not(self, layer: LayerFacts, nm: tuple[int, int] = NM_DEFAULT) -> str | None:
         m, n_in = nm[1], layer.shape[1]
         if n_in % m:
-            return f"{n_in} input {'features' if layer.type == 'Linear' else 'channels'} is not a multiple of M={m}"
+            unit = "embedding dimensions" if layer.type == "Embedding" else (
+                "input features" if layer.type in MATRICES else "input channels")
+            return f"{n_in} {unit} is not a multiple of M={m}"
         return None
 
 
@@ -85,8 +90,8 @@ class Vector(Granularity):
         return ndim - 1
 
     def why_not(self, layer: LayerFacts, nm: tuple[int, int] = NM_DEFAULT) -> str | None:
-        if layer.type == "Linear":
-            return "Linear weights have no kernel rows (use unstructured, nm or channel)"
+        if layer.type in MATRICES:
+            return f"{layer.type} weights have no kernel rows (use unstructured, nm{' or channel' * (layer.type == 'Linear')})"
         if layer.shape[-1] < 2:
             return f"kernel rows of width {layer.shape[-1]} are single weights (use unstructured)"
         return None
@@ -99,8 +104,8 @@ class Kernel(Granularity):
         return 2
 
     def why_not(self, layer: LayerFacts, nm: tuple[int, int] = NM_DEFAULT) -> str | None:
-        if layer.type == "Linear":
-            return "Linear weights have no kernels (use unstructured, nm or channel)"
+        if layer.type in MATRICES:
+            return f"{layer.type} weights have no kernels (use unstructured, nm{' or channel' * (layer.type == 'Linear')})"
         if layer.shape[1] == 1:
             return ("each filter reads one input channel (a depthwise or single-channel convolution), so its one "
                     "kernel is the whole filter: removing it removes the output channel (use channel or unstructured)")
@@ -121,8 +126,27 @@ class Channel(Granularity):
             return "TorchScript / torch.export programs cannot have channels physically removed (mask only)"
         if not layer.traced:
             return "torch-pruning could not trace the model, so which channels are coupled is unknown"
+        if layer.type == "Embedding":
+            return "an embedding's rows are its vocabulary, not output channels (use unstructured or nm)"
+        if layer.type in ("Recurrent", "Attention"):
+            return (f"a{'n attention in-projection' if layer.type == 'Attention' else ' recurrent weight matrix'} is "
+                    "masked only: its rows are gates or heads, not channels (use unstructured or nm)")
         if layer.is_output:
             return "its outputs are the model's outputs (the classes)"
+        if layer.attention:
+            role, module = layer.attention
+            if role == "fixed":
+                return (f"attention '{module}' cannot lose a head: its forward reshapes its output to the input's "
+                        "width (as timm's reshape(B, N, C) does) or it has one head; a forward that reshapes by "
+                        "num_heads, or -1, has its heads removed whole")
+            if role == "mha":
+                return (f"it is part of nn.MultiheadAttention '{module}', whose heads are not removed yet (use "
+                        "unstructured or nm here; timm-style attention, a qkv Linear, has its heads removed)")
+            return (f"its channels are the embedding dimension that attention '{module}' reads and reshapes into "
+                    "heads: channel pruning removes whole attention heads and MLP hidden units instead")
+        if layer.follows:
+            return (f"its channels are those of {', '.join(repr(n) for n in layer.follows)} (a depthwise layer over "
+                    "their concatenation): they go when those layers' channels go")
         if layer.shape[0] < 2:
             return "a single output channel cannot be removed"
         return None

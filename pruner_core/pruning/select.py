@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from pruner_core.errors import SpecError
-from pruner_core.graph.layers import Layer
+from pruner_core.graph.layers import Layer, layer_lookup
 from pruner_core.graph.model_graph import graph_of
 from pruner_core.pruning.criteria import CRITERIA, ScoreJob
 from pruner_core.pruning.granularities import GRANULARITIES
@@ -129,6 +129,7 @@ class Unit:
     scores: torch.Tensor  # [out]
     ratio: float
     multiple: int = 1  # the channels kept must be a multiple of this (a GroupNorm's number of groups)
+    blocks: list[list[int]] | None = None  # channels that go only together (an attention head's q, k, v rows)
 
 
 def round_channels(out: int, n_remove: int, round_to: int | None) -> int:
@@ -149,10 +150,22 @@ def channel_removals(units: list[Unit], target: Target, fraction: float) -> dict
         counts = [round(u.ratio * u.scores.numel()) for u in units]
     removed = {}
     for unit, count in zip(units, counts, strict=True):
+        if unit.blocks:
+            removed[unit.name] = _block_removals(unit, count)
+            continue
         step = math.lcm(target.round_to or 1, unit.multiple)
         n = round_channels(unit.scores.numel(), count, step if step > 1 else None)
         removed[unit.name] = torch.nonzero(~keep_lowest_removed(unit.scores, n)).flatten().tolist()
     return removed
+
+
+def _block_removals(unit: Unit, count: int) -> list[int]:
+    """The channels of the lowest-scoring whole blocks, about ``count`` channels' worth; one block always stays."""
+    size = len(unit.blocks[0])
+    n = min(round(count / size), len(unit.blocks) - 1)
+    block_scores = torch.stack([unit.scores[block].sum() for block in unit.blocks])
+    gone = torch.argsort(block_scores, stable=True)[:n].tolist()
+    return sorted(c for b in gone for c in unit.blocks[b])
 
 
 # ---------------------------------------------------------------- public API
@@ -224,12 +237,11 @@ def compute_masks(module: nn.Module, target: Target, data=None, *, layer_scores:
         6
     """
     check_target(target)
-    outputs: set[str] = set()
+    graph = None
     if target.granularity == "channel" and data is not None:
         graph = graph_of(module, tuple(data.x_train.shape[1:]))
         graph.require_coupling()
-        outputs = graph.outputs
-    layers = resolve(module, target, outputs)
+    layers = resolve(module, target, graph)
     if not layers:
         return {}
     stream = score_stream(module, layers, target, data, layer_scores)
@@ -269,7 +281,7 @@ def apply_masks(module: nn.Module, masks: dict[str, torch.Tensor]) -> None:
     Raises:
         SpecError: a layer without a weight, or a mask of another shape.
     """
-    modules = dict(module.named_modules())
+    modules = layer_lookup(module)
     pairs = []
     for name, mask in masks.items():
         weight = getattr(modules.get(name), "weight", None)

@@ -14,6 +14,7 @@ from torch import nn
 from pruner_core.config import options
 from pruner_core.errors import SpecError
 from pruner_core.graph.layers import Layer, prunable_layers
+from pruner_core.graph.model_graph import ModelGraph
 from pruner_core.pruning.criteria import check_pair
 from pruner_core.pruning.granularities import GRANULARITIES, NM_DEFAULT, LayerFacts, check_nm
 
@@ -56,8 +57,9 @@ def check_ratio(name: str, ratio) -> None:
         raise SpecError(f"layer '{name}': the fraction removed must be in [0, 1); got {ratio!r}")
 
 
-def resolve(module: nn.Module, target: Target, outputs: set[str] = frozenset()) -> list[Layer]:
-    """The layers of ``target.ratios`` in definition order, each checked against the granularity.
+def resolve(module: nn.Module, target: Target, graph: ModelGraph | None = None) -> list[Layer]:
+    """The layers of ``target.ratios`` in definition order, each checked against the granularity (with what the
+    model's ``graph`` knows: output layers, layers that follow a concatenation).
 
     Raises:
         SpecError: an unknown layer, a bad ratio, or a layer the granularity does not apply to.
@@ -73,7 +75,10 @@ def resolve(module: nn.Module, target: Target, outputs: set[str] = frozenset()) 
     chosen = [layer for layer in layers if layer[0] in target.ratios]
     granularity = GRANULARITIES[target.granularity]
     for name, mod, kind in chosen:
-        reason = granularity.why_not(LayerFacts(kind, tuple(mod.weight.shape), eager, name in outputs), target.nm)
+        facts = LayerFacts(kind, tuple(mod.weight.shape), eager, graph is not None and name in graph.outputs,
+                           follows=graph.follows.get(name, ()) if graph else (),
+                           attention=graph.attention.get(name, ()) if graph else ())
+        reason = granularity.why_not(facts, target.nm)
         if reason:
             raise SpecError(f"layer '{name}' cannot be pruned at granularity '{target.granularity}': {reason}")
     return chosen

@@ -59,9 +59,10 @@ def channel_latency(work: nn.Module, unit: UnitCurve, inputs: dict[str, tuple], 
             total += _time(_resized(mod, out=k).eval(), torch.rand(LATENCY_BATCH, *shape[1:]), runs)
         for name in unit.consumers:
             mod, shape = modules[name], inputs[name]
-            per = (mod.in_features if isinstance(mod, nn.Linear) else mod.in_channels) // out
-            x_shape = (LATENCY_BATCH, k * per, *shape[2:]) if not isinstance(mod, nn.Linear) else (LATENCY_BATCH, k * per)
-            total += _time(_resized(mod, inp=k * per).eval(), torch.rand(*x_shape), runs)
+            width = mod.in_features if isinstance(mod, nn.Linear) else mod.in_channels
+            k_in = max(1, round(k * width / out))  # a reader of a concatenation, or of an attention's v rows only
+            x_shape = (LATENCY_BATCH, *shape[1:-1], k_in) if isinstance(mod, nn.Linear) else (LATENCY_BATCH, k_in, *shape[2:])
+            total += _time(_resized(mod, inp=k_in).eval(), torch.rand(*x_shape), runs)
         kept_list.append(k)
         ms.append(round(total, 4))
     return {

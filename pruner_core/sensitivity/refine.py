@@ -17,7 +17,9 @@ from pruner_core.errors import SpecError
 from pruner_core.graph.flops import layer_flops
 from pruner_core.graph.layers import prunable_layers, weight_sparsity
 from pruner_core.io.data import Dataset
-from pruner_core.io.models import LoadedModel, check_data_fits
+from pruner_core.io.fit import check_data_fits
+from pruner_core.io.inputs import example_input
+from pruner_core.io.models import LoadedModel
 from pruner_core.pipeline.run import prune
 from pruner_core.pruning.recipe import Recipe
 from pruner_core.sensitivity.allocate import global_baseline
@@ -44,7 +46,7 @@ def apply_and_measure(model: LoadedModel, data: Dataset, recipe: Recipe, *, samp
     shape = check_data_fits(model, data)
     oneshot = recipe.replace(schedule={"kind": "oneshot", "steps": 1}, finetune={**recipe.to_dict()["finetune"], "epochs": 0})
     pruned = prune(model, data, oneshot)
-    _, flops = layer_flops(model.module, torch.zeros(1, *shape))
+    _, flops = layer_flops(model.module, example_input(model.module, shape))
     after = {name: mod for name, mod, _ in prunable_layers(pruned.module)}
     total_w = kept_w = total_f = kept_f = 0.0
     for name, mod, _ in prunable_layers(model.module):

@@ -19,12 +19,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-import torch
-
 from pruner_core.errors import SpecError
 from pruner_core.graph.fold import fold_batchnorm
+from pruner_core.graph.layers import layer_lookup
 from pruner_core.io.data import Dataset
-from pruner_core.io.models import LoadedModel, check_data_fits
+from pruner_core.io.fit import check_data_fits
+from pruner_core.io.inputs import example_input
+from pruner_core.io.models import LoadedModel
 from pruner_core.pruning.criteria import check_pair
 from pruner_core.pruning.describe import describe_model
 from pruner_core.sensitivity.engine import BATCH_SIZE, SuffixEvaluator
@@ -114,7 +115,7 @@ def scan(
     if granularity == "channel" and not model.eager:
         raise SpecError(f"channel pruning needs an ordinary nn.Module; '{model.label}' is a {model.fmt} program (mask only)")
     shape = check_data_fits(model, data)
-    example = torch.zeros(1, *shape)
+    example = example_input(model.module, shape)
     infos = describe_model(model, shape)
     known = [i.name for i in infos]
     if layers is not None:
@@ -122,7 +123,7 @@ def scan(
         if unknown:
             raise SpecError(f"no prunable layer named {', '.join(repr(n) for n in unknown)}; prunable: {', '.join(known)}")
     work = copy.deepcopy(model.module).eval()
-    modules = dict(work.named_modules())
+    modules = layer_lookup(work)
     table = layer_table(work, infos, granularity, criterion)
     n = min(samples, len(data.y_test))
     if n < 1:
@@ -138,10 +139,13 @@ def scan(
     if layers is not None:
         units = [u for u in units if set(u.curve.layers) & set(layers)]
     if not units:
-        raise SpecError(f"granularity '{granularity}' applies to none of the chosen layers of '{model.label}'")
+        reasons = "; ".join(f"'{info.name}': {info.granularities.get(granularity) or 'excluded'}" for info in infos
+                            if layers is None or info.name in layers)
+        raise SpecError(f"granularity '{granularity}' applies to none of the chosen layers of '{model.label}': "
+                        f"{reasons or 'it has no prunable layer'}")
 
     evaluated = fold_batchnorm(work)
-    modules.update(dict(evaluated.named_modules()))  # units now prune the folded layers the evaluator runs
+    modules.update(layer_lookup(evaluated))  # units now prune the folded layers the evaluator runs
     for unit in units:  # what restore() puts back: the weights as the evaluated model holds them
         unit.saved = {name: modules[name].weight.detach().clone() for name in unit.saved}
     engine = SuffixEvaluator(evaluated, data.x_test[:n], data.y_test[:n], batch_size)

@@ -46,10 +46,10 @@ class Zoo(nn.Module):
         self.fc = nn.Linear(8, 3)
 
 
-def test_prunable_layers_are_exactly_the_conv_and_linear_layers():
+def test_prunable_layers_are_exactly_the_conv_linear_and_embedding_layers():
     found = prunable_layers(Zoo())
     assert [(name, kind) for name, _, kind in found] == [
-        ("conv1d", "Conv1d"), ("conv2d", "Conv2d"), ("head.0", "Linear"), ("fc", "Linear")
+        ("conv1d", "Conv1d"), ("conv2d", "Conv2d"), ("embedding", "Embedding"), ("head.0", "Linear"), ("fc", "Linear")
     ]
 
 

@@ -177,3 +177,108 @@ def test_the_group_norm_constraint_is_said_before_any_work():
     assert table.loc["conv1", "channel"] == "yes: channels kept in multiples of 4 (a GroupNorm's groups)"
     assert table.loc["conv2", "channel"] == "yes: channels kept in multiples of 3 (a GroupNorm's groups)"
     assert table.loc["fc", "channel"].startswith("no: ")
+
+
+class ConcatDepthwise(nn.Module):
+    """Two branches concatenated (32 + 16 channels), then a depthwise convolution over the concatenation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.pw = nn.Conv2d(16, 32, 1)
+        self.side = nn.Conv2d(16, 16, 1)
+        self.dw = nn.Conv2d(48, 48, 3, padding=1, groups=48)
+        self.head = nn.Conv2d(48, 8, 1)
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        x = torch.cat([torch.relu(self.pw(x)), torch.relu(self.side(x))], dim=1)
+        return self.fc(torch.relu(self.head(torch.relu(self.dw(x)))).mean((2, 3)))
+
+
+def test_a_depthwise_layer_over_a_concatenation_follows_its_branches():
+    module = ConcatDepthwise().eval()
+    graph = graph_of(module, (3, 8, 8))
+    assert graph.follows == {"dw": ("pw", "side")}
+    assert len({graph.group_of[n] for n in ("pw", "side", "dw")}) == 3  # each branch a unit of its own
+    layers = {info.name: info for info in describe_model(LoadedModel(module, "cd", "factory", True), (3, 8, 8))}
+    assert layers["dw"].granularities["channel"] == (
+        "its channels are those of 'pw', 'side' (a depthwise layer over their concatenation): they go when those "
+        "layers' channels go")
+    with pytest.raises(SpecError, match="layer 'dw' cannot be pruned at granularity 'channel': its channels are those"):
+        plan_channels(module, Target("channel", "l1", ratios={"dw": 0.5}), torch.zeros(1, 3, 8, 8))
+
+
+def test_pruning_the_branches_of_a_concatenation_shrinks_the_depthwise_layer_with_them():
+    module = ConcatDepthwise().eval()
+    example = torch.zeros(1, 3, 8, 8)
+    plan = plan_channels(module, Target("channel", "l1", ratios={"pw": 0.5, "side": 0.25}), example)
+    assert {entry["layer"]: len(entry["channels"]) for entry in plan} == {"pw": 16, "side": 4}
+    prune_channels(module, plan, example)
+    assert (module.pw.out_channels, module.side.out_channels) == (16, 12)
+    assert module.dw.in_channels == module.dw.out_channels == module.dw.groups == 28
+    assert module(torch.rand(2, 3, 8, 8)).shape == (2, 5)
+
+
+class HeadAttention(nn.Module):
+    """timm's attention with a forward that reshapes by what the heads give (``-1``), so heads can go."""
+
+    def __init__(self, dim: int = 16, num_heads: int = 4) -> None:
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, dim // num_heads
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+
+    def forward(self, x):
+        b, n, _ = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        attn = ((q @ k.transpose(-2, -1)) * self.head_dim ** -0.5).softmax(-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, -1))
+
+
+class TinyTransformer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(6, 16)
+        self.attn = HeadAttention()
+        self.fc1, self.fc2 = nn.Linear(16, 32), nn.Linear(32, 16)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x):  # x: [N, T, 6]
+        x = self.embed(x)
+        x = x + self.attn(x)
+        x = x + self.fc2(torch.relu(self.fc1(x)))
+        return self.head(x.mean(1))
+
+
+def test_attention_heads_go_whole_and_num_heads_follows():
+    module = TinyTransformer().eval()
+    with torch.no_grad():  # head 1 (its query, key and value rows) is the weakest by far
+        for part in range(3):
+            module.attn.qkv.weight[part * 16 + 4: part * 16 + 8] *= 1e-3
+    graph = graph_of(module, (5, 6))
+    assert graph.heads == {"attn.qkv": ("attn", 4, 4)}
+    assert {n for n, (role, _) in graph.attention.items() if role == "stream"} == {"embed", "attn.proj", "fc2"}
+    layers = {info.name: info for info in describe_model(LoadedModel(module, "t", "factory", True), (5, 6))}
+    assert layers["attn.qkv"].constraints["channel"].startswith("heads removed whole: 4 heads of 4")
+    assert "embedding dimension that attention 'attn' reads" in layers["embed"].granularities["channel"]
+    example = torch.zeros(1, 5, 6)
+    plan = plan_channels(module, Target("channel", "l1", ratios={"attn.qkv": 0.25, "fc1": 0.5}), example)
+    assert {e["layer"]: sorted(e["channels"]) for e in plan}["attn.qkv"] == [c + p * 16 for p in range(3) for c in range(4, 8)]
+    rebuilt = copy.deepcopy(module)
+    prune_channels(module, plan, example)
+    assert (module.attn.num_heads, module.attn.qkv.out_features, module.attn.proj.in_features) == (3, 36, 12)
+    assert module.fc1.out_features == 16
+    assert module(torch.rand(2, 5, 6)).shape == (2, 3)
+    prune_channels(rebuilt, plan, example)  # the same plan on the base model rebuilds the same architecture
+    assert rebuilt.attn.num_heads == 3 and torch.equal(rebuilt.attn.qkv.weight, module.attn.qkv.weight)
+
+
+def test_attention_that_cannot_lose_a_head_says_so_before_any_work():
+    from tests.zoo.architectures import ZOO, build
+
+    layers = {info.name: info for info in describe_model(LoadedModel(build("vit_timm"), "v", "factory", True),
+                                                         ZOO["vit_timm"].input_shape)}
+    assert "cannot lose a head: its forward reshapes its output to the input's width" in (
+        layers["blocks.0.attn.qkv"].granularities["channel"])
+    assert layers["blocks.0.mlp.fc1"].granularities["channel"] is None  # MLP hidden units still go

@@ -12,7 +12,8 @@ from torch import nn
 
 from pruner_core.errors import CompatibilityError, ModelLoadError, PrunerError, SpecError, TrustError
 from pruner_core.io.archs import ARCHITECTURES, LeNet300
-from pruner_core.io.models import MODEL_FORMATS, LoadedModel, check_data_fits, load_model
+from pruner_core.io.fit import check_data_fits
+from pruner_core.io.models import MODEL_FORMATS, LoadedModel, load_model
 
 from .helpers import noise, tiny_dataset, tiny_mlp
 

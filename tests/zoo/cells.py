@@ -292,17 +292,19 @@ def _env() -> dict:
 
 def _load(case: Case) -> str:
     from pruner_core.io.data import load_data
-    from pruner_core.io.models import check_data_fits
+    from pruner_core.io.fit import check_data_fits, fit_data
 
     model = case.model
     if model.fmt != ("factory" if case.zoo.fmt == "factory" else "torchscript"):
         raise WrongResult(f"loaded as format {model.fmt!r}")
-    data = load_data(case.npz)
+    data = fit_data(model, load_data(case.npz))
     a = case.arrays
     if tuple(data.x_test.shape) != a["x_test"].shape:
-        raise WrongResult(f"load_data gives samples {tuple(data.x_test.shape[1:])}; the file holds {a['x_test'].shape[1:]}")
+        raise WrongResult(f"fit_data gives samples {tuple(data.x_test.shape[1:])}; the file holds {a['x_test'].shape[1:]}")
     if not np.array_equal(data.x_test.numpy(), a["x_test"]):
-        raise WrongResult("load_data changed the values of x_test")
+        raise WrongResult("the loaded x_test differs from the file's")
+    if data.x_test.dtype != torch.from_numpy(a["x_test"]).dtype and a["x_test"].dtype.kind in "iu":
+        raise WrongResult(f"integer ids loaded as {data.x_test.dtype}")
     if not torch.equal(data.y_test, torch.from_numpy(a["y_test"])):
         raise WrongResult("load_data changed the labels")
     shape = check_data_fits(model, data)
@@ -430,7 +432,7 @@ def _prune(case: Case, granularity: str) -> str:
         raise WrongResult("a mask run saved no masks")
     state = read_state_dict(run.path / "weights.safetensors")  # the pruned weights as the run saved them
     for name, mask in masks.items():
-        weight = state[f"{name}.weight"]
+        weight = state[f"{name}.weight"] if f"{name}.weight" in state else state[name]  # an LSTM's weight_ih_l0
         if torch.any(weight[~mask] != 0):
             raise WrongResult(f"layer {name}: masked weights are not zero")
         if granularity == "nm":  # groups of 4 consecutive input weights (per kernel position), at most 2 kept
@@ -456,7 +458,7 @@ def _export(case: Case, granularity: str) -> str:
     from pruner_core.pipeline.export import export_run
 
     run = case.needed_run(granularity)
-    written = export_run(run.path, case.folder / f"export-{granularity}", test_x=case.data.x_test)
+    written = export_run(run.path, case.folder / f"export-{granularity}", test_data=case.data)
     diff = written["onnx_max_diff"]
     if not diff <= ONNX_TOLERANCE:
         raise WrongResult(f"ONNX Runtime differs from PyTorch by {diff:.3g} (> {ONNX_TOLERANCE})")
