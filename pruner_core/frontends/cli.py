@@ -194,6 +194,12 @@ def export(
         diff = written.get("onnx_max_diff")
         check = f"; max |ONNX Runtime - PyTorch| = {diff:.2e} on the test data" if diff is not None else ""
         typer.echo(f"onnx     {written['onnx']} ({written['onnx_bytes']:,} bytes, passes onnx.checker{check})")
+    if "huggingface" in written:
+        diff = written.get("huggingface_max_diff")
+        check = f"; from_pretrained reloads it, max |difference| = {diff:.2e} on the test data" if diff is not None else ""
+        typer.echo(f"hf       {written['huggingface']} (config.json + model.safetensors{check})")
+    if "huggingface_refused" in written:
+        typer.echo(f"hf       not written: {written['huggingface_refused']}")
     if report:
         path = _write_comparison([run], out / "report.html", None, None)
         typer.echo(f"report   {path}")

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from pruner_core.errors import SpecError
+from pruner_core.graph.attention import Heads, find_attention
 from pruner_core.graph.layers import evaluating, layer_lookup, prunable_layers
 from pruner_core.io.inputs import example_input
 
@@ -59,8 +60,9 @@ class ModelGraph:
         follows: layer -> the layers whose channels its own output channels are made of, for a layer that is not
             a unit of its own: a depthwise convolution over a concatenation (its channel i is branch k's channel j).
             Its channels go when those layers' channels go; it is never pruned by itself.
-        heads: a timm-style attention's ``qkv`` layer -> (its module, num_heads, head_dim): its output channels go
-            in whole heads (the head's query, key and value rows together), and the module's ``num_heads`` follows.
+        heads: the layer that makes an attention's heads (a fused ``qkv``, or ``q`` with its coupled ``k`` and ``v``)
+            -> its :class:`~pruner_core.graph.attention.Heads`: its output channels go in whole heads, and the
+            module's head count follows.
         attention: layer -> (role, attention module) where attention rules out its channels: ``"stream"`` for the
             embedding dimension an attention block reads and reshapes by, ``"mha"`` for a layer inside an
             ``nn.MultiheadAttention``, ``"fixed"`` for a ``qkv`` whose attention's forward cannot lose a head.
@@ -73,7 +75,7 @@ class ModelGraph:
     input_shape: tuple[int, ...] = ()
     multiple_of: dict[str, int] = field(default_factory=dict)
     follows: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    heads: dict[str, tuple[str, int, int]] = field(default_factory=dict)
+    heads: dict[str, Heads] = field(default_factory=dict)
     attention: dict[str, tuple[str, str]] = field(default_factory=dict)
     _module: weakref.ref | None = field(default=None, repr=False, compare=False)  # the module it describes
     _dep: object | None = field(default=None, repr=False, compare=False)  # torch-pruning's graph (live graphs only)
@@ -166,10 +168,9 @@ class ModelGraph:
                 layer = modules[entry["layer"]]
                 with torch.enable_grad():  # torch-pruning traces with autograd
                     dep_graph.get_pruning_group(layer, _out_fn(tp, layer), idxs=sorted(set(entry["channels"]))).prune()
-                if entry["layer"] in self.heads:  # whole heads went: the attention's own forward reshapes by num_heads
-                    attn, _, head_dim = self.heads[entry["layer"]]
-                    modules[attn].num_heads = layer.out_features // (3 * head_dim)
-                    self.heads[entry["layer"]] = (attn, modules[attn].num_heads, head_dim)
+                if entry["layer"] in self.heads:  # whole heads went: the attention's head count follows
+                    heads = self.heads[entry["layer"]]
+                    self.heads[entry["layer"]] = heads.after_removal(modules[heads.attention], layer)
                 try:
                     with torch.no_grad():
                         after = _output_shape(module, example)
@@ -182,12 +183,8 @@ class ModelGraph:
                                     f"from {before} to {after}")
 
     def head_blocks(self, name: str) -> list[list[int]] | None:
-        """The output channels of a ``qkv`` layer, one list per head (its query, key and value rows); else None."""
-        if name not in self.heads:
-            return None
-        _, num_heads, head_dim = self.heads[name]
-        dim = num_heads * head_dim
-        return [[part * dim + h * head_dim + d for part in range(3) for d in range(head_dim)] for h in range(num_heads)]
+        """The output channels of a layer that makes attention heads, one list per head; else None."""
+        return self.heads[name].blocks() if name in self.heads else None
 
 
 def _output_shape(module: nn.Module, example: torch.Tensor):
@@ -199,7 +196,8 @@ def _build(module: nn.Module, example: torch.Tensor, live: bool, eager: bool) ->
     """Trace ``module`` with torch-pruning (on a copy unless ``live``) and read its groups by handler identity."""
     names = [name for name, _, _ in prunable_layers(module)]
     shape = tuple(example.shape[1:])
-    heads, attention = _attention(module, names)
+    heads, roles = find_attention(module, names)
+    attention = {layer: role for layer, role in roles.items() if role[0] != "reads"}
     fallback = ModelGraph(names, {n: i for i, n in enumerate(names)}, {names[-1]} if names else set(), None, shape,
                           heads=heads, attention=attention, _module=weakref.ref(module))
     if not eager:
@@ -224,8 +222,7 @@ def _build(module: nn.Module, example: torch.Tensor, live: bool, eager: bool) ->
     multiple_of: dict[str, int] = {}
     follows: dict[str, set[str]] = {}
     width = {name: int(by_name[name].weight.shape[0]) for name in names}
-    readers = {qkv: attn for qkv, (attn, _, _) in heads.items()}  # a qkv layer reads the stream for its attention
-    readers.update({qkv: attn for qkv, (role, attn) in attention.items() if role == "fixed"})
+    readers = {layer: attn for layer, (role, attn) in roles.items() if role in ("reads", "fixed")}  # q, k, v
     for name in names:
         layer = by_name[name]
         if dep_graph.module2node.get(layer) is None:  # forward() never calls it: nothing is coupled to it
@@ -271,56 +268,6 @@ def _build(module: nn.Module, example: torch.Tensor, live: bool, eager: bool) ->
     return ModelGraph(names, group_of, outputs, None, shape, multiple_of,
                       {name: tuple(sorted(by, key=names.index)) for name, by in follows.items()}, heads, attention,
                       weakref.ref(module), dep_graph if live else None)
-
-
-def _attention(module: nn.Module, names: list[str]) -> tuple[dict, dict]:
-    """The heads of timm-style attention (a module with ``num_heads`` and a ``qkv`` Linear of 3 x heads x head_dim
-    outputs) and the layers inside an ``nn.MultiheadAttention``: ``(heads, attention)`` as :class:`ModelGraph` has them."""
-    heads: dict[str, tuple[str, int, int]] = {}
-    attention: dict[str, tuple[str, str]] = {}
-    prunable = set(names)
-    for name, mod in module.named_modules():
-        if isinstance(mod, nn.MultiheadAttention):
-            for child, _ in mod.named_modules():
-                if child and f"{name}.{child}" in prunable:
-                    attention[f"{name}.{child}"] = ("mha", name)
-            continue
-        qkv, num_heads = getattr(mod, "qkv", None), getattr(mod, "num_heads", None)
-        if isinstance(qkv, nn.Linear) and isinstance(num_heads, int) and num_heads > 0 and f"{name}.qkv" in prunable:
-            head_dim = getattr(mod, "head_dim", qkv.out_features // (3 * num_heads))
-            if isinstance(head_dim, int) and qkv.out_features == 3 * num_heads * head_dim:
-                if num_heads > 1 and _one_head_less_runs(mod, head_dim):
-                    heads[f"{name}.qkv"] = (name, num_heads, head_dim)
-                else:
-                    attention[f"{name}.qkv"] = ("fixed", name)
-    return heads, attention
-
-
-def _one_head_less_runs(attn: nn.Module, head_dim: int) -> bool:
-    """Whether a copy of ``attn`` with its last head removed (qkv rows, proj columns, num_heads) still runs.
-
-    timm's own forward reshapes its output to the input's width (``reshape(B, N, C)``), which no longer holds once a
-    head is gone; a forward that reshapes by ``num_heads`` (or ``-1``) keeps working.
-    """
-    proj = getattr(attn, "proj", None)
-    if not isinstance(proj, nn.Linear) or proj.in_features != attn.qkv.out_features // 3:
-        return False
-    trial = copy.deepcopy(attn).eval()
-    dim = trial.qkv.out_features // 3
-    keep = torch.tensor([c for c in range(3 * dim) if c % dim < dim - head_dim])
-    with torch.no_grad():
-        qkv = nn.Linear(trial.qkv.in_features, len(keep), bias=trial.qkv.bias is not None)
-        qkv.weight.copy_(trial.qkv.weight[keep])
-        if qkv.bias is not None:
-            qkv.bias.copy_(trial.qkv.bias[keep])
-        out = nn.Linear(dim - head_dim, trial.proj.out_features, bias=trial.proj.bias is not None)
-        out.weight.copy_(trial.proj.weight[:, : dim - head_dim])
-        trial.qkv, trial.proj, trial.num_heads = qkv, out, trial.num_heads - 1
-        x = torch.zeros(1, 3, trial.qkv.in_features)
-        try:
-            return tuple(trial(x).shape) == tuple(x.shape)
-        except Exception:  # noqa: BLE001 - a forward that cannot lose a head, whatever it raises
-            return False
 
 
 def graph_of(module: nn.Module, input_shape: Sequence[int], *, eager: bool = True) -> ModelGraph:

@@ -6,6 +6,7 @@ Specs (``MODEL_FORMATS`` is the registry, tried in order):
 - ``runs/ID``: a pruning run folder: its pruned model (registered by :mod:`pruner_core.pipeline.runs`).
 - ``pkg.module:factory``: a callable importable in this environment, optionally with ``weights``. A process
   that serves others narrows which modules may be imported with :func:`allow_factories`.
+- ``FOLDER`` with ``config.json`` + ``model.safetensors``: a Hugging Face classifier (:mod:`pruner_core.io.hf`).
 - ``FILE.pt2``: a ``torch.export`` program.
 - ``FILE.pt`` / ``.pth`` / ``.ts`` TorchScript archive.
 - ``FILE.pt`` / ``.pth`` holding a fully pickled module: only with ``trust=True`` (unpickling runs code).
@@ -35,6 +36,7 @@ from torch import nn
 from pruner_core.errors import ModelLoadError, SpecError, TrustError
 from pruner_core.io.archs import ARCHITECTURES
 from pruner_core.io.data import ASSETS
+from pruner_core.io.hf import check_no_weights, is_hf_folder, load_hf
 
 MODELS_DIR = ASSETS / "models"
 FACTORY_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
@@ -332,6 +334,13 @@ class ModelFormat:
     load: Callable[[str, str | None, bool], LoadedModel]
 
 
+def _load_hf(spec: str, weights: str | None, trust: bool) -> LoadedModel:
+    check_no_weights(spec, weights)
+    module, shape, card = load_hf(spec)
+    return LoadedModel(module, spec, "huggingface", True, input_shape=shape,
+                       num_classes=int(module.model.config.num_labels), card=card)
+
+
 MODEL_FORMATS: list[ModelFormat] = [
     ModelFormat("demo", "demo:NAME (shipped demo model)", lambda s: s.startswith("demo:"), _load_demo),
     ModelFormat("export", "torch.export program (.pt2)", lambda s: s.lower().endswith(".pt2"), _load_export),
@@ -341,6 +350,8 @@ MODEL_FORMATS: list[ModelFormat] = [
         lambda s: s.lower().endswith((".ts", ".jit", *STATE_DICT_SUFFIXES)),
         _load_file,
     ),
+    ModelFormat("huggingface", "a Hugging Face folder (config.json + model.safetensors, as save_pretrained writes it)",
+                is_hf_folder, _load_hf),
     ModelFormat(
         "factory", "package.module:factory", lambda s: bool(FACTORY_RE.match(s)) and not Path(s).exists(), _load_factory
     ),

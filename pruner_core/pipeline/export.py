@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from pruner_core.errors import PrunerError
 from pruner_core.io.data import Dataset
 from pruner_core.io.export import export_onnx, onnx_max_diff, size_figures
 from pruner_core.io.fit import fit_data
+from pruner_core.io.hf import Logits, load_hf, save_hf
 from pruner_core.pipeline.replay import load_run_model
 from pruner_core.pipeline.runs import CLAIM, load_run
 
@@ -37,7 +40,10 @@ def export_run(run_path: str | Path, out: str | Path, *, onnx_file: bool = True,
         test_data: the data for the parity check (e.g. the run's own), arranged as the pruned model takes it.
 
     Returns:
-        What was written: paths, sizes (see :func:`~pruner_core.io.export.size_figures`), and ``onnx_max_diff`` when checked.
+        What was written: paths, sizes (see :func:`~pruner_core.io.export.size_figures`), ``onnx_max_diff`` when
+        checked; for a Hugging Face model also ``huggingface`` (a folder ``from_pretrained`` loads) and
+        ``huggingface_max_diff`` (its logits against the run's, on the test data), or ``huggingface_refused`` (why
+        a config.json cannot describe the pruned model).
 
     Raises:
         PrunerError: the run is not done or cannot be loaded; ``out`` is a file, a run folder, or a non-empty
@@ -66,4 +72,15 @@ def export_run(run_path: str | Path, out: str | Path, *, onnx_file: bool = True,
         written["onnx_bytes"] = path.stat().st_size
         if test_data is not None:
             written["onnx_max_diff"] = onnx_max_diff(path, model.module, fit_data(model, test_data).x_test)
+    if isinstance(model.module, Logits):  # a Hugging Face model goes back as a folder from_pretrained loads
+        try:
+            folder = save_hf(model.module, out / "huggingface")
+        except PrunerError as e:  # a config cannot say it: the rest of the export stands
+            written["huggingface_refused"] = str(e)
+            return written
+        written["huggingface"] = str(folder)
+        if test_data is not None:
+            x = fit_data(model, test_data).x_test[:256]
+            with torch.no_grad():
+                written["huggingface_max_diff"] = float((load_hf(str(folder))[0](x) - model.module(x)).abs().max())
     return written

@@ -73,10 +73,13 @@ def describe_model(
         constraints = {}
         if why["channel"] is None and multiple > 1:
             constraints["channel"] = f"channels kept in multiples of {multiple} (a GroupNorm's groups)"
+        partner = next((h for h in graph.heads.values() if name in h.layers[1:]), None)
+        if why["channel"] is None and partner is not None:
+            constraints["channel"] = f"heads removed whole, with '{partner.layers[0]}' (its query rows)"
         if why["channel"] is None and name in graph.heads:
-            attn, num_heads, head_dim = graph.heads[name]
-            constraints["channel"] = (f"heads removed whole: {num_heads} heads of {head_dim} (query, key and value "
-                                      f"rows together); '{attn}' keeps at least one")
+            heads = graph.heads[name]
+            constraints["channel"] = (f"heads removed whole: {heads.num_heads} heads of {heads.head_dim} (query, key "
+                                      f"and value rows together); '{heads.attention}' keeps at least one")
         infos.append(LayerInfo(name, kind, shape, int(params), flops.get(name), graph.group_of[name], is_output, why,
                                constraints))
     return infos

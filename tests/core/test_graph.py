@@ -257,7 +257,8 @@ def test_attention_heads_go_whole_and_num_heads_follows():
         for part in range(3):
             module.attn.qkv.weight[part * 16 + 4: part * 16 + 8] *= 1e-3
     graph = graph_of(module, (5, 6))
-    assert graph.heads == {"attn.qkv": ("attn", 4, 4)}
+    heads = graph.heads["attn.qkv"]
+    assert list(graph.heads) == ["attn.qkv"] and (heads.attention, heads.num_heads, heads.head_dim) == ("attn", 4, 4)
     assert {n for n, (role, _) in graph.attention.items() if role == "stream"} == {"embed", "attn.proj", "fc2"}
     layers = {info.name: info for info in describe_model(LoadedModel(module, "t", "factory", True), (5, 6))}
     assert layers["attn.qkv"].constraints["channel"].startswith("heads removed whole: 4 heads of 4")

@@ -233,6 +233,13 @@ def finished_run(root) -> str:
 
 
 @JIT_DEPRECATED
+def hf_folder(path) -> str:
+    from tests.zoo.architectures import hf_vit
+
+    hf_vit().model.save_pretrained(str(path))
+    return str(path)
+
+
 def test_every_model_format_has_a_working_example(tmp_path, user_module):
     """Each registered format loads something (a new format must be added here with an example)."""
     torch.jit.script(tiny_mlp()).save(str(tmp_path / "s.pt"))
@@ -243,6 +250,7 @@ def test_every_model_format_has_a_working_example(tmp_path, user_module):
         "file": (str(tmp_path / "s.pt"), "torchscript"),
         "factory": (f"{user_module}:make", "factory"),
         "run": (finished_run(tmp_path / "runs"), "run"),
+        "huggingface": (hf_folder(tmp_path / "vit"), "huggingface"),
     }
     assert set(examples) == {f.name for f in MODEL_FORMATS}
     for fmt in MODEL_FORMATS:

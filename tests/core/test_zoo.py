@@ -16,8 +16,6 @@ from tests.zoo.architectures import ZOO
 from tests.zoo.cells import CELLS, STEPS, Case, Outcome, check, single_thread
 from tests.zoo.coverage import coverage, run_all
 
-_HF = "(transformers is not installed: the Hugging Face ViT is not in the zoo yet)"
-
 KNOWN_FAILURES: dict[tuple[str, str], str] = {
 }
 
@@ -58,8 +56,8 @@ def test_the_known_failures_are_cells_of_the_zoo():
 
 def test_the_zoo_covers_the_architectures_the_issue_lists():
     families = {"resnet18", "resnet50", "mobilenet_v2", "efficientnet", "googlenet", "densenet", "unet",
-                "vgg_groupnorm", "vit_timm", "vit_mha", "conv1d_seq", "lstm", "gru", "mlp_tabular"}
-    assert families <= set(ZOO), f"missing: {sorted(families - set(ZOO))} {_HF}"
+                "vgg_groupnorm", "vit_timm", "vit_mha", "conv1d_seq", "lstm", "gru", "mlp_tabular", "hf_vit"}
+    assert families <= set(ZOO), f"missing: {sorted(families - set(ZOO))}"
     assert len(STEPS) == len(set(STEPS)) and len(CELLS) == len(ZOO) * len(STEPS)
 
 

@@ -56,7 +56,8 @@ class ZooModel:
     input_shape: tuple[int, ...]
     classes: int = CLASSES
     dtype: torch.dtype = torch.float32
-    fmt: str = "factory"  # "factory" (spec tests.zoo.architectures:NAME) or "torchscript" (a saved .ts file)
+    fmt: str = "factory"  # "factory" (tests.zoo.architectures:NAME), "torchscript" (a saved .ts file) or
+    # "huggingface" (a save_pretrained folder of build().model)
     about: str = ""
 
     @property
@@ -758,6 +759,19 @@ def text_cnn() -> nn.Module:
     return TextCNN()
 
 
+@zoo_factory
+def hf_vit() -> nn.Module:
+    """A Hugging Face ViTForImageClassification built from a config (4 heads of 8, 2 layers), as the one-tensor
+    classifier pruner_core.io.hf wraps it in; the zoo saves ``.model`` with save_pretrained and loads that folder."""
+    from transformers import ViTConfig, ViTForImageClassification
+
+    from pruner_core.io.hf import Logits
+
+    config = ViTConfig(image_size=IMAGE[1], patch_size=4, num_channels=IMAGE[0], hidden_size=32, num_hidden_layers=2,
+                       num_attention_heads=4, intermediate_size=64, num_labels=CLASSES, attn_implementation="eager")
+    return Logits(ViTForImageClassification(config), "pixel_values")
+
+
 ZOO: dict[str, ZooModel] = {
     "resnet18": ZooModel(resnet18, IMAGE, about="BasicBlock, 1x1 downsample"),
     "resnet50": ZooModel(resnet50, IMAGE, about="Bottleneck"),
@@ -776,6 +790,7 @@ ZOO: dict[str, ZooModel] = {
     "dwsep_concat": ZooModel(dwsep_concat, IMAGE, about="depthwise-separable + concatenated side branch"),
     "text_cnn": ZooModel(text_cnn, TOKENS, dtype=torch.long, about="Embedding on integer token ids [N, L]"),
     "resnet18_torchscript": ZooModel(resnet18, IMAGE, fmt="torchscript", about="ResNet-18 saved with torch.jit.script"),
+    "hf_vit": ZooModel(hf_vit, IMAGE, fmt="huggingface", about="Hugging Face ViT folder (save_pretrained)"),
 }
 
 

@@ -126,6 +126,10 @@ class Case:
         """The model spec a user would give: the factory, or the TorchScript file it was saved as."""
         if self.zoo.fmt == "factory":
             return self.zoo.factory
+        if self.zoo.fmt == "huggingface":
+            path = self.folder / self.arch
+            self.zoo.build().model.save_pretrained(str(path))
+            return str(path)
         path = self.folder / f"{self.arch}.ts"
         torch.jit.script(self.zoo.build()).save(str(path))
         return str(path)
@@ -295,7 +299,7 @@ def _load(case: Case) -> str:
     from pruner_core.io.fit import check_data_fits, fit_data
 
     model = case.model
-    if model.fmt != ("factory" if case.zoo.fmt == "factory" else "torchscript"):
+    if model.fmt != case.zoo.fmt:
         raise WrongResult(f"loaded as format {model.fmt!r}")
     data = fit_data(model, load_data(case.npz))
     a = case.arrays
@@ -374,7 +378,7 @@ def _analyze(case: Case) -> str:
             raise WrongResult(f"layer {la.name}: {len(la.channel_l1)} channel norms for {la.shape[0]} channels")
         if la.apoz is None and not la.activation:
             raise WrongResult(f"layer {la.name}: no APoZ and no reason given")
-    follows = relu_follows(case.model.module) if case.zoo.fmt == "factory" else None
+    follows = relu_follows(case.model.module) if case.zoo.fmt != "torchscript" else None
     missing = [la.name for la in result.layers if follows and la.name in follows and la.apoz is None]
     if missing:
         la = result.layer(missing[0])
