@@ -204,7 +204,7 @@ def active_vital_signs() -> VitalSigns | None:
         return None
 
 
-@st.cache_data(max_entries=16, show_spinner="Analysing layers (weight magnitudes, APoZ, BN scale)…")
+@st.cache_data(max_entries=16, show_spinner="Analysing layers (weight magnitudes, APoZ, norm scale)…")
 def cached_analysis(model_choice: tuple, model_digest: str, data_spec: str, data_digest: str, samples: int) -> Analysis:
     """The analysis of a model on ``samples`` calibration samples, keyed like :func:`cached_vital_signs`.
 

@@ -8,7 +8,13 @@ import streamlit as st
 
 from pages._common import active_analysis, active_data, init_state, model_label
 from pruner_core.errors import PrunerError
-from pruner_core.present.figures import channel_signal_heatmap, kernel_heatmap, layer_signal_table, weight_histogram
+from pruner_core.present.figures import (
+    CHANNEL_SIGNALS,
+    channel_signal_heatmap,
+    kernel_heatmap,
+    layer_signal_table,
+    weight_histogram,
+)
 
 COLORSCALES = ["Viridis", "Cividis", "Plasma", "Inferno", "Magma", "Blues", "Greys", "RdBu"]
 NORMS = {"L2": "l2", "L1": "l1"}
@@ -68,12 +74,12 @@ la = analysis.layer(name)
 left, right = st.columns([3, 2])
 left.plotly_chart(kernel_heatmap(la, norm=norm, colorscale=colorscale), key="inspect.kernel")
 right.plotly_chart(weight_histogram(la), key="inspect.histogram")
-if la.apoz is None:
-    right.caption(f"APoZ {la.activation or 'n/a'}.")
+right.caption(f"After {la.activation}: {la.statistic}." if la.statistic else f"APoZ {la.activation or 'n/a'}.")
 
 st.subheader("Across layers")
 st.caption("Each row is one layer's output channels, divided by that layer's largest value; hover for raw values.")
-for signal in ("magnitude", "apoz", "bn_scale"):
+signals = [s for s in CHANNEL_SIGNALS if s != "near_zero" or any(la.near_zero for la in analysis.layers)]
+for signal in signals:
     fig = channel_signal_heatmap(analysis, signal, norm=norm, colorscale=colorscale)
     st.plotly_chart(fig, key=f"inspect.signal.{signal}")
 
@@ -89,7 +95,7 @@ else:
     labels = {f"group {g}: {', '.join(members)}": g for g, members in groups.items()}
     picked = st.selectbox("Group", list(labels), key="inspect.group")
     members = groups[labels[picked]]
-    for signal in ("magnitude", "apoz", "bn_scale"):
+    for signal in signals:
         fig = channel_signal_heatmap(
             analysis, signal, norm=norm, colorscale=colorscale, layers=members, heading=f"in group {labels[picked]}"
         )

@@ -1,5 +1,5 @@
 """torch.fx plumbing shared by the statistics and the criteria: which activation and BatchNorm follow a layer, and an
-interpreter that counts zeros after activations (APoZ) and times layers.
+interpreter that counts zeros after activations (APoZ; the near-zero share after smooth ones) and times layers.
 """
 
 from __future__ import annotations
@@ -11,9 +11,23 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-ACTIVATION_MODULES = (nn.ReLU, nn.ReLU6)
-ACTIVATION_FUNCTIONS = {torch.relu, torch.nn.functional.relu, torch.nn.functional.relu6, torch.relu_}
-ACTIVATION_METHODS = {"relu", "relu_"}
+F = torch.nn.functional
+# What follows a layer decides the statistic read after it:
+# "zero": ReLU-like, exact zeros: APoZ, the average percentage of zeros;
+# "leaky": LeakyReLU/PReLU: APoZ counts the negative side (a <= 0), where the unit passes only a small slope;
+# "smooth": GELU, SiLU, Tanh, ...: no exact zeros: the near-zero share, |a| < NEAR_ZERO, under its own name.
+ACTIVATION_KINDS: dict[object, str] = {
+    nn.ReLU: "zero", nn.ReLU6: "zero", torch.relu: "zero", F.relu: "zero", F.relu6: "zero", torch.relu_: "zero",
+    "relu": "zero", "relu_": "zero",
+    nn.LeakyReLU: "leaky", nn.PReLU: "leaky", F.leaky_relu: "leaky", "leaky_relu": "leaky",
+    nn.GELU: "smooth", nn.SiLU: "smooth", nn.Tanh: "smooth", nn.Sigmoid: "smooth", nn.Hardswish: "smooth",
+    nn.Mish: "smooth", nn.ELU: "smooth", nn.Softplus: "smooth", F.gelu: "smooth", F.silu: "smooth",
+    torch.tanh: "smooth", torch.sigmoid: "smooth", F.hardswish: "smooth", F.mish: "smooth", F.elu: "smooth",
+    "tanh": "smooth", "sigmoid": "smooth",
+}
+NEAR_ZERO = 0.01  # |a| below this counts as near zero after a smooth activation
+STATISTICS = {"zero": "APoZ (exact zeros)", "leaky": "APoZ (negative side, a <= 0)",
+              "smooth": f"near-zero share (|a| < {NEAR_ZERO})"}
 NORM_MODULES = (nn.BatchNorm1d, nn.BatchNorm2d)
 # Followed through on the way to the activation (channels keep their identity), but carry no BatchNorm scale.
 PASS_THROUGH_NORMS = (nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm1d, nn.InstanceNorm2d)
@@ -29,16 +43,21 @@ def trace(module: nn.Module) -> tuple[fx.GraphModule | None, str | None]:
         return None, f"torch.fx could not trace the model ({type(e).__name__})"
 
 
-def _is_activation(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+def activation_kind(node: fx.Node, modules: dict[str, nn.Module]) -> str | None:
+    """``"zero"``, ``"leaky"`` or ``"smooth"`` for an activation node (see ``ACTIVATION_KINDS``), else None."""
     if node.op == "call_module":
-        return isinstance(modules.get(node.target), ACTIVATION_MODULES)
-    if node.op == "call_function":
-        return node.target in ACTIVATION_FUNCTIONS
-    return node.op == "call_method" and node.target in ACTIVATION_METHODS
+        return ACTIVATION_KINDS.get(type(modules.get(node.target)))
+    if node.op in ("call_function", "call_method"):
+        try:
+            return ACTIVATION_KINDS.get(node.target)
+        except TypeError:  # an unhashable target
+            return None
+    return None
 
 
 def follow(graph: fx.GraphModule, layer_names: list[str]) -> dict[str, tuple[fx.Node | None, str | None]]:
-    """For each layer: the activation node its output reaches (through BN and additions), and its BN's name."""
+    """For each layer: the activation node its output reaches (through norms and additions), and the name of the norm
+    right after it (BatchNorm, or an affine GroupNorm/LayerNorm: its |gamma| scales the channels)."""
     modules = dict(graph.named_modules())
     found: dict[str, tuple[fx.Node | None, str | None]] = {}
     for node in graph.graph.nodes:
@@ -48,7 +67,7 @@ def follow(graph: fx.GraphModule, layer_names: list[str]) -> dict[str, tuple[fx.
         act = None
         while len(cur.users) == 1:
             user = next(iter(cur.users))
-            if _is_activation(user, modules):
+            if activation_kind(user, modules) is not None:
                 act = user
                 break
             if user.op == "call_module" and isinstance(modules.get(user.target), NORM_MODULES):
@@ -56,6 +75,8 @@ def follow(graph: fx.GraphModule, layer_names: list[str]) -> dict[str, tuple[fx.
                     bn = user.target
                 cur = user
             elif user.op == "call_module" and isinstance(modules.get(user.target), PASS_THROUGH_NORMS):
+                if cur is node and getattr(modules[user.target], "weight", None) is not None:
+                    bn = user.target  # a GroupNorm/LayerNorm right after the layer scales its channels too
                 cur = user
             elif user.op == "call_function" and user.target in ADD_FUNCTIONS:
                 cur = user
@@ -66,13 +87,18 @@ def follow(graph: fx.GraphModule, layer_names: list[str]) -> dict[str, tuple[fx.
 
 
 class ActivationCounter(fx.Interpreter):
-    """Runs the graph; for the watched activation nodes counts zeros and sums per output channel, and times
-    the timed layers (by module name)."""
+    """Runs the graph; for the watched activation nodes counts, per output channel, the values its statistic counts
+    (zeros, the negative side, or near-zero values: ``STATISTICS``) and sums ``|a|``; times the timed layers (by
+    module name). Channels are dimension 1, or the last one after a Linear layer (``[N, T, C]`` sequences)."""
 
-    def __init__(self, graph: fx.GraphModule, watched: set[fx.Node], timed: set[str]) -> None:
+    def __init__(self, graph: fx.GraphModule, watched: set[fx.Node], timed: set[str],
+                 channels_last: set[fx.Node] = frozenset()) -> None:
         super().__init__(graph)
         self.watched = watched
         self.timed = timed
+        modules = dict(graph.named_modules())
+        self.kinds = {n: activation_kind(n, modules) for n in watched}
+        self.channels_last = channels_last
         self.zeros: dict[fx.Node, torch.Tensor] = {}
         self.sums: dict[fx.Node, torch.Tensor] = {}
         self.counts: dict[fx.Node, int] = {}
@@ -89,10 +115,16 @@ class ActivationCounter(fx.Interpreter):
             # [N, C, positions]: reducing over the last, contiguous dimension first is ~10x faster than over
             # (0, 2, 3); after a ReLU every value is >= 0, so sign() counts the non-zeros without a bool tensor
             # (bool reductions are slow), exactly: float32 holds integers up to 2**24 per batch and channel.
-            flat = out.reshape(out.shape[0], out.shape[1], -1)
-            nonzero = torch.sign(flat).sum(2).sum(0).double()
+            x = out.movedim(-1, 1) if n in self.channels_last and out.dim() > 2 else out
+            flat = x.reshape(x.shape[0], x.shape[1], -1)
             per_channel = flat.shape[0] * flat.shape[2]
-            self.zeros[n] = self.zeros.get(n, 0) + (per_channel - nonzero)
-            self.sums[n] = self.sums.get(n, 0) + flat.sum(2).sum(0).double()
+            kind = self.kinds.get(n)
+            if kind == "zero":
+                counted = per_channel - torch.sign(flat).sum(2).sum(0).double()
+            else:
+                hit = flat <= 0 if kind == "leaky" else flat.abs() < NEAR_ZERO
+                counted = hit.sum(2).sum(0).double()
+            self.zeros[n] = self.zeros.get(n, 0) + counted
+            self.sums[n] = self.sums.get(n, 0) + flat.abs().sum(2).sum(0).double()
             self.counts[n] = self.counts.get(n, 0) + per_channel
         return out

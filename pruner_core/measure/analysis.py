@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.fx as fx
 
-from pruner_core.graph.fx import ActivationCounter, follow
+from pruner_core.graph.fx import STATISTICS, ActivationCounter, follow
 from pruner_core.graph.layers import prunable_layers
 from pruner_core.io.data import Dataset
 from pruner_core.io.models import LoadedModel
@@ -39,10 +39,13 @@ class LayerAnalysis:
     hist_edges: list[float]
     sparsity: float
     apoz: list[float] | None = None
-    mean_activation: list[float] | None = None
+    mean_activation: list[float] | None = None  # mean |a| per channel after the activation
     activation: str | None = None  # the non-linearity APoZ is read after, or why there is none
+    statistic: str | None = None  # which statistic the activation gives (``STATISTICS``): APoZ or the near-zero share
+    near_zero: list[float] | None = None  # after a smooth activation (GELU, SiLU, ...): share of |a| < NEAR_ZERO
     bn_scale: list[float] | None = None
-    bn: str | None = None
+    bn: str | None = None  # the norm right after the layer (BatchNorm, or an affine GroupNorm/LayerNorm)
+    norm_type: str | None = None  # its class: BatchNorm2d, GroupNorm, LayerNorm, ...
     params: int = 0  # weight and bias elements
     flops: int | None = None  # measured at batch 1 (a multiply-add counts as 2)
     group: int | None = None  # id shared by layers whose output channels are coupled (residual additions)
@@ -64,8 +67,11 @@ class LayerAnalysis:
             "apoz": self.apoz,
             "mean_activation": self.mean_activation,
             "activation": self.activation,
+            "statistic": self.statistic,
+            "near_zero": self.near_zero,
             "bn_scale": self.bn_scale,
             "bn": self.bn,
+            "norm_type": self.norm_type,
             "params": self.params,
             "flops": self.flops,
             "group": self.group,
@@ -193,7 +199,9 @@ def _calibrate(model: LoadedModel, graph: fx.GraphModule, result: list[LayerAnal
     """
     links = follow(graph, [la.name for la in result])
     watched = {act for act, _ in links.values() if act is not None}
-    counter = ActivationCounter(graph, watched, {la.name for la in result})
+    linear = {la.name for la in result if la.type == "Linear"}  # [N, T, C] after a Linear: channels last
+    counter = ActivationCounter(graph, watched, {la.name for la in result},
+                                {act for name, (act, _) in links.items() if act is not None and name in linear})
     start = time.perf_counter()
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
@@ -206,12 +214,19 @@ def _calibrate(model: LoadedModel, graph: fx.GraphModule, result: list[LayerAnal
             la.forward_ms, la.time_share = seconds * 1000, seconds / total
         act, bn = links.get(la.name, (None, None))
         if bn is not None:
-            la.bn, la.bn_scale = bn, modules[bn].weight.detach().abs().tolist()
+            la.bn, la.norm_type = bn, type(modules[bn]).__name__
+            la.bn_scale = modules[bn].weight.detach().abs().tolist()
         if act is None or act not in counter.counts:
-            la.activation = "n/a: no ReLU follows this layer"
+            la.activation = "n/a: no activation (ReLU-like, GELU, SiLU, Tanh, ...) follows this layer"
             continue
         la.activation = str(act.target) if act.op == "call_module" else f"{act.op}:{getattr(act.target, '__name__', act.target)}"
+        kind = counter.kinds[act]
+        la.statistic = STATISTICS[kind]
         n = counter.counts[act]
-        la.apoz = (counter.zeros[act].double() / n).tolist()
+        share = (counter.zeros[act].double() / n).tolist()
+        if kind == "smooth":
+            la.near_zero = share
+        else:
+            la.apoz = share
         la.mean_activation = (counter.sums[act].double() / n).tolist()
     return total * 1000

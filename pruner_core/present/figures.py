@@ -12,12 +12,14 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from pruner_core.graph.fx import NEAR_ZERO
 from pruner_core.measure.analysis import Analysis, LayerAnalysis
 from pruner_core.pruning.granularities import MATRICES
 
 NORMS = ("l1", "l2")
-CHANNEL_SIGNALS = ("magnitude", "apoz", "bn_scale")
-SIGNAL_LABELS = {"magnitude": "weight magnitude", "apoz": "APoZ", "bn_scale": "BN scale |γ|"}
+CHANNEL_SIGNALS = ("magnitude", "apoz", "near_zero", "bn_scale")
+SIGNAL_LABELS = {"magnitude": "weight magnitude", "apoz": "APoZ", "near_zero": f"near-zero share (|a| < {NEAR_ZERO})",
+                 "bn_scale": "norm scale |γ| (BatchNorm, GroupNorm, LayerNorm)"}
 NA = "n/a"
 
 
@@ -77,7 +79,7 @@ def _dtick(n: int) -> int:
 def _signal(layer: LayerAnalysis, signal: str, norm: str) -> list[float] | None:
     if signal == "magnitude":
         return layer.channel_l1 if norm == "l1" else layer.channel_l2
-    return layer.apoz if signal == "apoz" else layer.bn_scale
+    return {"apoz": layer.apoz, "near_zero": layer.near_zero, "bn_scale": layer.bn_scale}[signal]
 
 
 def channel_signal_heatmap(
@@ -97,7 +99,8 @@ def channel_signal_heatmap(
 
     Args:
         analysis: the model's analysis.
-        signal: ``"magnitude"`` (channel L1/L2 norm of the weights), ``"apoz"`` or ``"bn_scale"``.
+        signal: ``"magnitude"`` (channel L1/L2 norm of the weights), ``"apoz"``, ``"near_zero"`` (after smooth
+            activations) or ``"bn_scale"`` (|gamma| of the norm right after the layer).
         norm: for ``"magnitude"``, which channel norm: ``"l1"`` or ``"l2"``.
         colorscale: any plotly colour scale name.
         layers: only these layers (e.g. the members of one coupled group), in this order; all when None.
@@ -185,10 +188,12 @@ def layer_signal_table(analysis: Analysis) -> pd.DataFrame:
     Columns: ``layer``, ``type``, ``shape``, ``params`` (weight and bias), ``FLOPs`` (measured at batch 1),
     ``time share`` (fraction of the calibration forward spent in the layer, None where not measured),
     ``group`` (coupled-group id; layers sharing one lose channels together), ``sparsity`` (fraction of zero
-    weights), ``mean APoZ`` (percent over output channels, or "n/a" where no ReLU follows the layer) and ``BN``
-    (the BatchNorm that scales its channels, or "n/a").
+    weights), ``mean APoZ`` (percent over output channels, or "n/a" where no ReLU-like activation follows the layer),
+    ``near-zero`` (the same for the share of |a| < NEAR_ZERO after a smooth activation: GELU, SiLU, Tanh, ...) and
+    ``norm`` (the BatchNorm, GroupNorm or LayerNorm that scales its channels, with its type, or "n/a").
     """
-    columns = ["layer", "type", "shape", "params", "FLOPs", "time share", "group", "sparsity", "mean APoZ", "BN"]
+    columns = ["layer", "type", "shape", "params", "FLOPs", "time share", "group", "sparsity", "mean APoZ", "near-zero",
+               "norm"]
     rows = []
     for la in analysis.layers:
         rows.append(
@@ -202,7 +207,8 @@ def layer_signal_table(analysis: Analysis) -> pd.DataFrame:
                 "group": la.group,
                 "sparsity": la.sparsity,
                 "mean APoZ": f"{float(np.mean(la.apoz)):.1%}" if la.apoz else NA,
-                "BN": la.bn or NA,
+                "near-zero": f"{float(np.mean(la.near_zero)):.1%}" if la.near_zero else NA,
+                "norm": (f"{la.bn} ({la.norm_type})" if la.norm_type else la.bn) if la.bn else NA,
             }
         )
     return pd.DataFrame(rows, columns=columns)

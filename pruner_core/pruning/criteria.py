@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pruner_core.errors import SpecError
-from pruner_core.graph.fx import ActivationCounter, follow, trace
+from pruner_core.graph.fx import NORM_MODULES, ActivationCounter, activation_kind, follow, trace
 from pruner_core.graph.layers import Layer, evaluating
 from pruner_core.pruning.granularities import GRANULARITIES, Granularity, granularity
 
@@ -241,10 +241,16 @@ class APoZ(Criterion):
 
     def score(self, job: ScoreJob) -> Scores:
         graph, links = _followers(job)
+        modules = dict(graph.named_modules())
         for name, _, _ in job.layers:
-            if links.get(name, (None, None))[0] is None:
+            act = links.get(name, (None, None))[0]
+            if act is None:
                 raise SpecError(f"layer '{name}': no ReLU follows it, so its APoZ is undefined; use l1 or l2")
-        counter = ActivationCounter(graph, {links[name][0] for name, _, _ in job.layers}, timed=set())
+            if activation_kind(act, modules) == "smooth":
+                raise SpecError(f"layer '{name}': a smooth activation ({act.target if act.op == 'call_module' else act}"
+                                ") follows it, which gives no zeros, so its APoZ is undefined; use l1 or l2")
+        counter = ActivationCounter(graph, {links[name][0] for name, _, _ in job.layers}, timed=set(),
+                                    channels_last={links[name][0] for name, _, kind in job.layers if kind == "Linear"})
         with evaluating(job.module), torch.no_grad():
             for xb, _ in job.calibration_batches():
                 counter.run(xb)
@@ -264,7 +270,8 @@ class BNScale(Criterion):
         modules = dict(job.module.named_modules())
         for name, _, _ in job.layers:
             bn = links.get(name, (None, None))[1]
-            gamma = getattr(modules.get(bn), "weight", None) if bn is not None else None
+            norm = modules.get(bn) if bn is not None else None
+            gamma = getattr(norm, "weight", None) if isinstance(norm, NORM_MODULES) else None
             if gamma is None:
                 raise SpecError(
                     f"layer '{name}': no affine BatchNorm directly follows it, so it has no BN scale; use l1 or l2"

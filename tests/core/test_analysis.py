@@ -228,4 +228,59 @@ def test_apoz_is_read_through_group_norm_against_the_zeros_counted_directly(demo
         zeros = (torch.relu(net.norm(net.conv(x))) == 0).float().mean((0, 2, 3))
     conv = result.layer("conv")
     assert conv.apoz == pytest.approx(zeros.tolist(), abs=1e-6)
-    assert conv.bn is None and conv.bn_scale is None  # a GroupNorm is not a BatchNorm: no BN scale is claimed
+    # the GroupNorm's |gamma| is shown as what it is, beside BatchNorm's (the bn_scale criterion still reads BN only)
+    assert (conv.bn, conv.norm_type) == ("norm", "GroupNorm")
+    assert conv.bn_scale == pytest.approx(net.norm.weight.detach().abs().tolist())
+
+
+class SequenceMLP(nn.Module):
+    """Linear layers on [N, T, C] sequences, each followed by another kind of activation, a LayerNorm after the first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.norm = nn.Linear(6, 8), nn.LayerNorm(8)
+        self.fc2, self.fc3 = nn.Linear(8, 8), nn.Linear(8, 8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        x = nn.functional.gelu(self.norm(self.fc1(x)))
+        x = nn.functional.leaky_relu(self.fc2(x), 0.1)
+        x = torch.relu(self.fc3(x))
+        return self.head(x.mean(1))
+
+
+def test_each_activation_gives_its_own_statistic_per_channel_of_a_sequence():
+    from pruner_core.graph.fx import NEAR_ZERO
+
+    net = SequenceMLP().eval()
+    x = torch.randn(40, 5, 6)
+    data = Dataset("seq", x, torch.arange(40) % 3, x, torch.arange(40) % 3, ["0", "1", "2"])
+    result = analyze(loaded(net), data, samples=40)
+    with torch.no_grad():
+        a1 = nn.functional.gelu(net.norm(net.fc1(x)))
+        a2 = nn.functional.leaky_relu(net.fc2(a1), 0.1)
+        a3 = torch.relu(net.fc3(a2))
+    fc1, fc2, fc3 = (result.layer(n) for n in ("fc1", "fc2", "fc3"))
+    # GELU has no zeros: the near-zero share under its own name, never an APoZ of 0
+    assert fc1.apoz is None and fc1.statistic == f"near-zero share (|a| < {NEAR_ZERO})"
+    assert fc1.near_zero == pytest.approx((a1.abs() < NEAR_ZERO).float().mean((0, 1)).tolist(), abs=1e-6)
+    assert fc1.mean_activation == pytest.approx(a1.abs().mean((0, 1)).tolist(), rel=1e-5)
+    assert (fc1.bn, fc1.norm_type) == ("norm", "LayerNorm")  # its |gamma| beside BatchNorm's
+    # LeakyReLU: APoZ counts the negative side; ReLU: exact zeros; both per channel (the last dimension)
+    assert fc2.statistic == "APoZ (negative side, a <= 0)"
+    assert fc2.apoz == pytest.approx((a2 <= 0).float().mean((0, 1)).tolist(), abs=1e-6)
+    assert fc3.statistic == "APoZ (exact zeros)" and len(fc3.apoz) == 8
+    assert fc3.apoz == pytest.approx((a3 == 0).float().mean((0, 1)).tolist(), abs=1e-6)
+
+
+def test_the_apoz_criterion_refuses_a_layer_a_smooth_activation_follows():
+    from pruner_core.errors import SpecError
+    from pruner_core.pruning.select import scores
+    from pruner_core.pruning.target import Target
+
+    net = SequenceMLP().eval()
+    x = torch.randn(40, 5, 6)
+    data = Dataset("seq", x, torch.arange(40) % 3, x, torch.arange(40) % 3, ["0", "1", "2"])
+    with pytest.raises(SpecError, match="layer 'fc1': a smooth activation .* gives no zeros"):
+        scores(net, Target("channel", "apoz", ratios={"fc1": 0.5}), data)
+    assert scores(net, Target("channel", "apoz", ratios={"fc3": 0.5}), data)["fc3"].shape == (8,)

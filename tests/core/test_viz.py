@@ -125,7 +125,7 @@ def test_signal_undefined_everywhere_says_so():
 
 
 def test_channel_heatmap_refuses_unknown_signal():
-    with pytest.raises(ValueError, match=r"'magnitude', 'apoz', 'bn_scale'.*'taylor'"):
+    with pytest.raises(ValueError, match=r"'magnitude', 'apoz', 'near_zero', 'bn_scale'.*'taylor'"):
         channel_signal_heatmap(ANALYSIS, "taylor")
 
 
@@ -141,7 +141,7 @@ def test_layer_signal_table_summarises_each_layer_with_na_not_zero():
     table = layer_signal_table(ANALYSIS).set_index("layer")
     assert list(table.index) == ["conv1", "conv2", "fc"]
     assert list(table.columns) == [
-        "type", "shape", "params", "FLOPs", "time share", "group", "sparsity", "mean APoZ", "BN"
+        "type", "shape", "params", "FLOPs", "time share", "group", "sparsity", "mean APoZ", "near-zero", "norm"
     ]
     assert table.loc["conv1", "shape"] == "4 x 1 x 3 x 3"
     assert table.loc["conv2", "params"] == 6 * 4 * 9 + 6
@@ -151,8 +151,8 @@ def test_layer_signal_table_summarises_each_layer_with_na_not_zero():
     assert table.loc["fc", "type"] == "Linear"
     assert table.loc["conv1", "mean APoZ"] == "43.8%"  # mean of 0, 0.5, 0.25, 1
     assert table.loc["fc", "mean APoZ"] == "n/a"
-    assert table.loc["conv1", "BN"] == "bn_conv1"
-    assert table.loc["conv2", "BN"] == "n/a"
+    assert table.loc["conv1", "norm"] == "bn_conv1"
+    assert table.loc["conv2", "norm"] == "n/a"
     assert table["sparsity"].tolist() == [0.25] * 3
 
 

@@ -41,15 +41,15 @@ def test_opens_with_heatmaps_histogram_and_table_of_the_demo(inspect):
     shown = titles(inspect)
     assert shown[0].startswith("conv1: L2 norm of each kernel (32 out x 1 in)")
     assert any(t.startswith("Channel APoZ") and "n/a: fc2" in t for t in shown)  # never drawn as 0
-    assert any(t.startswith("Channel BN scale") and "n/a: fc1, fc2" in t for t in shown)
+    assert any(t.startswith("Channel norm scale") and "n/a: fc1, fc2" in t for t in shown)
 
 
 def test_layer_table_values(inspect):
     table = layer_table(inspect)
     assert list(table.index) == ["conv1", "conv2", "fc1", "fc2"]
-    assert table.loc["conv1", "BN"] == "bn1"
-    assert table.loc["conv2", "BN"] == "bn2"
-    assert table.loc["fc1", "BN"] == "n/a"
+    assert table.loc["conv1", "norm"] == "bn1 (BatchNorm2d)"
+    assert table.loc["conv2", "norm"] == "bn2 (BatchNorm2d)"
+    assert table.loc["fc1", "norm"] == "n/a"
     assert table.loc["fc2", "mean APoZ"] == "n/a"  # the logits: no ReLU follows
     for name in ("conv1", "conv2", "fc1"):
         assert table.loc[name, "mean APoZ"].endswith("%")
@@ -70,7 +70,7 @@ def test_picking_another_layer_redraws_its_heatmap_and_histogram(inspect):
     assert hist["layout"]["title"]["text"].startswith("fc1: weight histogram")
     at = at.selectbox(key="inspect.layer").set_value("fc2").run()
     assert not at.exception
-    assert any("APoZ n/a: no ReLU follows" in c.value for c in at.caption)
+    assert any("APoZ n/a: no activation (ReLU-like, GELU, SiLU, Tanh, ...) follows" in c.value for c in at.caption)
 
 
 @pytest.fixture
