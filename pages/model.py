@@ -5,8 +5,9 @@ import streamlit as st
 from pages._common import activate, active_vital_signs, exposure, get_model, init_state, save_upload, show_outcome
 from pruner_core.config.text import format_bytes
 from pruner_core.errors import PrunerError
+from pruner_core.graph.layers import parameter_coverage
 from pruner_core.io.archs import ARCHITECTURES
-from pruner_core.present.tables import coupled_groups_table, layer_table, prunability_table
+from pruner_core.present.tables import coupled_groups_table, coverage_sentence, layer_table, prunability_table
 
 WHOLE_MODEL = "(whole model file: TorchScript, .pt2, or pickled)"
 SOURCES = ["Demo model", "Upload a file", "Path on this machine"]
@@ -158,7 +159,8 @@ if signs:
             },
         )
     with prunability_tab:
-        st.caption("Which granularities apply to each layer, and why not where they do not.")
+        st.caption(coverage_sentence(*parameter_coverage(model.module)) + " Which granularities apply to each "
+                   "layer, and why not where they do not:")
         st.dataframe(prunability_table(signs.layers), key="model.prunability", hide_index=True)
     with groups_tab:
         groups = coupled_groups_table(signs.layers)

@@ -128,3 +128,17 @@ def unprunable_note(module: nn.Module, limit: int = 3) -> str:
     more = f" and {len(found) - limit} more" if len(found) > limit else ""
     return (f"; weights outside Conv1d/Conv2d/Linear/Embedding layers and recurrent/attention matrices are not pruned "
             f"(not supported yet): {shown}{more}")
+
+
+def parameter_coverage(module: nn.Module) -> tuple[int, int, dict[str, tuple[str, int]]]:
+    """``(prunable, total, unreached)``: the parameters the prunable layers' weights hold, all parameters, and the
+    weight matrices no granularity reaches (:func:`unprunable_weights`). The rest are biases and norm parameters."""
+    layers = prunable_layers(module)
+    seen: set[int] = set()
+    prunable = 0
+    for _, mod, _ in layers:
+        if id(mod.weight) not in seen:  # a weight shared by two layers (tied embeddings) counts once
+            seen.add(id(mod.weight))
+            prunable += mod.weight.numel()
+    return prunable, sum(p.numel() for p in module.parameters()), unprunable_weights(module)
+

@@ -68,3 +68,17 @@ def preview_metrics(totals: dict, masked: bool) -> list[dict]:
                       "delta": f"{totals['flops_after'] / totals['flops_before'] - 1:.1%}",
                       "help": "Measured on the pruned copy (torch flop counter)"})
     return shown
+
+
+def coverage_sentence(prunable: int, total: int, unreached: dict[str, tuple[str, int]]) -> str:
+    """What pruning reaches of a model's parameters, as a share of all of them (from ``parameter_coverage``)."""
+    total = max(total, 1)
+    left = total - prunable - sum(count for _, count in unreached.values())
+    text = f"Pruning reaches {prunable:,} of the {total:,} parameters ({prunable / total:.1%}): the weights of the layers below."
+    if left > 0:
+        text += f" Biases and norm parameters ({left:,}, {left / total:.1%}) are never pruned."
+    if unreached:
+        shown = ", ".join(f"'{name}' ({kind}, {count / total:.1%})" for name, (kind, count) in list(unreached.items())[:5])
+        text += f" Not reached (no granularity supports them yet): {shown}{' and more' if len(unreached) > 5 else ''}."
+    return text
+

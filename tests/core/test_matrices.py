@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from pruner_core.graph.layers import prunable_layers, unprunable_weights
+from pruner_core.graph.layers import parameter_coverage, prunable_layers, unprunable_weights
 from pruner_core.io.data import Dataset
 from pruner_core.io.models import LoadedModel
 from pruner_core.pipeline.run import prune
@@ -48,6 +48,9 @@ def test_recurrent_and_attention_matrices_are_layers_of_their_own():
         "attn.in_proj_weight": "Attention", "attn.out_proj": "Linear", "fc": "Linear",
     }
     assert unprunable_weights(Tagger()) == {}  # nothing a user would count is left out
+    prunable, total, unreached = parameter_coverage(Tagger())
+    biases = sum(p.numel() for n, p in Tagger().named_parameters() if "bias" in n)
+    assert (prunable, unreached) == (total - biases, {})
 
 
 def test_fifty_percent_unstructured_zeroes_half_of_every_matrix_in_the_model_itself():

@@ -30,6 +30,9 @@ def test_opens_on_demo_with_measured_vital_signs(app):
     assert prun.loc["conv2", "channel"] == "yes"
     assert prun.loc["fc2", "channel"].startswith("no: its outputs are the model's outputs")
     assert prun.loc["conv1", "nm"].startswith("no: 1 input channels")
+    reach = next(c.value for c in app.main.caption if c.value.startswith("Pruning reaches"))
+    assert reach.startswith("Pruning reaches 421,408 of the 421,834 parameters (99.9%)")  # conv and fc weights
+    assert "Biases and norm parameters (426, 0.1%) are never pruned" in reach
     assert not app.error
 
 
