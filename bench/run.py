@@ -442,7 +442,7 @@ def bench_sensitivity_budget() -> dict:
 
 
 def bench_coverage() -> dict:
-    """``coverage`` (target 1.0): the fraction of (architecture, step) cells of the test zoo (tests/zoo/: 17
+    """``coverage`` (target 1.0): the fraction of (architecture, step) cells of the test zoo (tests/zoo/: 18
     architectures x load, info, analyze, sensitivity, prune per granularity, ONNX export, reload, compare) that work
     or refuse up front naming the layer; the failing cells are listed."""
     import warnings
