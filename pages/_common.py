@@ -22,6 +22,7 @@ from pruner_core.io.data import Dataset, load_data
 from pruner_core.io.export import ensure_onnx
 from pruner_core.io.fit import check_data_fits, fit_data
 from pruner_core.io.models import LoadedModel, allow_factories, load_model
+from pruner_core.io.outputs import split_output
 from pruner_core.measure.analysis import Analysis, analyze
 from pruner_core.measure.metrics import VitalSigns, vital_signs
 from pruner_core.measure.preview import Preview, preview
@@ -77,7 +78,10 @@ def cached_data(spec: str, digest: str) -> Dataset:
 
 
 def file_digest(path: str | None) -> str:
-    """Content hash of a file (empty for specs that are not files), so edited files reload."""
+    """Content hash of a file (empty for specs that are not files), so edited files reload ('model.pt2#logits' is
+    the file 'model.pt2')."""
+    if path and not Path(path).exists():
+        path = split_output(path)[0]
     if not path or not Path(path).is_file():
         return ""
     stat = Path(path).stat()

@@ -14,6 +14,7 @@ import torch
 from pruner_core.errors import CompatibilityError
 from pruner_core.io.data import Dataset
 from pruner_core.io.models import LoadedModel
+from pruner_core.io.outputs import describe
 
 
 def fit_data(model: LoadedModel, data: Dataset) -> Dataset:
@@ -37,8 +38,8 @@ def fit_data(model: LoadedModel, data: Dataset) -> Dataset:
         candidates.sort(key=lambda d: d.sample_shape != tuple(model.input_shape))  # stable: declared shape first
     first: CompatibilityError | None = None
     for candidate in candidates:
-        if _runs(model, candidate):
-            check_data_fits(model, candidate)  # the labels, with its own message
+        if _runs(model, candidate):  # it takes these samples: the output and the labels are checked with its message
+            check_data_fits(model, candidate)
             return candidate
     try:
         check_data_fits(model, data)
@@ -54,7 +55,7 @@ def fit_data(model: LoadedModel, data: Dataset) -> Dataset:
 
 
 def _runs(model: LoadedModel, data: Dataset) -> bool:
-    """Whether the model runs on two samples of ``data`` and returns class scores ``[batch, classes]``."""
+    """Whether the model runs on two samples of ``data`` (what it returns is :func:`check_data_fits`'s to judge)."""
     if model.input_shape and tuple(model.input_shape) != data.sample_shape:
         return False
     try:
@@ -62,7 +63,7 @@ def _runs(model: LoadedModel, data: Dataset) -> bool:
             out = model.module(_probe(data))
     except Exception:  # noqa: BLE001 - any refusal means "not this arrangement"
         return False
-    return isinstance(out, torch.Tensor) and out.dim() == 2
+    return not isinstance(out, torch.Tensor) or out.dim() == 2  # a tuple or dict: taken, its scores to be named
 
 
 def _probe(data: Dataset) -> torch.Tensor:
@@ -92,9 +93,14 @@ def check_data_fits(model: LoadedModel, data: Dataset) -> tuple[int, ...]:
         raise CompatibilityError(
             f"data '{data.name}' has samples of shape {shape} that model '{model.label}' cannot take{expected}: {first}"
         ) from e
-    if not isinstance(out, torch.Tensor) or out.dim() != 2:
-        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise CompatibilityError(f"model '{model.label}' returns {got}; expected class scores of shape [batch, classes]")
+    if not isinstance(out, torch.Tensor):
+        what, key = describe(out)
+        how = (f": name the class scores by adding '#{key}' to its spec ('{model.spec}#{key}')" if key is not None
+               else "; expected class scores of shape [batch, classes]")
+        raise CompatibilityError(f"model '{model.label}' returns {what}{how}")
+    if out.dim() != 2:
+        raise CompatibilityError(f"model '{model.label}' returns {tuple(out.shape)}; expected class scores of shape "
+                                 "[batch, classes]")
     classes = out.shape[1]
     top = int(max(data.y_train.max().item() if len(data.y_train) else 0, data.y_test.max().item() if len(data.y_test) else 0))
     if top >= classes:

@@ -10,6 +10,8 @@ Specs (``MODEL_FORMATS`` is the registry, tried in order):
 - ``FILE.pt2``: a ``torch.export`` program.
 - ``FILE.pt`` / ``.pth`` / ``.ts`` TorchScript archive.
 - ``FILE.pt`` / ``.pth`` holding a fully pickled module: only with ``trust=True`` (unpickling runs code).
+- Any of these followed by ``#KEY``: the model's output ``KEY`` (``#0``, ``#logits``) when it returns a tuple or a
+  dict (:mod:`pruner_core.io.outputs`).
 - A bare state_dict (``.pt``, ``.pth``, ``.safetensors``) is refused with the way to load it:
   ``demo:NAME`` plus ``weights=FILE``.
 
@@ -19,6 +21,7 @@ Weights are read safely (safetensors, or ``torch.load(weights_only=True)``) unle
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import importlib
 import io
@@ -37,6 +40,7 @@ from pruner_core.errors import ModelLoadError, SpecError, TrustError
 from pruner_core.io.archs import ARCHITECTURES
 from pruner_core.io.data import ASSETS
 from pruner_core.io.hf import check_no_weights, is_hf_folder, load_hf
+from pruner_core.io.outputs import Output, split_output
 
 MODELS_DIR = ASSETS / "models"
 FACTORY_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
@@ -390,6 +394,13 @@ def load_model(spec: str, *, weights: str | Path | None = None, trust: bool = Fa
     """
     spec = str(spec)
     weights = str(weights) if weights else None
+    base, key = split_output(spec)
+    if key is not None and not Path(spec).exists():  # 'pkg.mod:net#0', 'model.pt2#logits': one output of many
+        loaded = load_model(base, weights=weights, trust=trust)
+        if not loaded.eager:
+            raise SpecError(f"'{spec}': choosing an output (#{key}) needs an ordinary nn.Module; '{base}' is a "
+                            f"{loaded.fmt} program")
+        return dataclasses.replace(loaded, module=Output(loaded.module, key).eval(), spec=spec)
     for fmt in MODEL_FORMATS:
         if fmt.matches(spec):
             loaded = fmt.load(spec, weights, trust)

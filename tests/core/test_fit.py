@@ -125,3 +125,64 @@ def test_a_model_that_declares_its_input_shape_gets_that_arrangement(tmp_path):
     x = RNG.integers(0, 255, (20, 28, 28), dtype=np.uint8)  # an MLP would take [28, 28] too
     data = load_data(write_npz(tmp_path / "digits.npz", x=x, y=np.arange(20) % 10))
     assert fit_data(load_model("demo:lenet300"), data).sample_shape == (1, 28, 28)
+
+
+class WithAux(nn.Module):
+    """Returns (logits, features), as GoogLeNet-style nets with auxiliary outputs do; or a dict."""
+
+    def __init__(self, as_dict: bool = False) -> None:
+        super().__init__()
+        self.as_dict = as_dict
+        self.body, self.fc = nn.Linear(16, 8), nn.Linear(8, 3)
+
+    def forward(self, x):
+        features = torch.relu(self.body(x))
+        logits = self.fc(features)
+        return {"features": features, "logits": logits} if self.as_dict else (logits, features)
+
+
+def with_aux() -> nn.Module:
+    return WithAux()
+
+
+def with_dict() -> nn.Module:
+    return WithAux(as_dict=True)
+
+
+@pytest.fixture
+def flat_npz(tmp_path):
+    return write_npz(tmp_path / "flat.npz", x=RNG.random((30, 16)).astype(np.float32), y=np.arange(30) % 3)
+
+
+@pytest.mark.parametrize(("factory", "key", "returns"), [
+    ("with_aux", "0", "a tuple of 2 0: [2, 3], 1: [2, 8]"),
+    ("with_dict", "logits", "a dict with keys 'features': [2, 8], 'logits': [2, 3]"),
+])
+def test_a_model_returning_several_outputs_is_named_with_the_spec_that_picks_its_scores(flat_npz, factory, key, returns):
+    spec = f"{__name__}:{factory}"
+    with pytest.raises(CompatibilityError) as e:
+        fit_data(load_model(spec), load_data(flat_npz))
+    assert str(e.value) == (f"model '{spec}' returns {returns}: name the class scores by adding '#{key}' to its spec "
+                            f"('{spec}#{key}')")
+    model = load_model(f"{spec}#{key}")
+    assert model.spec == f"{spec}#{key}"
+    data = fit_data(model, load_data(flat_npz))
+    assert model.module(data.x_test).shape == (len(data.x_test), 3)
+
+
+def test_a_model_with_an_auxiliary_output_prunes_exports_and_reloads_by_its_spec(flat_npz, tmp_path):
+    from pruner_core.pipeline.run import run_experiment
+    from pruner_core.pruning.recipe import Recipe
+
+    spec = f"{__name__}:with_aux#0"
+    model = load_model(spec)
+    data = fit_data(model, load_data(flat_npz))
+    recipe = Recipe.from_dict({"granularity": "channel", "sparsity": 0.5, "finetune": {"epochs": 0}})
+    run = run_experiment(model, data, recipe, data_spec=str(flat_npz), root=tmp_path)
+    reloaded = load_model(str(run.path))
+    assert reloaded.module.model.body.out_features == 4  # the tuple's first output still the scores
+    from pruner_core.measure.metrics import accuracy
+
+    assert accuracy(reloaded.module, data.x_test, data.y_test) == pytest.approx(run.metrics["accuracy"])
+    result = CliRunner().invoke(app, ["info", spec, "--data", str(flat_npz), "--runs", "2"])
+    assert result.exit_code == 0, result.output
