@@ -29,6 +29,7 @@ import json
 import pickle
 import re
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,6 +157,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError, ValueError) as e:
             raise ModelLoadError(f"'{path.name}' is not a readable safetensors file ({e})") from e
     else:
+        if zipfile.is_zipfile(path):  # torch.save's format: its checksums are not checked by torch
+            check_archive(path, "torch.save")
         try:
             sd = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
@@ -258,8 +261,26 @@ def _is_torchscript(path: Path) -> bool:
         return False
 
 
+def check_archive(path: Path, what: str) -> None:
+    """Refuse a zip archive (TorchScript, torch.export, torch.save) whose stored checksums do not match its contents:
+    torch's reader does not check them, so bytes damaged in transit would load and measure as a wrong model.
+
+    Raises:
+        ModelLoadError: naming the file and its first damaged member.
+    """
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, RuntimeError) as e:
+        raise ModelLoadError(f"'{path.name}' is not a readable {what} archive ({type(e).__name__}: {e})") from e
+    if bad is not None:
+        raise ModelLoadError(f"'{path.name}' is damaged: its member '{bad}' does not match the checksum the archive "
+                             f"stores (the file changed after it was written); save the {what} again")
+
+
 def _load_torchscript(spec: str, weights: str | None, trust: bool) -> LoadedModel:
     path = Path(spec)
+    check_archive(path, "TorchScript")
     try:
         module = torch.jit.load(str(path), map_location="cpu")
     except RuntimeError as e:
@@ -273,6 +294,7 @@ def _load_torchscript(spec: str, weights: str | None, trust: bool) -> LoadedMode
 def _load_export(spec: str, weights: str | None, trust: bool) -> LoadedModel:
     path = Path(spec)
     _check_file(path)
+    check_archive(path, "torch.export")
     try:
         program = torch.export.load(str(path))
     except Exception as e:  # torch.export raises many types for a damaged archive
