@@ -26,6 +26,7 @@ from pruner_core.io.outputs import split_output
 from pruner_core.measure.analysis import Analysis, analyze
 from pruner_core.measure.metrics import VitalSigns, vital_signs
 from pruner_core.measure.preview import Preview, preview
+from pruner_core.pipeline.estimate import Estimate, estimate, time_step
 from pruner_core.pipeline.runs import Run, default_root, list_runs
 from pruner_core.pruning.describe import LayerInfo, describe_model
 from pruner_core.pruning.recipe import Recipe
@@ -271,6 +272,20 @@ def cached_comparison(model_choice: tuple, model_digest: str, data_spec: str, da
     listed = list_runs_by_path(root)
     return compare(_model_of(model_choice), cached_fit(model_choice, model_digest, data_spec, data_digest), [listed[p] for p in runs if p in listed],
                    data_spec=data_spec, root=root)  # a folder removed meanwhile is left out, not an error
+
+
+@st.cache_data(max_entries=16, show_spinner="Timing one fine-tuning step…")
+def cached_step_ms(model_choice: tuple, model_digest: str, data_spec: str, data_digest: str, batch_size: int,
+                   distill: bool) -> float:
+    return time_step(_model_of(model_choice), cached_fit(model_choice, model_digest, data_spec, data_digest),
+                     batch_size, distill)
+
+
+def active_estimate(recipe: Recipe) -> Estimate:
+    """What ``recipe`` will cost on the active model and data (one training step timed once per batch size)."""
+    key = _active_key()
+    step_ms = cached_step_ms(*key, recipe.finetune.batch_size, recipe.finetune.distill)
+    return estimate(_model_of(key[0]), cached_fit(*key), recipe, step_ms)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -6,6 +6,7 @@ import streamlit as st
 
 from pages._common import (
     activate,
+    active_estimate,
     active_layers,
     active_preview,
     get_data,
@@ -186,6 +187,8 @@ if shown is not None:
 st.subheader("Run")
 job = jobs.get(ss.get("prune.job"))
 busy = job is not None and job.running
+if recipe is not None and not busy:
+    st.caption(active_estimate(recipe).sentence())
 if st.button("Run", key="prune.run", type="primary", disabled=recipe is None or shown is None or busy,
              icon=":material/play_arrow:"):
     start_run(recipe)

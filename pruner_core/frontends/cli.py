@@ -143,6 +143,7 @@ def prune(
     quiet: Annotated[bool, typer.Option("--quiet", help="no progress lines")] = False,
 ) -> None:
     """Prune and fine-tune MODEL with a recipe; write the experiment folder (weights, masks, metrics, history)."""
+    from pruner_core.pipeline.estimate import estimate
     from pruner_core.pipeline.run import run_experiment
     from pruner_core.pruning.recipe import Recipe
 
@@ -161,6 +162,8 @@ def prune(
             typer.echo(line)
             last[0] = line
 
+    if not quiet:
+        typer.echo(estimate(loaded, dataset, plan).sentence().replace("cancelled at any step", "stopped with Ctrl-C"))
     run = run_experiment(loaded, dataset, plan, data_spec=data, folder=out, callback=show)
     m = run.signs
     typer.echo(

@@ -111,6 +111,11 @@ class Cancelled(PrunerError):
     """The cancel event was set: fine-tuning stopped between two steps (the module is partially trained)."""
 
 
+def step_count(epochs: float, samples: int, batch_size: int) -> int:
+    """The optimizer steps of ``epochs`` over ``samples`` (0 for 0 epochs; at least 1 otherwise)."""
+    return max(1, round(epochs * math.ceil(samples / batch_size))) if epochs > 0 and samples > 0 else 0
+
+
 def _masked_weights(module: nn.Module, masks: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Validate ``masks`` against ``module``; return (weights, float masks) in matching order."""
     weights, floats = [], []
@@ -230,7 +235,7 @@ def finetune(
     if n == 0:
         raise ValueError(f"{data.name} has no training samples to fine-tune on")
     per_epoch = math.ceil(n / batch_size)
-    steps = max(1, round(epochs * per_epoch))
+    steps = step_count(epochs, n, batch_size)
 
     teacher_was_training = teacher.training if teacher is not None else False
     history: list[EpochRecord] = []

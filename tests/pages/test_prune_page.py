@@ -129,3 +129,15 @@ def test_a_run_survives_leaving_the_page_and_can_be_cancelled(prune, runs_root):
     assert job.state == "cancelled"
     assert any("cancelled" in w.value for w in at.warning)
     assert [r.status for r in list_runs(runs_root)] == ["cancelled"]
+
+
+def test_the_cost_of_a_run_is_said_before_it_starts_and_follows_the_recipe(prune):
+    def cost(at):
+        return next(c.value for c in at.main.caption if c.value.startswith("Estimated cost:"))
+
+    assert cost(prune).startswith("Estimated cost: 63 fine-tuning steps of batch 64 at ")  # 1 epoch of 4,000 images
+    assert cost(prune).endswith("It can be cancelled at any step.")
+    at = prune.number_input(key="prune.epochs").set_value(10.0).run()
+    assert cost(at).startswith("Estimated cost: 630 fine-tuning steps")
+    at = at.number_input(key="prune.epochs").set_value(0.0).run()
+    assert cost(at).startswith("Estimated cost: no fine-tuning")
