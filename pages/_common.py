@@ -346,6 +346,23 @@ def _cached_runs(root: str, stamp: tuple) -> list[Run]:
     return list_runs(root)
 
 
+def runs_for_this_session(runs: list[Run]) -> tuple[list[Run], list[Run]]:
+    """``(mine, others)``: the runs of the active model and data or made in this session (newest first), and the
+    rest, which a page offers only when asked and labels (:func:`other_label`)."""
+    try:
+        fingerprint = active_fingerprint()
+    except PrunerError:
+        fingerprint = None
+    own = st.session_state.get("session.runs", set())
+    mine = [r for r in runs if str(r.path) in own or r.made_from(fingerprint, st.session_state["active.data"])]
+    return mine, [r for r in runs if r not in mine]
+
+
+def other_label(run: Run) -> str:
+    """A run of another model or data, labelled so in a picker."""
+    return f"{run.label} · other model or data ({Path(str(run.base.get('spec', '?'))).name}, {run.base.get('data', '?')})"
+
+
 def saved_runs() -> list[Run]:
     """The runs under :func:`runs_root`, newest first, read again only when a run folder changed on disk.
 
@@ -365,6 +382,13 @@ def active_comparison(runs: list[Run]) -> list[Entry]:
     """
     stamps = tuple((r.status, r.finished, r.error) for r in runs)
     return cached_comparison(*_active_key(), tuple(str(r.path) for r in runs), stamps, str(runs_root()))
+
+
+def init_prune_state() -> None:
+    """The Prune page's widgets start from the default recipe (each key once per session)."""
+    st.session_state.setdefault("prune.overrides", {"layers": {}, "exclude": None})
+    for key, value in prune_widget_state(Recipe()).items():
+        st.session_state.setdefault(key, value)
 
 
 def prune_widget_state(recipe: Recipe) -> dict:

@@ -17,6 +17,8 @@ from pages._common import (
     get_model,
     init_state,
     model_label,
+    other_label,
+    runs_for_this_session,
     runs_root,
     saved_runs,
 )
@@ -84,17 +86,26 @@ st.caption(
 )
 
 all_runs = saved_runs()
-runs_by_path = {str(r.path): r for r in all_runs}
+mine, others = runs_for_this_session(all_runs)
+show_others = st.toggle(f"Also offer runs of other models or data ({len(others)})", key="compare.others",
+                        disabled=not others)
+offered = mine + (others if show_others else [])
+runs_by_path = {str(r.path): r for r in offered}
 if "compare.runs" not in ss:
-    ss["compare.runs"] = [str(r.path) for r in all_runs if r.status == "done"][:DEFAULT_RUNS]
-ss["compare.runs"] = [p for p in ss["compare.runs"] if p in runs_by_path]  # a folder may have gone
+    ss["compare.runs"] = [str(r.path) for r in mine if r.status == "done"][:DEFAULT_RUNS]
+ss["compare.runs"] = [p for p in ss["compare.runs"] if p in runs_by_path]  # a folder may have gone, or is hidden
 picked = st.multiselect(
     "Runs", list(runs_by_path), key="compare.runs",
-    format_func=lambda p: runs_by_path[p].label + ("" if runs_by_path[p].status == "done" else f" ({runs_by_path[p].status})"),
-    help=f"Saved under {runs_root()}; only finished (done) runs can be measured",
+    format_func=lambda p: (runs_by_path[p].label if runs_by_path[p] in mine else other_label(runs_by_path[p]))
+    + ("" if runs_by_path[p].status == "done" else f" ({runs_by_path[p].status})"),
+    help=f"Saved under {runs_root()}: this session's and the active model's runs; only finished (done) runs can be "
+         "measured",
 )
 if not all_runs:
     st.info("No saved runs yet: run one on the Prune page, then compare it here.", icon=":material/info:")
+elif not mine:
+    st.info(f"No runs of this model and data yet ({len(others)} of other models or data: offer them with the toggle "
+            "above); run one on the Prune page.", icon=":material/info:")
 runs = [runs_by_path[p] for p in picked]
 
 try:

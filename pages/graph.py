@@ -5,7 +5,15 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages._common import active_fingerprint, active_original_onnx, init_state, model_label, saved_runs
+from pages._common import (
+    active_fingerprint,
+    active_original_onnx,
+    init_state,
+    model_label,
+    other_label,
+    runs_for_this_session,
+    saved_runs,
+)
 from pruner_core.compare import compare
 from pruner_core.errors import PrunerError
 from pruner_core.frontends import netron_server as netron_view
@@ -61,7 +69,8 @@ def show(title: str, what: str, path: Path | None, *, reference: netron_view.Onn
 
 
 runs = saved_runs()
-done = [r for r in runs if r.status == "done"]
+mine, others = runs_for_this_session(runs)
+done = [r for r in mine + others if r.status == "done"]  # this session's and the active model's first
 skipped = [r for r in runs if r.status in ("damaged", "failed")]
 original_path = original_onnx()
 
@@ -75,8 +84,9 @@ if not done:
 else:
     by_id = {r.id: r for r in done}
     run_id = st.selectbox(
-        "Pruned run", list(by_id), key="graph.run", format_func=lambda i: by_id[i].label,
-        help="Finished runs under the runs folder, newest first",
+        "Pruned run", list(by_id), key="graph.run",
+        format_func=lambda i: by_id[i].label if by_id[i] in mine else other_label(by_id[i]),
+        help="Finished runs under the runs folder: this session's and the active model's first, newest first",
     )
     run = by_id[run_id]
     try:

@@ -11,9 +11,9 @@ from pages._common import (
     active_preview,
     get_data,
     get_model,
+    init_prune_state,
     init_state,
     model_label,
-    prune_widget_state,
     recipe_from_widgets,
     runs_root,
     show_in_prune,
@@ -79,6 +79,7 @@ def finished_job(job: jobs.Job) -> None:
         (st.warning if job.state == "cancelled" else st.error)(f"Run {job.state}: {job.error}", icon=":material/error:")
         return
     run = job.result
+    ss.setdefault("session.runs", set()).add(str(run.path))  # this session's own: offered first on Compare and Graph
     st.success(f"Saved run `{run.id}` in {run.path}", icon=":material/check:")
     try:
         original = vital_signs_of(*ss["prune.job_base"])
@@ -104,9 +105,7 @@ def finished_job(job: jobs.Job) -> None:
 init_state()  # also when Streamlit runs this file before app.py's first run (a fresh server)
 st.title("Prune")
 st.caption(f"Prune {model_label(ss['active.model'])}: choose what goes, preview it, then run pruning + fine-tuning.")
-ss.setdefault("prune.overrides", {"layers": {}, "exclude": None})
-for key, value in prune_widget_state(Recipe()).items():
-    ss.setdefault(key, value)
+init_prune_state()
 show_outcome("model.outcome", "prune.outcome")
 
 try:
@@ -152,8 +151,7 @@ edited = st.data_editor(
     column_config={
         "ratio": st.column_config.NumberColumn("ratio", min_value=0.0, max_value=0.99, step=0.01),
         "prune": st.column_config.CheckboxColumn("prune"),
-        "params": st.column_config.NumberColumn(format="localized"),
-        "FLOPs": st.column_config.NumberColumn(format="localized"),
+        "params": st.column_config.NumberColumn(format="localized"), "FLOPs": st.column_config.NumberColumn(format="localized"),
         "note": st.column_config.TextColumn("not applicable because", width="large"),
     },
 )

@@ -90,6 +90,10 @@ class Run:
             return f"{self.id} · {self.status}: {self.error}"
         return f"{self.id} · {self.recipe.summary()}"
 
+    def made_from(self, fingerprint: str, data_spec: str) -> bool:
+        """Whether this run pruned the model with these weights (its fingerprint) on this data."""
+        return self.base.get("fingerprint") == fingerprint and self.base.get("data") == data_spec
+
     @property
     def signs(self) -> VitalSigns | None:
         """The pruned model's vital signs (``metrics.json``), once the run is done.

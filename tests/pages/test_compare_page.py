@@ -11,7 +11,9 @@ from streamlit.testing.v1 import AppTest
 from pruner_core.io.data import load_data
 from pruner_core.io.models import load_model
 from pruner_core.pipeline.run import run_experiment
+from pruner_core.pipeline.runs import list_runs
 from pruner_core.pruning.recipe import Recipe
+from tests.pages.conftest import APP
 
 RECIPES = (
     {"sparsity": 0.5, "finetune": {"epochs": 0.1}},
@@ -88,6 +90,8 @@ def test_a_damaged_run_is_listed_and_the_page_still_compares(app, runs_root, sav
     broken.mkdir()
     (broken / "status.json").write_text("{not json")
     at = app.switch_page("pages/compare.py").run()
+    assert str(broken) not in at.multiselect(key="compare.runs").options  # whose it is cannot be read: not offered
+    at = at.toggle(key="compare.others").set_value(True).run()  # ... until the user asks for the others
     at = at.multiselect(key="compare.runs").select(str(broken)).run()
     assert not at.exception
     assert any("zz-broken" in e.value and "status.json" in e.value for e in at.error)
@@ -99,7 +103,16 @@ def test_a_run_of_another_base_model_is_shown_with_a_warning(app, runs_root, sav
     at = app.switch_page("pages/model.py").run()
     at.session_state["active.model"] = {"spec": "demo:resnet20", "weights": None, "trust": False}
     at = at.switch_page("pages/compare.py").run()
-    assert not at.exception
+    assert not at.exception and not at.warning  # other models' runs are not chosen for you
+    assert at.multiselect(key="compare.runs").value == []
+    assert any("No runs of this model and data yet (2 of other models or data" in i.value for i in at.info)
+    at = at.toggle(key="compare.others").set_value(True).run()
+    picker = at.multiselect(key="compare.runs")
+    assert len(picker.options) == 2
+    assert all("other model or data (demo:mnist-cnn, demo:mnist5k)" in label for label in picker.options)
+    for run in sorted(p for p in runs_root.iterdir() if p.is_dir()):
+        picker.select(str(run))
+    at = picker.run()
     assert len(at.warning) == 2 and all("another base model" in w.value for w in at.warning)
     assert "another base model" in shown_table(at)["notes"].iloc[1]
 
@@ -109,3 +122,18 @@ def test_no_runs_yet(app):
     assert not at.exception and not at.error
     assert any("No saved runs yet" in i.value for i in at.info)
     assert list(shown_table(at)["kind"]) == ["original"]
+
+
+def test_each_session_is_offered_its_own_runs_and_its_active_models(app, runs_root, saved_runs):
+    shutil.copytree(saved_runs, runs_root, dirs_exist_ok=True)
+    runs = sorted(str(p) for p in runs_root.iterdir() if p.is_dir())
+    at = app.switch_page("pages/model.py").run()
+    at.session_state["active.model"] = {"spec": "demo:resnet20", "weights": None, "trust": False}
+    at.session_state["session.runs"] = {runs[0]}  # made in this session, before it switched model
+    at = at.switch_page("pages/compare.py").run()
+    assert not at.exception
+    assert at.multiselect(key="compare.runs").value == [runs[0]]
+    assert at.multiselect(key="compare.runs").options == [next(r.label for r in list_runs(runs_root) if str(r.path) == runs[0])]
+    other = AppTest.from_file(APP, default_timeout=120).run()  # another browser session, on the demo model
+    other = other.switch_page("pages/compare.py").run()
+    assert sorted(other.multiselect(key="compare.runs").value) == runs  # both are its active model's
