@@ -57,3 +57,36 @@ def test_compare_page_shows_the_table_a_pareto_plot_and_an_offline_report(
     expect(viewer.get_by_text("granularity: channel")).to_be_visible()
     assert [u for u in requests if not u.startswith(("file:", "data:", "blob:"))] == []
     save_screenshot(viewer, screenshot_dir / "compare-report.png")
+
+
+def test_a_second_browser_context_sees_only_its_own_models_runs_by_default(
+    page: Page, new_context, app_url: str, e2e_runs_root: Path,
+) -> None:
+    """Two people on one server: runs of the demo model are chosen for the demo's session, never for a session on
+    another model, which sees them only when it asks, labelled as another model's."""
+    from tests.e2e.conftest import NOT_LOOPBACK, switch_demo_model
+
+    ids = make_runs(e2e_runs_root)
+    other = new_context()
+    other.route(NOT_LOOPBACK, lambda route: route.abort())
+    theirs = other.new_page()
+    open_model_page(theirs, app_url)
+    switch_demo_model(theirs, "resnet20")
+    theirs.get_by_role("link", name="Compare", exact=True).click()
+    box = theirs.locator('[data-testid="stMultiSelect"]').filter(has=theirs.get_by_role("combobox", name="Runs"))
+    expect(box).to_have_count(1, timeout=MEASURE_MS)
+    for run_id in ids:  # not chosen, not even offered
+        expect(box.locator("[data-tag]", has_text=run_id)).to_have_count(0)
+    theirs.get_by_text(re.compile(r"^Also offer runs of other models or data")).click()
+    box.get_by_role("combobox", name="Runs").fill(ids[0])
+    expect(theirs.get_by_role("option", name=re.compile(rf"^{re.escape(ids[0])} .*other model or data \(demo:mnist-cnn"))
+           ).to_have_count(1, timeout=UI_MS)
+
+    open_model_page(page, app_url)  # the demo's session: its model's runs are chosen, none labelled another's
+    page.get_by_role("link", name="Compare", exact=True).click()
+    tags = page.locator('[data-testid="stMultiSelect"]').filter(has=page.get_by_role("combobox", name="Runs")).locator("[data-tag]")
+    expect(tags).not_to_have_count(0, timeout=MEASURE_MS)
+    expect(tags.filter(has_text="other model or data")).to_have_count(0)
+    expect(theirs.get_by_text(re.compile(r"^demo:resnet20 \(the original\)"))).to_be_visible()  # each its own model
+    expect(page.get_by_text(re.compile(r"^demo:mnist-cnn \(the original\)"))).to_be_visible()
+    other.close()
