@@ -105,8 +105,8 @@ def show_recommendation(sens) -> None:
         col.metric(label, shown, uniform, delta_color="off", delta_arrow="off")
     right.caption(("Masked weights still cost their multiply-adds in dense runtimes: non-zero FLOPs count only what a "
                    "sparse kernel would compute. " if masked else "")
-                  + "Predicted from the curves, without fine-tuning: the accuracy drop is the sum of each layer's drop "
-                  f"at its ratio. The uniform allocation prunes every layer by {rec.uniform['ratio']:.1%} for the same "
+                  + "Predicted from the curves, without fine-tuning: each layer keeps its share (1 - its drop / dense) "
+                  f"of what the others leave, so it stays between 0 and dense. The uniform allocation prunes every layer by {rec.uniform['ratio']:.1%} for the same "
                   "target.")
     st.plotly_chart(allocation_bars(rec), key="sens.allocation")
     if st.button("Check: apply both without fine-tuning and measure", key="sens.check", icon=":material/science:"):

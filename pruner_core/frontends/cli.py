@@ -371,7 +371,7 @@ def recommend(
     for label, pred in (("recommended", p), (f"uniform {rec.uniform['ratio']:.3f}", u)):
         flops = f"{pred['flop_reduction']:.1%}" if pred["flop_reduction"] is not None else "n/a"
         typer.echo(f"{label:<20} predicted: {pred['param_sparsity']:.1%} sparsity, {flops} FLOP reduction, "
-                   f"accuracy {pred['accuracy']:.2%} (drop {pred['accuracy_drop']:.2%}, sum of per-layer drops)")
+                   f"accuracy {pred['accuracy']:.2%} (drop {pred['accuracy_drop']:.2%}, per-layer drops compounded)")
     if check:
         for label, recipe in (("recommended", rec.recipe), ("uniform", rec.uniform["recipe"])):
             m = apply_and_measure(loaded, dataset, recipe, samples=curves.settings["samples"])

@@ -1,8 +1,10 @@
 """The outcome of per-unit ratios predicted from a scan: parameter sparsity, FLOP reduction and accuracy drop.
 
 Sparsity and FLOPs follow from the layers' sizes (what the granularity removes at a ratio, rounded as pruning
-rounds); the accuracy drop is the sum of each unit's drop at its ratio, read from its curve made monotone (the more
-removed, the worse) and interpolated between the scanned ratios. Definitions: *parameter sparsity* is the fraction
+rounds); the accuracy compounds each unit's drop at its ratio, read from its curve made monotone (the more removed,
+the worse) and interpolated between the scanned ratios: each unit keeps the share ``1 - drop / dense`` of the
+accuracy the others leave, so the prediction lies in [0, dense accuracy] however many layers lose some (a sum of
+single-layer drops went below zero on a 21-layer channel scan). Definitions: *parameter sparsity* is the fraction
 of the prunable layers' weights that are zero or removed; *FLOP reduction* the fraction of those layers' FLOPs
 removed, counting a masked weight's multiply-adds as removed (what a sparse kernel could skip).
 """
@@ -82,9 +84,13 @@ class Predictor:
         flops = None
         if self.total_f:
             flops = 1 - sum(v["flops"] * kept[k] for k, v in self.layers.items()) / self.total_f
-        drop = sum(self.drop(u.name, ratios.get(u.name, 0.0)) for u in self.units)
-        return {"param_sparsity": sparsity, "flop_reduction": flops, "accuracy_drop": drop,
-                "accuracy": self.sens.dense_accuracy - drop}
+        dense = self.sens.dense_accuracy
+        kept = 1.0
+        for u in self.units:  # each layer keeps a share of what the others left: drops compound, never below 0
+            kept *= max(0.0, 1 - self.drop(u.name, ratios.get(u.name, 0.0)) / dense) if dense > 0 else 0.0
+        accuracy = dense * kept
+        return {"param_sparsity": sparsity, "flop_reduction": flops, "accuracy_drop": dense - accuracy,
+                "accuracy": accuracy}
 
     def drop(self, name: str, r: float) -> float:
         """Unit ``name``'s accuracy drop at ratio ``r`` (monotone curve, interpolated)."""

@@ -165,8 +165,8 @@ class Recommendation:
     """Per-unit ratios meeting a target, the recipe that applies them, and the predicted outcome.
 
     ``predicted`` and ``uniform["predicted"]`` hold ``param_sparsity``, ``flop_reduction`` (of the prunable
-    layers; ``None`` when FLOPs are unknown), ``accuracy_drop`` (the sum of each unit's drop at its ratio, read
-    from the curves: it assumes the layers' losses add up) and ``accuracy`` (dense minus that drop).
+    layers; ``None`` when FLOPs are unknown), ``accuracy`` (dense accuracy times each unit's retained share
+    ``1 - drop / dense`` at its ratio, read from the curves: in [0, dense]) and ``accuracy_drop`` (dense minus it).
     """
 
     target: str

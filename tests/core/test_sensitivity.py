@@ -303,3 +303,21 @@ def test_refine_chooses_the_most_accurate_candidate_on_training_images_at_the_sa
     assert got.recommendation.predicted["param_sparsity"] == pytest.approx(measured.param_sparsity, abs=2e-3)
     flops = refine(cnn, demo_data, cnn_scan, recommend(cnn_scan, "flops", 0.4), samples=100)
     assert [c["name"] for c in flops.candidates] == ["curves"]  # no comparable global baseline for a FLOP target
+
+
+def test_a_prediction_compounds_the_drops_and_never_leaves_zero_to_dense():
+    """A 21-layer channel scan once predicted "uniform -98.3%": single-layer drops summed past zero."""
+    from pruner_core.sensitivity.predict import Predictor
+    from pruner_core.sensitivity.result import Sensitivity, UnitCurve
+
+    units = [UnitCurve(f"l{i}", [f"l{i}"], 100, 10, ratios=[0.5, 0.9], accuracy=[0.5, 0.1], loss=[1.0, 2.0])
+             for i in range(21)]
+    sens = Sensitivity("m", "fp", "d", {"granularity": "unstructured"}, 0.99, 0.1, units,
+                       {f"l{i}": {"weights": 100, "groups": 100, "flops": 10} for i in range(21)}, True, 1.0)
+    model = Predictor(sens, units)
+    one = model.predict({"l0": 0.5})
+    assert one["accuracy"] == pytest.approx(0.5) and one["accuracy_drop"] == pytest.approx(0.49)
+    every = model.predict({u.name: 0.9 for u in units})
+    assert 0 <= every["accuracy"] <= 0.99 and every["accuracy"] == pytest.approx(0.99 * (0.1 / 0.99) ** 21)
+    two = model.predict({"l0": 0.5, "l1": 0.5})  # half of what one left
+    assert two["accuracy"] == pytest.approx(0.99 * (0.5 / 0.99) ** 2)
