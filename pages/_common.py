@@ -172,8 +172,8 @@ def show_outcome(*keys: str) -> None:
         outcome = st.session_state.pop(key, None)
         if outcome:
             kind, message = outcome
-            icon = f":material/{'error' if kind == 'error' else 'check'}:"
-            (box.error if kind == "error" else box.success)(message, icon=icon)
+            show = {"error": box.error, "warning": box.warning}.get(kind, box.success)
+            show(message, icon=f":material/{'check' if kind == 'success' else kind}:")
 
 
 def _active_key() -> tuple:
@@ -419,9 +419,27 @@ def recipe_from_widgets(layers: dict, exclude: list | None) -> dict:
     }
 
 
+def granularity_changed() -> None:
+    """Granularity callback: a per-layer ratio is a fraction of weights (or groups of them), of output channels for
+    ``channel``, and N:M has none. Switching across that line clears the per-layer ratios, and says so; the
+    layers left out stay left out."""
+    ss = st.session_state
+    before, after = ss.get("prune.granularity_was", "unstructured"), ss["prune.granularity"]
+    ss["prune.granularity_was"] = after
+    ratios, exclude = ss.get("prune.current", ({}, None))
+    meaning = {g: "output channels" if g == "channel" else ("none" if g == "nm" else "weights") for g in (before, after)}
+    if ratios and meaning[before] != meaning[after]:
+        ss["prune.overrides"] = {"layers": {}, "exclude": exclude}
+        ss.pop("prune.layers", None)  # the table's edits held the old ratios
+        ss["prune.outcome"] = ("warning", f"Cleared {len(ratios)} per-layer ratio(s) ({', '.join(ratios)}): they were "
+                               f"fractions of {meaning[before]} under {before}, which {after} does not mean; every "
+                               "pruned layer now takes the slider's value.")
+
+
 def show_in_prune(recipe: Recipe) -> None:
     """Make the Prune page show ``recipe``: its widgets and its per-layer table (the table's edits are forgotten)."""
     st.session_state.update(prune_widget_state(recipe))
+    st.session_state["prune.granularity_was"] = recipe.granularity
     st.session_state["prune.overrides"] = {"layers": dict(recipe.layers), "exclude": recipe.exclude}
     st.session_state.pop("prune.layers", None)
 

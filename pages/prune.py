@@ -11,6 +11,7 @@ from pages._common import (
     active_preview,
     get_data,
     get_model,
+    granularity_changed,
     init_prune_state,
     init_state,
     model_label,
@@ -42,11 +43,9 @@ def load_uploaded_recipe() -> None:
         return
     try:
         recipe = Recipe.from_yaml(upload.getvalue().decode("utf-8"), source=upload.name)
-    except UnicodeDecodeError:
-        ss["prune.outcome"] = ("error", f"{upload.name}: not a text (UTF-8) file; a recipe is YAML")
-        return
-    except RecipeError as e:
-        ss["prune.outcome"] = ("error", str(e))
+    except (UnicodeDecodeError, RecipeError) as e:
+        text = str(e) if isinstance(e, RecipeError) else f"{upload.name}: not a text (UTF-8) file; a recipe is YAML"
+        ss["prune.outcome"] = ("error", text)
         return
     show_in_prune(recipe)
     ss["prune.outcome"] = ("success", f"Loaded {upload.name}: {recipe.summary()}")
@@ -115,7 +114,7 @@ except PrunerError as e:
     st.stop()
 
 what, how, recover = st.columns(3)
-granularity = what.selectbox("Granularity", list(GRANULARITIES), key="prune.granularity",
+granularity = what.selectbox("Granularity", list(GRANULARITIES), key="prune.granularity", on_change=granularity_changed,
                              format_func=lambda g: f"{g} — {GRANULARITIES[g].label}")
 criteria = [c for c in CRITERIA if granularity in CRITERIA[c].granularities]
 if ss["prune.criterion"] not in criteria:
@@ -156,7 +155,8 @@ edited = st.data_editor(
     },
 )
 try:
-    recipe = Recipe.from_dict(recipe_from_widgets(*overrides_from_settings(edited, layers)), source="settings")
+    ss["prune.current"] = overrides_from_settings(edited, layers)  # what the table says, for granularity_changed
+    recipe = Recipe.from_dict(recipe_from_widgets(*ss["prune.current"]), source="settings")
     shown = active_preview(recipe)
 except PrunerError as e:
     st.error(str(e), icon=":material/error:")

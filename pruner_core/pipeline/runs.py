@@ -435,6 +435,10 @@ def _slug(text: str) -> str:
 def _recipe_slug(recipe: Recipe) -> str:
     if recipe.granularity == "nm":
         amount = f"{recipe.nm.n}of{recipe.nm.m}"
+    elif recipe.layers:  # per-layer ratios: the range they span, not the slider's value they override
+        ratios = [r for r in recipe.layers.values() if isinstance(r, int | float)] or [recipe.sparsity]
+        low, high = round(min(ratios) * 100), round(max(ratios) * 100)
+        amount = f"layers-{low}" if low == high else f"layers-{low}to{high}"
     else:
         amount = f"{round(recipe.sparsity * 100)}"
     scope = "-global" if recipe.scope == "global" else ""

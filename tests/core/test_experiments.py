@@ -88,6 +88,17 @@ def test_run_ids_are_unique_and_named(tmp_path):
     assert len(set(ids)) == 3 and all("-my-run" in i for i in ids)
 
 
+@pytest.mark.parametrize(("recipe", "slug"), [
+    ({"granularity": "channel", "sparsity": 0.5}, "-channel-l1-50"),
+    ({"granularity": "channel", "sparsity": 0.0, "layers": {"conv1": 0.22, "conv2": 0.5, "fc1": 0.81}},
+     "-channel-l1-layers-22to81"),  # once "-channel-l1-0": the slider's value, which the layers override
+    ({"sparsity": 0.3, "layers": {"conv1": 0.4}}, "-unstructured-l1-layers-40"),
+    ({"granularity": "nm", "criterion": "l1"}, "-nm-l1-2of4"),
+])
+def test_a_run_is_named_by_what_it_prunes(tmp_path, recipe, slug):
+    assert create_run(tmp_path, CNN_BASE, Recipe.from_dict(recipe)).id.endswith(slug)
+
+
 def test_base_needs_a_model_spec(tmp_path):
     with pytest.raises(PrunerError, match=r"a run's base must name the model it prunes"):
         create_run(tmp_path, {"weights": "w.safetensors"}, Recipe())

@@ -141,3 +141,23 @@ def test_the_cost_of_a_run_is_said_before_it_starts_and_follows_the_recipe(prune
     assert cost(at).startswith("Estimated cost: 630 fine-tuning steps")
     at = at.number_input(key="prune.epochs").set_value(0.0).run()
     assert cost(at).startswith("Estimated cost: no fine-tuning")
+
+
+def test_changing_what_a_ratio_means_clears_the_per_layer_ratios_and_says_so(prune):
+    from pages._common import prune_widget_state
+    from pruner_core.pruning.recipe import Recipe
+
+    recipe = Recipe.from_dict({"granularity": "channel", "sparsity": 0.0, "layers": {"conv1": 0.25, "conv2": 0.5}})
+    for key, value in prune_widget_state(recipe).items():  # what "Open in Prune" (show_in_prune) leaves
+        prune.session_state[key] = value
+    prune.session_state["prune.granularity_was"] = "channel"
+    prune.session_state["prune.overrides"] = {"layers": dict(recipe.layers), "exclude": None}
+    at = prune.run()
+    assert table(at, "prune").loc["conv2", "ratio"] == 0.5
+    at = at.selectbox(key="prune.granularity").set_value("kernel").run()  # fractions of channels -> of kernels
+    assert any("Cleared 2 per-layer ratio(s) (conv1, conv2): they were fractions of output channels under channel"
+               in w.value for w in at.warning)
+    assert table(at, "prune")["ratio"].isna().all()
+    assert "layers: {}" in at.code[0].value  # the recipe shown (and run) has no stale ratios
+    at = at.selectbox(key="prune.granularity").set_value("unstructured").run()  # kernels -> weights: same meaning
+    assert not at.warning
