@@ -78,6 +78,17 @@ def cached_data(spec: str, digest: str) -> Dataset:
     return load_data(spec)
 
 
+def file_bytes(path: Path) -> bytes:
+    """A file's contents for a download button, read once per (size, modification time)."""
+    stat = path.stat()
+    return _read_file(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _read_file(path: str, size: int, mtime_ns: int) -> bytes:
+    return Path(path).read_bytes()
+
+
 def file_digest(path: str | None) -> str:
     """Content hash of a file (empty for specs that are not files), so edited files reload ('model.pt2#logits' is
     the file 'model.pt2')."""

@@ -14,6 +14,7 @@ from pages._common import (
     active_fingerprint,
     cached_comparison,
     data_label,
+    file_bytes,
     get_model,
     init_state,
     model_label,
@@ -69,12 +70,13 @@ def downloads(entries, runs_by_id, classes) -> None:
     cols[0].download_button("Recipe", run.recipe.to_yaml(), file_name="recipe.yaml", mime="application/x-yaml",
                             key="compare.recipe", icon=":material/download:",
                             help=f"Reproduces this run: pruner prune {run.base['spec']} --recipe recipe.yaml --out DIR")
-    weights = run.path / "weights.safetensors"
-    cols[1].download_button("Weights", weights.read_bytes, key="compare.weights",  # read on click, not per rerun
+    # bytes, not a callable read on click: Streamlit drops a deferred download when the page reruns (a click then
+    # spun forever, "Deferred file not found"); file_bytes reads each file once per version
+    cols[1].download_button("Weights", file_bytes(run.path / "weights.safetensors"), key="compare.weights",
                             file_name=f"{run.id}.safetensors", mime="application/octet-stream", icon=":material/download:")
     onnx = run_cache_dir(run) / "model.onnx"
     if onnx.is_file():
-        cols[2].download_button("ONNX", onnx.read_bytes, file_name=f"{run.id}.onnx", key="compare.onnx",
+        cols[2].download_button("ONNX", file_bytes(onnx), file_name=f"{run.id}.onnx", key="compare.onnx",
                                 mime="application/octet-stream", icon=":material/download:")
 
 

@@ -90,3 +90,27 @@ def test_a_second_browser_context_sees_only_its_own_models_runs_by_default(
     expect(theirs.get_by_text(re.compile(r"^demo:resnet20 \(the original\)"))).to_be_visible()  # each its own model
     expect(page.get_by_text(re.compile(r"^demo:mnist-cnn \(the original\)"))).to_be_visible()
     other.close()
+
+
+def test_the_downloads_complete_after_the_page_reruns(page: Page, app_url: str, e2e_runs_root: Path, tmp_path: Path) -> None:
+    """The ONNX download once spun forever after a rerun ("Deferred file ... not found" in the server log)."""
+    run_id = save_demo_run(e2e_runs_root, {"granularity": "channel", "criterion": "l2", "sparsity": 0.5}).id
+    open_model_page(page, app_url)
+    page.get_by_role("link", name="Compare", exact=True).click()
+    pick_runs(page, "Runs", [run_id], timeout=MEASURE_MS)
+    onnx = page.get_by_role("button", name="ONNX")
+    expect(onnx).to_be_visible(timeout=MEASURE_MS)
+    for option in ("ONNX Runtime", "PyTorch eager", "ONNX Runtime"):  # reruns, each redrawing the page
+        page.get_by_role("radiogroup", name="Latency").get_by_text(option, exact=True).click()
+        expect(page.get_by_role("radiogroup", name="Latency").get_by_role("radio", name=option)).to_be_checked()
+        expect(page.locator('[data-testid="stStatusWidgetRunningIcon"]')).to_have_count(0, timeout=UI_MS)
+    for name, suffix in (("ONNX", ".onnx"), ("Weights", ".safetensors"), ("Recipe", ".yaml")):
+        with page.expect_download(timeout=UI_MS) as download:
+            page.get_by_role("button", name=name, exact=True).click()
+        path = tmp_path / f"{name}{suffix}"
+        download.value.save_as(path)
+        assert path.stat().st_size > 0
+    with page.expect_download(timeout=MEASURE_MS) as download:
+        page.get_by_role("button", name=re.compile("Report")).click()
+    download.value.save_as(tmp_path / "report.html")
+    assert "<html" in (tmp_path / "report.html").read_text()[:2000].lower()
