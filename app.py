@@ -1,10 +1,14 @@
 """Pruning Explorer: the router. Shared state and sidebar live here; pages live in pages/."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from pages._common import init_state, sidebar
 
-st.set_page_config(page_title="Pruning Explorer", page_icon=":material/content_cut:", layout="wide")
+# a local image: a ":material/...:" page icon makes the browser fetch the tab icon from fonts.gstatic.com
+st.set_page_config(page_title="Pruning Explorer", page_icon=str(Path(__file__).parent / "assets" / "icon.png"),
+                   layout="wide")
 init_state()
 page = st.navigation([
     st.Page("pages/model.py", title="Model", icon=":material/memory:", default=True),

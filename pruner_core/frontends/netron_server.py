@@ -29,6 +29,7 @@ import logging
 import socketserver
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -246,15 +247,52 @@ def _start(file: Path, mtime_ns: int, host: str, port: int | None) -> NetronServ
     return NetronServer(file, mtime_ns, host, bound, _httpd=httpd, _thread=thread)
 
 
+# Netron's web app reaches outside: it asks ipinfo.io where the visitor is (for a cookie banner), sends Google
+# Analytics beacons, and past 180 days from its release nags to update and opens github.com. None of that may leave
+# this machine: the scripts are served with those paths turned off (an e2e test records every request).
+OFFLINE_PATCHES: dict[str, list[tuple[str, str]]] = {
+    "/browser.js": [
+        ("if (days > 180) {", "if (false) {"),
+        ("if (this._getCookie('consent') || this._getCookie('_ga')) {", "if (true) {"),
+        ("const telemetry = async () => {\n            if (this._environment.packaged) {",
+         "const telemetry = async () => {\n            if (false) {"),
+    ],
+    "/base.js": [("this._navigator.sendBeacon(url, body);", "void url, void body;")],
+}
+
+
+@functools.cache
+def offline_script(path: str) -> bytes:
+    """Netron's script at ``path`` with its outside requests turned off (see ``OFFLINE_PATCHES``)."""
+    import netron
+
+    text = (Path(netron.__file__).parent / path.lstrip("/")).read_text(encoding="utf-8")
+    for old, new in OFFLINE_PATCHES[path]:
+        if old not in text:
+            logger.warning("netron %s: %s no longer holds %r; its offline patch did not apply", netron.__version__,
+                           path, old[:60])
+        text = text.replace(old, new)
+    return text.encode("utf-8")
+
+
 def _handler(file: Path) -> type:
-    """Netron's request handler bound to ``file``: a subclass of its own, so each server serves its own file."""
+    """Netron's request handler bound to ``file``: a subclass of its own, so each server serves its own file, and
+    serves Netron's scripts without their outside requests."""
     try:
         from netron import server as netron_server
 
         base, content = netron_server._HTTPRequestHandler, netron_server._ContentProvider(None, str(file), str(file), file.name)
     except (ImportError, AttributeError, TypeError) as e:
         raise PrunerError(f"the installed netron package cannot serve files here ({type(e).__name__}: {e})") from e
-    return type("NetronFileHandler", (base,), {"content": content})
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        path = urllib.parse.urlparse(self.path).path
+        if path in OFFLINE_PATCHES:
+            self._write(200, "text/javascript", offline_script(path))
+        else:
+            base.do_GET(self)
+
+    return type("NetronFileHandler", (base,), {"content": content, "do_GET": do_GET})
 
 
 def _evict() -> None:

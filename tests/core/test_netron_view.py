@@ -195,3 +195,38 @@ def test_urls_are_not_reachable_after_stop(cnn_onnx):
     netron_view.stop_all()
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(server.url, timeout=2)
+
+
+def test_netron_is_served_with_its_outside_requests_turned_off():
+    """Netron asks ipinfo.io for a cookie banner, sends Google Analytics beacons and, months after its release,
+    opens github.com to nag for an update: each patch must still apply to the installed netron."""
+    import netron
+
+    from pruner_core.frontends.netron_server import OFFLINE_PATCHES, offline_script
+
+    folder = Path(netron.__file__).parent
+    for path, patches in OFFLINE_PATCHES.items():
+        original = (folder / path.lstrip("/")).read_text(encoding="utf-8")
+        served = offline_script(path).decode("utf-8")
+        for old, new in patches:
+            assert old in original, f"netron {netron.__version__} changed {path}: the patch for {old[:40]!r} is stale"
+            assert old not in served and new in served
+    assert "sendBeacon(" not in offline_script("/base.js").decode()
+
+
+def test_the_served_scripts_are_the_patched_ones(tmp_path):
+    import urllib.request
+
+    from pruner_core.frontends import netron_server
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"\x08\x07")  # any bytes: only the scripts are fetched here
+    view = netron_server.serve(model)
+    try:
+        with urllib.request.urlopen(f"{view.url}/base.js", timeout=10) as response:
+            assert b"void url, void body;" in response.read()
+            assert response.headers["Content-Type"] == "text/javascript"
+        with urllib.request.urlopen(f"{view.url}/index.html", timeout=10) as response:
+            assert b"<html" in response.read()[:500].lower()
+    finally:
+        netron_server.stop(model)
