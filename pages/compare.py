@@ -56,7 +56,7 @@ def downloads(entries, runs_by_id, classes) -> None:
     left, right = st.columns(2)
     title, measured_on = f"Pruning report: {model_label(ss['active.model'])}", data_label(ss["active.data"])
     right.download_button(  # built on click, outside the script run: the callable reads no session state
-        "Report (HTML, opens offline)", key="compare.report", icon=":material/description:",
+        "Report (HTML, opens offline)", key="compare.report", on_click="ignore", icon=":material/description:",
         data=lambda: html_report(entries, title=title, classes=classes, data_label=measured_on),
         file_name="pruning-report.html", mime="text/html",
         help="The table, the plots, each run's recipe and how every figure was measured, in one file",
@@ -68,15 +68,15 @@ def downloads(entries, runs_by_id, classes) -> None:
     run = runs_by_id[key]
     cols = left.columns(3)
     cols[0].download_button("Recipe", run.recipe.to_yaml(), file_name="recipe.yaml", mime="application/x-yaml",
-                            key="compare.recipe", icon=":material/download:",
+                            key="compare.recipe", on_click="ignore", icon=":material/download:",
                             help=f"Reproduces this run: pruner prune {run.base['spec']} --recipe recipe.yaml --out DIR")
     # bytes, not a callable read on click: Streamlit drops a deferred download when the page reruns (a click then
     # spun forever, "Deferred file not found"); file_bytes reads each file once per version
-    cols[1].download_button("Weights", file_bytes(run.path / "weights.safetensors"), key="compare.weights",
+    cols[1].download_button("Weights", file_bytes(run.path / "weights.safetensors"), key="compare.weights", on_click="ignore",
                             file_name=f"{run.id}.safetensors", mime="application/octet-stream", icon=":material/download:")
     onnx = run_cache_dir(run) / "model.onnx"
     if onnx.is_file():
-        cols[2].download_button("ONNX", file_bytes(onnx), file_name=f"{run.id}.onnx", key="compare.onnx",
+        cols[2].download_button("ONNX", file_bytes(onnx), file_name=f"{run.id}.onnx", key="compare.onnx", on_click="ignore",
                                 mime="application/octet-stream", icon=":material/download:")
 
 

@@ -166,7 +166,7 @@ left, right = st.columns(2)
 right.file_uploader("Upload a recipe", type=["yaml", "yml"], key="prune.recipe_upload", on_change=load_uploaded_recipe)
 if recipe is not None:
     left.download_button("Download recipe", recipe.to_yaml(), file_name="recipe.yaml", mime="application/x-yaml",
-                         key="prune.download", icon=":material/download:")
+                         key="prune.download", on_click="ignore", icon=":material/download:")
     left.code(recipe.to_yaml(), language="yaml")
 
 if shown is not None:

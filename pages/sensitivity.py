@@ -128,7 +128,7 @@ def show_recommendation(sens) -> None:
         st.code(rec.recipe.to_yaml(), language="yaml")
     left, right = st.columns(2)
     left.download_button("Download recipe", rec.recipe.to_yaml(), file_name="recommended.yaml",
-                         mime="application/x-yaml", key="sens.download", icon=":material/download:")
+                         mime="application/x-yaml", key="sens.download", on_click="ignore", icon=":material/download:")
     if right.button("Open in Prune", key="sens.open", type="primary", icon=":material/content_cut:"):
         show_in_prune(rec.recipe)
         st.switch_page("pages/prune.py")

@@ -97,10 +97,13 @@ def browser_context_args(browser_context_args: dict) -> dict:
 
 @pytest.fixture
 def context(new_context):
-    """A fresh browser context per test in which every request not to the loopback server is aborted."""
+    """A fresh browser context per test in which every request not to the loopback server is aborted, and, once the
+    test is over, found to have asked for none: offline means offline, on every page a test visits."""
     ctx = new_context()
-    ctx.route(NOT_LOOPBACK, lambda route: route.abort())
-    return ctx
+    outside: list[str] = []
+    ctx.route(NOT_LOOPBACK, lambda route: (outside.append(route.request.url), route.abort()))
+    yield ctx
+    assert not outside, f"the app asked outside this machine: {sorted(set(outside))[:5]}"
 
 
 def free_port() -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import UI_MS, open_model_page, pick_runs, save_demo_run, save_screenshot
+from tests.e2e.conftest import UI_MS, open_model_page, pick_runs, save_demo_run, save_screenshot, wait_until_idle
 
 MEASURE_MS = 120_000  # the first visit measures every model: accuracy, sizes, ONNX export, latency in two runtimes
 
@@ -103,11 +103,13 @@ def test_the_downloads_complete_after_the_page_reruns(page: Page, app_url: str, 
     for option in ("ONNX Runtime", "PyTorch eager", "ONNX Runtime"):  # reruns, each redrawing the page
         page.get_by_role("radiogroup", name="Latency").get_by_text(option, exact=True).click()
         expect(page.get_by_role("radiogroup", name="Latency").get_by_role("radio", name=option)).to_be_checked()
-        expect(page.locator('[data-testid="stStatusWidgetRunningIcon"]')).to_have_count(0, timeout=UI_MS)
+        page.wait_for_timeout(500)  # the rerun starts: a click while it draws hits a button being replaced
+        wait_until_idle(page)
     for name, suffix in (("ONNX", ".onnx"), ("Weights", ".safetensors"), ("Recipe", ".yaml")):
         with page.expect_download(timeout=UI_MS) as download:
             page.get_by_role("button", name=name, exact=True).click()
         path = tmp_path / f"{name}{suffix}"
+        assert download.value.failure() is None, f"the {name} download failed: {download.value.failure()}"
         download.value.save_as(path)
         assert path.stat().st_size > 0
     with page.expect_download(timeout=MEASURE_MS) as download:
