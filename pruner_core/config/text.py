@@ -43,3 +43,16 @@ def format_bytes(n: float, digits: int = 1) -> str:
         if n < 1000 or unit == "TB":
             return f"{n:.{digits}f} {unit}"
     raise AssertionError("unreachable")
+
+
+def format_duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``5.6 h``: a duration as people read it.
+
+    >>> format_duration(45.2), format_duration(720), format_duration(20160)
+    ('45 s', '12 min', '5.6 h')
+    """
+    if seconds < 90:
+        return f"{seconds:,.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:,.0f} min"
+    return f"{seconds / 3600:,.1f} h"

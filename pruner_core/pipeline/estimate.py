@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from pruner_core.config.text import format_duration
 from pruner_core.io.data import Dataset
 from pruner_core.io.models import LoadedModel, copy_module
 from pruner_core.pipeline.finetune import step_count
@@ -37,16 +38,8 @@ class Estimate:
         if not self.steps:
             return f"Estimated cost: {rounds}no fine-tuning; pruning and measuring (accuracy, size, latency) only."
         return (f"Estimated cost: {rounds}{self.steps:,} fine-tuning steps of batch {self.batch_size} at "
-                f"{self.step_ms:,.0f} ms each (one step timed here) ≈ {_duration(self.seconds)}, plus pruning and "
+                f"{self.step_ms:,.0f} ms each (one step timed here) ≈ {format_duration(self.seconds)}, plus pruning and "
                 "measuring. It can be cancelled at any step.")
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:,.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:,.0f} min"
-    return f"{seconds / 3600:,.1f} h"
 
 
 def estimate(model: LoadedModel, data: Dataset, recipe: Recipe, step_ms: float | None = None) -> Estimate:

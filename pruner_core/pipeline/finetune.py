@@ -40,14 +40,16 @@ assert set(OPTIMIZERS) == set(options.OPTIMIZERS), "every optimizer name the rec
 
 @dataclass(frozen=True)
 class EpochRecord:
-    """One row of a fine-tuning history, written at every epoch end (and at the end of a final partial epoch).
+    """One row of a fine-tuning history, written ``checks_per_epoch`` times an epoch, at every epoch end and at the
+    end of a final partial epoch.
 
     Attributes:
         epoch: epochs done (fractional for a partial one; counts on across the rounds of an iterative schedule).
         step: optimizer steps done.
-        train_loss: mean training loss over that epoch's samples (``None`` in rows saved before it was recorded).
-        test_accuracy: top-1 on the test split after the epoch.
-        lr: learning rate of the epoch's last step.
+        train_loss: mean training loss over the samples since the previous row (``None`` in rows saved before it was
+            recorded).
+        test_accuracy: top-1 on the test split at that step.
+        lr: learning rate of the row's last step.
         seconds: since fine-tuning started.
         sparsity: measured zeros over the masked weights (``None`` without masks).
     """
@@ -186,7 +188,7 @@ def finetune(
         module: the (pruned) model; modified in place.
         data: trained on ``x_train``/``y_train``; test accuracy measured on ``x_test``/``y_test``.
         config: the recipe's fine-tuning section (validated there: epochs, lr, optimizer, batch size,
-            temperature, alpha); default ``Finetune()``. ``epochs`` may be fractional (0.5 = half an epoch's
+            checks per epoch, temperature, alpha); default ``Finetune()``. ``epochs`` may be fractional (0.5 = half an epoch's
             steps, rounded, at least 1 step); 0 returns ``[]`` without touching the module.
         masks: layer name -> bool keep-mask shaped like that layer's ``weight``. The weights are zeroed at the
             start and after every optimizer step.
@@ -203,7 +205,7 @@ def finetune(
         eval_batch_size: batch size of the test-accuracy measurement.
 
     Returns:
-        One :class:`EpochRecord` per epoch end (and one for a final partial epoch).
+        An :class:`EpochRecord` every ``per_epoch // checks_per_epoch`` steps, at every epoch end and at the last step.
 
     Raises:
         ValueError: no training samples, a teacher that is the student, or a mask for a layer the module lacks or
@@ -236,6 +238,7 @@ def finetune(
         raise ValueError(f"{data.name} has no training samples to fine-tune on")
     per_epoch = math.ceil(n / batch_size)
     steps = step_count(epochs, n, batch_size)
+    every = max(1, per_epoch // config.checks_per_epoch)  # steps between test-accuracy checks
 
     teacher_was_training = teacher.training if teacher is not None else False
     history: list[EpochRecord] = []
@@ -291,13 +294,14 @@ def finetune(
                     loss_value = loss.item()
                     epoch_loss, epoch_count = epoch_loss + loss_value * len(yb), epoch_count + len(yb)
                     record = None
-                    if step % per_epoch == 0 or step == steps:
+                    if step % per_epoch == 0 or step % every == 0 or step == steps:
                         module.eval()
                         test_accuracy = accuracy(module, data.x_test, data.y_test, eval_batch_size)
                         module.train()
                         record = EpochRecord(step / per_epoch, step, epoch_loss / epoch_count, test_accuracy, step_lr,
                                              time.perf_counter() - start, _weight_sparsity(weights))
                         history.append(record)
+                        epoch_loss, epoch_count = 0.0, 0  # each row's loss is over the steps since the previous one
                     if callback is not None:
                         seconds = time.perf_counter() - start
                         sparsity = mask_sparsity if record is None else record.sparsity

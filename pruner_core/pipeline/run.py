@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from pruner_core.config import options
+from pruner_core.config.text import format_duration
 from pruner_core.errors import PrunerError, SpecError
 from pruner_core.graph.layers import unprunable_note, weight_sparsity
 from pruner_core.graph.model_graph import ModelGraph, graph_of, live_graph
@@ -134,7 +135,9 @@ def _finetune(ctx: _Context, epochs: float, start: float, span: float, on_step=N
     def callback(p: Progress) -> None:
         if p.record is not None:  # history epochs count on across the rounds of an iterative schedule
             ctx.history.append(replace(p.record, epoch=ctx.epochs_done + p.record.epoch))
-        ctx.report(Update("finetune", start + span * p.fraction, f"fine-tuning: step {p.step}/{p.steps}", p, ctx.history))
+        left = p.seconds / p.step * (p.steps - p.step)  # from the steps so far
+        ctx.report(Update("finetune", start + span * p.fraction, f"fine-tuning: step {p.step}/{p.steps}, about "
+                          f"{format_duration(left)} left", p, ctx.history))
 
     config = ctx.recipe.finetune.model_copy(update={"epochs": epochs})
     finetune(ctx.work, ctx.data, config, masks=ctx.masks, teacher=ctx.teacher, seed=ctx.recipe.seed, on_step=on_step,

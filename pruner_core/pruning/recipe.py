@@ -127,6 +127,7 @@ class Finetune(_Section):
     lr: Annotated[float, Field(gt=0)] = 0.001
     optimizer: Annotated[str, AfterValidator(_one_of(OPTIMIZERS, "optimizer"))] = "adamw"
     batch_size: Annotated[int, Field(ge=1, le=65536)] = 64
+    checks_per_epoch: Annotated[int, Field(ge=1, le=100)] = 5  # test accuracy this often: a curve, not one point
     distill: bool = False
     temperature: Annotated[float, Field(gt=0)] = 4.0
     alpha: Annotated[float, Field(ge=0, le=1)] = 0.5

@@ -95,7 +95,7 @@ def test_global_rng_is_left_alone():
 )
 def test_fractional_epochs_run_that_share_of_the_steps(epochs, steps, history_steps):
     seen: list[Progress] = []
-    history = finetune(small_net(), DATA, Finetune(epochs=epochs, batch_size=8), callback=seen.append)
+    history = finetune(small_net(), DATA, Finetune(epochs=epochs, batch_size=8, checks_per_epoch=1), callback=seen.append)
     assert [p.step for p in seen] == list(range(1, steps + 1))
     assert {p.steps for p in seen} == {steps} and seen[-1].fraction == 1.0
     assert [row.step for row in history] == history_steps
@@ -109,7 +109,7 @@ def test_fractional_epochs_run_that_share_of_the_steps(epochs, steps, history_st
 
 
 def test_learning_rate_decays_along_a_cosine():
-    history = finetune(small_net(), DATA, Finetune(epochs=4, lr=0.1, batch_size=8))
+    history = finetune(small_net(), DATA, Finetune(epochs=4, lr=0.1, batch_size=8, checks_per_epoch=1))
     lrs = [row.lr for row in history]
     assert lrs == sorted(lrs, reverse=True)
     assert lrs[0] == pytest.approx(0.1 * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * 3 / 16)).item()))
@@ -244,11 +244,12 @@ def test_finetuning_works_inside_no_grad():
     assert any(not torch.equal(a, b) for a, b in zip(before, module.parameters(), strict=True))
 
 
-def test_the_recorded_train_loss_is_the_mean_over_the_epoch():
+@pytest.mark.parametrize(("checks", "span"), [(1, 4), (2, 2)])
+def test_the_recorded_train_loss_is_the_mean_since_the_previous_row(checks, span):
     seen: list[Progress] = []
-    history = finetune(small_net(), DATA, Finetune(epochs=2, batch_size=8), callback=seen.append)
+    history = finetune(small_net(), DATA, Finetune(epochs=2, batch_size=8, checks_per_epoch=checks), callback=seen.append)
     for record in history:  # 32 samples in batches of 8: every step weighs the same
-        steps = [p.loss for p in seen if record.step - 4 < p.step <= record.step]
+        steps = [p.loss for p in seen if record.step - span < p.step <= record.step]
         assert record.train_loss == pytest.approx(sum(steps) / len(steps))
         assert record.train_loss != pytest.approx(steps[-1])  # not the epoch's last step
 
@@ -277,3 +278,18 @@ def test_augmentation_is_a_recipe_choice_off_by_default_on_user_data():
     assert states_equal(demo, mnist)
     with pytest.raises(RecipeError, match="finetune.augment: unknown augmentation; valid: auto, none, mnist"):
         Finetune(augment="flip")
+
+
+@pytest.mark.parametrize(("checks", "history_steps"), [(2, [2, 4, 6, 8, 10]), (4, list(range(1, 11))), (3, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])])
+def test_test_accuracy_is_checked_several_times_an_epoch_so_one_epoch_draws_a_curve(checks, history_steps):
+    history = finetune(small_net(), DATA, Finetune(epochs=2.5, batch_size=8, checks_per_epoch=checks))
+    assert [row.step for row in history] == history_steps  # 4 steps an epoch: a check every 4 // checks steps
+    assert all(row.train_loss > 0 for row in history)  # each over the steps since the previous row
+
+
+def test_the_demo_one_epoch_fine_tune_gives_at_least_five_accuracy_points():
+    from pruner_core.io.data import load_data
+    from pruner_core.io.models import load_model
+
+    history = finetune(load_model("demo:lenet300").module, load_data("demo:mnist5k"), Finetune(epochs=1))
+    assert len(history) >= 5 and history[-1].epoch == pytest.approx(1.0)
