@@ -15,7 +15,6 @@ from pathlib import Path
 import streamlit as st
 
 from pruner_core.compare.compare import Entry, compare, original_cache_dir
-from pruner_core.config.options import SINGLE_STEP_SCHEDULES
 from pruner_core.errors import PrunerError
 from pruner_core.frontends.serving import Exposure
 from pruner_core.io.data import Dataset, load_data
@@ -53,8 +52,51 @@ def init_state() -> None:
         allow_factories(())
         st.error(f"This app was started with a bad setting: {e}", icon=":material/error:")
         st.stop()
-    st.session_state.setdefault("active.model", dict(DEFAULT_MODEL))
-    st.session_state.setdefault("active.data", DEFAULT_DATA)
+    if "active.model" not in st.session_state:
+        st.session_state["active.model"], st.session_state["active.data"] = dict(DEFAULT_MODEL), DEFAULT_DATA
+        restore_from_url()
+    keep_in_url()
+
+
+URL_KEYS = ("model", "weights", "data")
+
+
+def keep_in_url() -> None:
+    """Write the active model and data into the page's address (none for the demo), so a refresh or a shared link
+    opens the same view; the page itself is the address's path."""
+    choice, data = st.session_state["active.model"], st.session_state["active.data"]
+    wanted = {} if (choice == DEFAULT_MODEL and data == DEFAULT_DATA) else {
+        k: v for k, v in zip(URL_KEYS, (choice["spec"], choice["weights"], data), strict=True) if v}
+    if {k: st.query_params.get(k) for k in URL_KEYS if k in st.query_params} != wanted:
+        for key in URL_KEYS:
+            st.query_params.pop(key, None)
+        st.query_params.update(wanted)
+
+
+def restore_from_url() -> None:
+    """A new session opened at an address naming a model and data: load them as the Model page would (paths checked
+    against what this server may read, factories against its allow-list, never trusted: a link cannot make the
+    server unpickle); on failure the demo stays and the reason is shown."""
+    spec = st.query_params.get("model")
+    if not spec:
+        return
+    try:
+        weights, data = st.query_params.get("weights"), st.query_params.get("data") or DEFAULT_DATA
+        choice = {"spec": _url_path(spec), "weights": _url_path(weights) if weights else None, "trust": False}
+        activate(choice, _url_path(data))
+    except PrunerError as e:
+        st.session_state["model.outcome"] = ("error", str(e))
+    kind, message = st.session_state.get("model.outcome", ("", ""))
+    if kind == "error":
+        st.session_state["model.outcome"] = ("error", f"The address names a model this server cannot open: {message}")
+
+
+def _url_path(spec: str) -> str:
+    """A spec from the address: demo and factory specs as they are, an upload of this server as it is, any other
+    path through :meth:`~pruner_core.frontends.serving.Exposure.resolve_path`."""
+    if spec.startswith("demo:") or (":" in spec and not Path(spec).exists()) or Path(spec).is_relative_to(UPLOAD_DIR):
+        return spec
+    return exposure().resolve_path(spec)
 
 
 def exposure() -> Exposure:
@@ -393,66 +435,6 @@ def active_comparison(runs: list[Run]) -> list[Entry]:
     """
     stamps = tuple((r.status, r.finished, r.error) for r in runs)
     return cached_comparison(*_active_key(), tuple(str(r.path) for r in runs), stamps, str(runs_root()))
-
-
-def init_prune_state() -> None:
-    """The Prune page's widgets start from the default recipe (each key once per session)."""
-    st.session_state.setdefault("prune.overrides", {"layers": {}, "exclude": None})
-    for key, value in prune_widget_state(Recipe()).items():
-        st.session_state.setdefault(key, value)
-
-
-def prune_widget_state(recipe: Recipe) -> dict:
-    """The widget values that show ``recipe`` (the Prune page's keys)."""
-    ft = recipe.finetune
-    return {
-        "prune.granularity": recipe.granularity, "prune.criterion": recipe.criterion, "prune.scope": recipe.scope,
-        "prune.sparsity": recipe.sparsity, "prune.nm_n": recipe.nm.n, "prune.nm_m": recipe.nm.m,
-        "prune.round_to": recipe.round_to or 0, "prune.schedule": recipe.schedule.kind, "prune.steps": recipe.schedule.steps,
-        "prune.epochs": float(ft.epochs), "prune.lr": ft.lr, "prune.optimizer": ft.optimizer, "prune.distill": ft.distill,
-        "prune.augment": ft.augment,
-        "prune.seed": recipe.seed,
-    }
-
-
-def recipe_from_widgets(layers: dict, exclude: list | None) -> dict:
-    """The recipe the Prune page's widgets show now (the inverse of :func:`prune_widget_state`), as plain data."""
-    ss = st.session_state
-    single = ss["prune.schedule"] in SINGLE_STEP_SCHEDULES
-    return {
-        "granularity": ss["prune.granularity"], "criterion": ss["prune.criterion"], "scope": ss["prune.scope"],
-        "sparsity": ss["prune.sparsity"], "layers": layers, "exclude": exclude,
-        "nm": {"n": ss["prune.nm_n"], "m": ss["prune.nm_m"]}, "round_to": ss["prune.round_to"] or None,
-        "schedule": {"kind": ss["prune.schedule"], "steps": 1 if single else ss["prune.steps"]},
-        "finetune": {"epochs": ss["prune.epochs"], "lr": ss["prune.lr"], "optimizer": ss["prune.optimizer"],
-                     "distill": ss["prune.distill"], "augment": ss["prune.augment"]},
-        "seed": ss["prune.seed"],
-    }
-
-
-def granularity_changed() -> None:
-    """Granularity callback: a per-layer ratio is a fraction of weights (or groups of them), of output channels for
-    ``channel``, and N:M has none. Switching across that line clears the per-layer ratios, and says so; the
-    layers left out stay left out."""
-    ss = st.session_state
-    before, after = ss.get("prune.granularity_was", "unstructured"), ss["prune.granularity"]
-    ss["prune.granularity_was"] = after
-    ratios, exclude = ss.get("prune.current", ({}, None))
-    meaning = {g: "output channels" if g == "channel" else ("none" if g == "nm" else "weights") for g in (before, after)}
-    if ratios and meaning[before] != meaning[after]:
-        ss["prune.overrides"] = {"layers": {}, "exclude": exclude}
-        ss.pop("prune.layers", None)  # the table's edits held the old ratios
-        ss["prune.outcome"] = ("warning", f"Cleared {len(ratios)} per-layer ratio(s) ({', '.join(ratios)}): they were "
-                               f"fractions of {meaning[before]} under {before}, which {after} does not mean; every "
-                               "pruned layer now takes the slider's value.")
-
-
-def show_in_prune(recipe: Recipe) -> None:
-    """Make the Prune page show ``recipe``: its widgets and its per-layer table (the table's edits are forgotten)."""
-    st.session_state.update(prune_widget_state(recipe))
-    st.session_state["prune.granularity_was"] = recipe.granularity
-    st.session_state["prune.overrides"] = {"layers": dict(recipe.layers), "exclude": recipe.exclude}
-    st.session_state.pop("prune.layers", None)
 
 
 def runs_root() -> Path:

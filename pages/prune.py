@@ -11,16 +11,13 @@ from pages._common import (
     active_preview,
     get_data,
     get_model,
-    granularity_changed,
-    init_prune_state,
     init_state,
     model_label,
-    recipe_from_widgets,
     runs_root,
-    show_in_prune,
     show_outcome,
     vital_signs_of,
 )
+from pages._prune_state import granularity_changed, init_prune_state, recipe_from_widgets, show_in_prune
 from pruner_core.config.options import AUGMENTATIONS, OPTIMIZERS, SCHEDULES, SCOPES, SINGLE_STEP_SCHEDULES
 from pruner_core.errors import PrunerError
 from pruner_core.frontends import jobs

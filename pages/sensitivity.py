@@ -4,7 +4,8 @@ cached on disk per model, data and settings (:func:`~pruner_core.sensitivity.cac
 
 import streamlit as st
 
-from pages._common import active_data, get_model, init_state, model_label, runs_root, show_in_prune
+from pages._common import active_data, get_model, init_state, model_label, runs_root
+from pages._prune_state import show_in_prune
 from pruner_core.config.text import parse_fractions
 from pruner_core.errors import PrunerError
 from pruner_core.frontends import jobs

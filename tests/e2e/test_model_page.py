@@ -22,6 +22,7 @@ from playwright.sync_api import Page, expect
 from pruner_core.io.archs import ARCHITECTURES
 from tests.e2e.conftest import (
     MODEL_LOAD_MS,
+    UI_MS,
     choose_radio,
     click_load,
     free_port,
@@ -246,3 +247,16 @@ def test_make_run_leaves_the_cpu_alone_while_idle(tmp_path: Path, page: Page) ->
         time.sleep(10)  # measuring an idle server: nothing to wait on but time
         busy = _cpu_seconds(pid) - before
         assert busy < 1.0, f"the idle server used {busy:.2f} s of CPU in 10 s"  # the watcher took about 10 s
+
+
+def test_a_refresh_keeps_the_model_and_the_page(page: Page, app_url: str) -> None:
+    open_model_page(page, app_url)
+    switch_demo_model(page, "lenet300")
+    expect(page).to_have_url(re.compile(r"[?&]model=demo%3Alenet300"), timeout=UI_MS)
+    page.get_by_role("link", name="Prune", exact=True).click()
+    expect(page.get_by_role("heading", name="Prune", exact=True)).to_be_visible(timeout=UI_MS)
+    expect(page).to_have_url(re.compile(r"/prune\?.*model=demo%3Alenet300"), timeout=UI_MS)
+    page.reload()
+    expect(page.get_by_role("heading", name="Prune", exact=True)).to_be_visible(timeout=UI_MS)
+    expect(page.get_by_text(re.compile(r"^Prune demo:lenet300: choose what goes"))).to_be_visible(timeout=UI_MS)
+    expect(sidebar(page).get_by_text("demo:lenet300")).to_be_visible()

@@ -117,3 +117,35 @@ def test_empty_zip_is_refused(app, user_files):
 def test_missing_model_file_is_named(app, tmp_path):
     load_path(app, tmp_path / "nowhere.pt")
     assert "nowhere.pt" in errors(app) and "does not exist" in errors(app)
+
+
+def test_the_active_model_is_kept_in_the_address_so_a_refresh_reopens_it(app):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.pages.conftest import APP
+
+    assert "model" not in app.query_params  # the demo: a clean address
+    app.selectbox(key="model.demo").set_value("lenet300")
+    at = app.button(key="model.load").click().run()
+    assert at.query_params["model"] == "demo:lenet300" and at.query_params["data"] == "demo:mnist5k"
+    refreshed = AppTest.from_file(APP, default_timeout=120)  # a new session at that address (a refresh, a link)
+    refreshed.query_params.update({"model": "demo:lenet300", "data": "demo:mnist5k"})
+    refreshed = refreshed.run()
+    assert not refreshed.exception and not refreshed.error
+    assert refreshed.session_state["active.model"]["spec"] == "demo:lenet300"
+    assert metric(refreshed, "Parameters") == "266,610"
+
+
+def test_an_address_naming_code_or_a_bad_file_keeps_the_demo_and_says_why(tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.pages.conftest import APP
+
+    for spec, why in (("os:getcwd", "factory 'os:getcwd' is not allowed here"),
+                      (str(tmp_path / "nowhere.pt"), "does not exist")):
+        at = AppTest.from_file(APP, default_timeout=120)
+        at.query_params.update({"model": spec})
+        at = at.run()
+        assert not at.exception
+        assert at.session_state["active.model"] == DEFAULT_MODEL
+        assert any("The address names a model this server cannot open" in e.value and why in e.value for e in at.error)

@@ -144,7 +144,7 @@ def test_the_cost_of_a_run_is_said_before_it_starts_and_follows_the_recipe(prune
 
 
 def test_changing_what_a_ratio_means_clears_the_per_layer_ratios_and_says_so(prune):
-    from pages._common import prune_widget_state
+    from pages._prune_state import prune_widget_state
     from pruner_core.pruning.recipe import Recipe
 
     recipe = Recipe.from_dict({"granularity": "channel", "sparsity": 0.0, "layers": {"conv1": 0.25, "conv2": 0.5}})
