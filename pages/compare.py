@@ -25,7 +25,7 @@ from pages._common import (
 )
 from pruner_core.compare.compare import forget, original_cache_dir, run_cache_dir
 from pruner_core.errors import PrunerError
-from pruner_core.present.compare_table import comparison_table, display_table, measurement_notes
+from pruner_core.present.compare_table import comparison_table, display_table, headlines, measurement_notes
 from pruner_core.present.figures import (
     COMPARE_COSTS,
     finetune_overlay,
@@ -124,6 +124,8 @@ for e in entries:
         st.error(f"`{e.key}` cannot be compared: {e.error}", icon=":material/broken_image:")
 
 table = comparison_table(entries)
+for line in headlines(table):
+    st.markdown(f"**{line}**")
 st.dataframe(display_table(table), key="compare.table", hide_index=True,
              column_config={"notes": st.column_config.TextColumn(width="large")})
 if any(e.masked for e in entries):

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from pruner_core.compare.compare import Entry
-from pruner_core.present.compare_table import comparison_table, display_table, measurement_notes
+from pruner_core.present.compare_table import comparison_table, display_table, headlines, measurement_notes
 from pruner_core.present.figures import finetune_overlay, pareto_plot, per_class_change, sparsity_comparison
 
 _STYLE = """
@@ -69,6 +69,8 @@ def html_report(entries: list[Entry], *, title: str = "Pruning report", classes:
         f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>",
         f"<h1>{html.escape(title)}</h1><p class='sub'>Pruning Explorer · {created}"
         + (f" · measured on {html.escape(data_label)}" if data_label else "") + "</p>",
+        "<h2>In one line each</h2><ul class='headlines'>",
+        *(f"<li>{html.escape(line)}</li>" for line in headlines(table)), "</ul>",
         "<h2>Comparison</h2>", _table_html(entries),
         ("<ul>" + "".join(warnings + errors) + "</ul>") if warnings or errors else "",
         "<h2>Plots</h2><div class='grid'>", *(f"<div>{_figure(f)}</div>" for f in figures), "</div>",

@@ -389,3 +389,26 @@ def test_a_damaged_cache_entry_is_measured_again_not_a_crash(runs_root, mnist_cn
     assert all(e.error is None and e.figures is not None for e in got)
     assert len(comparison_table(got)) == 3
     assert cmp.read_cached(path.parent, demo_data) == got[1].figures  # and cached again, readable
+
+
+def _figures(accuracy: float, flops: int, dense: int, sparse: int, ort_ms: float, spread: float = 0.02) -> ModelFigures:
+    def lat(runtime):
+        return Latency(1, ort_ms, ort_ms - spread / 2, ort_ms + spread / 2, ort_ms - spread, 10, 1, 1, "CPU (test)", runtime)
+    return ModelFigures(accuracy=accuracy, per_class=[], params=100, nonzero_params=50, flops=flops,
+                        sizes=Sizes(dense, dense // 2, sparse), sparsity={}, how={},
+                        latency={"pytorch": {"batch1": lat("PyTorch")}, "onnxruntime": {"batch1": lat("ORT")}})
+
+
+def test_each_run_gets_a_headline_of_measured_paired_figures():
+    from pruner_core.present.compare_table import headlines
+
+    entries = [cmp.Entry("original", "original · demo:mnist-cnn", "original", _figures(0.99, 3800, 4000, 4000, 1.9)),
+               cmp.Entry("a", "a · channel l2 layerwise 50% of channels", "channel", _figures(0.981, 1000, 1000, 1000, 1.0)),
+               cmp.Entry("b", "b · unstructured l1 layerwise 50%", "masked", _figures(0.99, 3800, 4000, 2000, 1.9)),
+               cmp.Entry("c", "c · broken", "channel", None, error="damaged")]
+    assert headlines(comparison_table(entries)) == [
+        "channel l2 layerwise 50% of channels: 3.8× fewer FLOPs, 4.0× smaller (dense file), 1.9× faster in ONNX "
+        "Runtime at batch 1, -0.9 pt accuracy",
+        "unstructured l1 layerwise 50%: the same FLOPs, 2.0× smaller stored sparse (the dense file is not), no faster "
+        "in ONNX Runtime at batch 1 (within the timings' spread), +0.0 pt accuracy",
+    ]

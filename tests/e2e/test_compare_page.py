@@ -37,6 +37,7 @@ def test_compare_page_shows_the_table_a_pareto_plot_and_an_offline_report(
     expect(pareto.locator(".scatterlayer .trace .point")).not_to_have_count(0)  # the models as points
     expect(pareto).to_contain_text("Pareto front")
     expect(page.get_by_text("do not run them faster").first).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^channel l2 layerwise 50% of channels, [^:]*: [\d.]+× fewer FLOPs"))).to_be_visible()
     expect(page.locator('[data-testid="stException"]')).to_have_count(0)
     save_screenshot(page, screenshot_dir / "compare-page.png")
 
@@ -55,6 +56,8 @@ def test_compare_page_shows_the_table_a_pareto_plot_and_an_offline_report(
     expect(plots).to_have_count(4, timeout=UI_MS)  # two Pareto plots, per-layer sparsity, per-class change
     expect(plots.first.locator(".scatterlayer .trace .point")).not_to_have_count(0)
     expect(viewer.get_by_text("granularity: channel")).to_be_visible()
+    expect(viewer.locator("ul.headlines li")).to_have_count(2)  # one line per run, its figures measured here
+    expect(viewer.locator("ul.headlines li").filter(has_text="of channels")).to_contain_text("fewer FLOPs")
     assert [u for u in requests if not u.startswith(("file:", "data:", "blob:"))] == []
     save_screenshot(viewer, screenshot_dir / "compare-report.png")
 
