@@ -9,7 +9,10 @@ from pruner_core.pruning.granularities import GRANULARITIES
 
 
 def layer_table(layers: list[LayerInfo], total_flops: int | None) -> pd.DataFrame:
-    """One row per prunable layer: type, weight shape, parameters, measured FLOPs (and their share), coupled group."""
+    """One row per prunable layer: type, weight shape, parameters, measured FLOPs (and their share), and its coupled
+    group where it has one: a group of two or more layers, numbered as the Coupled groups tab lists them ("—" for a
+    layer whose channels go on their own, so the two never disagree)."""
+    shared = _shared_groups(layers)
     rows = [
         {
             "layer": layer.name,
@@ -18,7 +21,7 @@ def layer_table(layers: list[LayerInfo], total_flops: int | None) -> pd.DataFram
             "parameters": layer.params,
             "FLOPs": layer.flops,
             "FLOPs share": (layer.flops / total_flops) if layer.flops is not None and total_flops else None,
-            "coupled group": layer.group,
+            "coupled group": str(shared[layer.group]) if layer.group in shared else "—",
         }
         for layer in layers
     ]
@@ -37,12 +40,23 @@ def prunability_table(layers: list[LayerInfo]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["layer", *GRANULARITIES])
 
 
+def _shared_groups(layers: list[LayerInfo]) -> dict[int, int]:
+    """The groups of two or more layers, numbered 0, 1, ... in the order their first layers come: group id -> number."""
+    counts: dict[int, int] = {}
+    for layer in layers:
+        counts[layer.group] = counts.get(layer.group, 0) + 1
+    return {g: i for i, g in enumerate(g for g, n in counts.items() if n > 1)}
+
+
 def coupled_groups_table(layers: list[LayerInfo]) -> pd.DataFrame:
-    """Groups of two or more layers whose output channels are tied (e.g. by residual additions)."""
+    """Groups of two or more layers whose output channels are tied (e.g. by residual additions), numbered as the
+    layer table numbers them."""
+    shared = _shared_groups(layers)
     groups: dict[int, list[str]] = {}
     for layer in layers:
-        groups.setdefault(layer.group, []).append(layer.name)
-    rows = [{"group": g, "layers": ", ".join(members), "size": len(members)} for g, members in groups.items() if len(members) > 1]
+        if layer.group in shared:
+            groups.setdefault(shared[layer.group], []).append(layer.name)
+    rows = [{"group": g, "layers": ", ".join(members), "size": len(members)} for g, members in groups.items()]
     return pd.DataFrame(rows, columns=["group", "layers", "size"])
 
 

@@ -26,6 +26,9 @@ def test_layer_table_has_one_row_per_layer_with_flops_share():
     assert table["weight shape"].tolist() == ["4 x 2 x 3 x 3"] * 3
     assert table["FLOPs share"].tolist()[:2] == [0.25, 0.75]
     assert table["FLOPs share"].isna().tolist() == [False, False, True]  # unmeasured FLOPs have no share
+    # a layer alone in its group shows none (the Coupled groups tab lists none for it), the others its number there
+    assert table["coupled group"].tolist() == ["0", "—", "0"]
+    assert coupled_groups_table(LAYERS)["group"].tolist() == [0]
 
 
 def test_prunability_table_says_yes_or_no_with_the_reason():
