@@ -110,9 +110,10 @@ def show_recommendation(sens) -> None:
                   f"of what the others leave, so it stays between 0 and dense. The uniform allocation prunes every layer by {rec.uniform['ratio']:.1%} for the same "
                   "target.")
     st.plotly_chart(allocation_bars(rec), key="sens.allocation")
-    if st.button("Check: apply both without fine-tuning and measure", key="sens.check", icon=":material/science:"):
+    if st.button("Check: apply the three allocations without fine-tuning and measure", key="sens.check",
+                 icon=":material/science:"):
         model, data = get_model(ss["active.model"]), active_data()
-        with st.spinner("Pruning two copies and measuring them…"):
+        with st.spinner("Pruning a copy per allocation (recommended, uniform, one global threshold) and measuring it…"):
             recipes = {"recommended": rec.recipe, "uniform": rec.uniform["recipe"],
                        "one global threshold": global_baseline(sens, target, value)}
             measured = {name: apply_and_measure(model, data, recipe, samples=sens.settings["samples"])
