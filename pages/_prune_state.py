@@ -4,7 +4,7 @@ per-layer ratios when the granularity changes. Other pages open a recipe in Prun
 import streamlit as st
 
 from pruner_core.config.options import SINGLE_STEP_SCHEDULES
-from pruner_core.pruning.recipe import Recipe
+from pruner_core.pruning.recipe import Recipe, RecipeError
 
 
 def init_prune_state() -> None:
@@ -65,3 +65,58 @@ def show_in_prune(recipe: Recipe) -> None:
     st.session_state["prune.granularity_was"] = recipe.granularity
     st.session_state["prune.overrides"] = {"layers": dict(recipe.layers), "exclude": recipe.exclude}
     st.session_state.pop("prune.layers", None)
+
+
+def slider_units(layers: list, granularity: str, current: tuple[dict, list | None]) -> list[tuple[str, list[str]]]:
+    """The units a slider sets a ratio for: each layer the granularity applies to and the table prunes, or for
+    ``channel`` each coupled group (its ratio sits on its first member, as the recipe reads it): ``(name, members)``."""
+    ratios, exclude = current
+    excluded = set(exclude) if exclude is not None else {info.name for info in layers if info.is_output}
+    open_ = [info for info in layers if info.granularities.get(granularity) is None and info.name not in excluded]
+    if granularity != "channel":
+        return [(info.name, [info.name]) for info in open_]
+    groups: dict[int, list[str]] = {}
+    for info in layers:
+        groups.setdefault(info.group, []).append(info.name)
+    return [(groups[info.group][0], groups[info.group]) for info in open_ if groups[info.group][0] == info.name]
+
+
+def per_layer_sliders(layers: list, granularity: str) -> None:
+    """One slider per unit (:func:`slider_units`), showing its ratio (its own, or the global slider's); moving one
+    sets that unit's ratio in the table and the recipe, and the preview follows. Many units scroll in a panel."""
+    ss = st.session_state
+    current = ss.get("prune.current", ({}, None))
+    units = slider_units(layers, granularity, current)
+    if not units or granularity == "nm":
+        return
+    of = "output channels" if granularity == "channel" else "weights"
+    box = st.container(height=420, border=True) if len(units) > 12 else st.container()
+    for name, members in units:
+        key = f"prune.slider.{name}"
+        ss[key] = float(current[0].get(name, ss["prune.sparsity"]))  # what the table holds now
+        label = name if len(members) == 1 else f"{name} (+ {len(members) - 1} coupled: {', '.join(members[1:])})"
+        box.slider(f"{label}: fraction of {of} removed", 0.0, 0.99, step=0.01, key=key, on_change=_slider_moved,
+                   args=(name,))
+
+
+def _slider_moved(name: str) -> None:
+    """A per-layer slider moved: its unit's ratio goes into the table's (and so the recipe's) per-layer ratios."""
+    ss = st.session_state
+    ratios, exclude = ss.get("prune.current", ({}, None))
+    ss["prune.overrides"] = {"layers": {**ratios, name: ss[f"prune.slider.{name}"]}, "exclude": exclude}
+    ss.pop("prune.layers", None)  # the table is redrawn from the ratios, the slider's among them
+
+
+def load_uploaded_recipe() -> None:
+    """Upload callback: show the uploaded recipe in the widgets, or keep the settings and say what is wrong."""
+    upload = st.session_state.get("prune.recipe_upload")
+    if upload is None:
+        return
+    try:
+        recipe = Recipe.from_yaml(upload.getvalue().decode("utf-8"), source=upload.name)
+    except (UnicodeDecodeError, RecipeError) as e:
+        text = str(e) if isinstance(e, RecipeError) else f"{upload.name}: not a text (UTF-8) file; a recipe is YAML"
+        st.session_state["prune.outcome"] = ("error", text)
+        return
+    show_in_prune(recipe)
+    st.session_state["prune.outcome"] = ("success", f"Loaded {upload.name}: {recipe.summary()}")

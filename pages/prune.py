@@ -17,7 +17,13 @@ from pages._common import (
     show_outcome,
     vital_signs_of,
 )
-from pages._prune_state import granularity_changed, init_prune_state, recipe_from_widgets, show_in_prune
+from pages._prune_state import (
+    granularity_changed,
+    init_prune_state,
+    load_uploaded_recipe,
+    per_layer_sliders,
+    recipe_from_widgets,
+)
 from pruner_core.config.options import AUGMENTATIONS, OPTIMIZERS, SCHEDULES, SCOPES, SINGLE_STEP_SCHEDULES
 from pruner_core.errors import PrunerError
 from pruner_core.frontends import jobs
@@ -27,25 +33,10 @@ from pruner_core.present.figures import mask_overlay_heatmap, training_curves
 from pruner_core.present.tables import preview_metrics
 from pruner_core.pruning.criteria import CRITERIA
 from pruner_core.pruning.granularities import GRANULARITIES
-from pruner_core.pruning.recipe import Recipe, RecipeError
+from pruner_core.pruning.recipe import Recipe
 
 ss = st.session_state
 MASKED_NOTE = "masked weights are still stored and multiplied densely: dense runtimes do not run it faster"
-
-
-def load_uploaded_recipe() -> None:
-    """Upload callback: show the uploaded recipe in the widgets, or keep the settings and say what is wrong."""
-    upload = ss.get("prune.recipe_upload")
-    if upload is None:
-        return
-    try:
-        recipe = Recipe.from_yaml(upload.getvalue().decode("utf-8"), source=upload.name)
-    except (UnicodeDecodeError, RecipeError) as e:
-        text = str(e) if isinstance(e, RecipeError) else f"{upload.name}: not a text (UTF-8) file; a recipe is YAML"
-        ss["prune.outcome"] = ("error", text)
-        return
-    show_in_prune(recipe)
-    ss["prune.outcome"] = ("success", f"Loaded {upload.name}: {recipe.summary()}")
 
 
 def start_run(recipe: Recipe) -> None:
@@ -158,6 +149,8 @@ try:
 except PrunerError as e:
     st.error(str(e), icon=":material/error:")
     recipe = shown = None
+with st.expander(f"One slider per {'coupled group' if granularity == 'channel' else 'layer'}", expanded=len(layers) <= 12):
+    per_layer_sliders(layers, granularity)
 
 left, right = st.columns(2)
 right.file_uploader("Upload a recipe", type=["yaml", "yml"], key="prune.recipe_upload", on_change=load_uploaded_recipe)

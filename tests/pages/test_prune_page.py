@@ -161,3 +161,31 @@ def test_changing_what_a_ratio_means_clears_the_per_layer_ratios_and_says_so(pru
     assert "layers: {}" in at.code[0].value  # the recipe shown (and run) has no stale ratios
     at = at.selectbox(key="prune.granularity").set_value("unstructured").run()  # kernels -> weights: same meaning
     assert not at.warning
+
+
+def test_one_slider_per_prunable_unit_sets_its_ratio_and_the_preview_follows(prune):
+    sliders = [s for s in prune.slider if s.key.startswith("prune.slider.")]
+    assert [s.key.removeprefix("prune.slider.") for s in sliders] == ["conv1", "conv2", "fc1"]  # fc2: the classes
+    assert all(s.value == 0.5 for s in sliders)  # the global slider's value, until one is moved
+    before = table(prune, "non-zero FLOPs").loc["conv2", "params after"]
+    at = prune.slider(key="prune.slider.conv2").set_value(0.9).run()
+    assert not at.exception and not at.error
+    assert table(at, "prune").loc["conv2", "ratio"] == 0.9  # the table holds it
+    after = table(at, "non-zero FLOPs").loc["conv2", "params after"]
+    assert after < before  # the preview follows
+    assert "conv2: 0.9" in at.code[0].value  # and the recipe
+    at = at.slider(key="prune.sparsity").set_value(0.3).run()
+    assert at.slider(key="prune.slider.conv1").value == 0.3 and at.slider(key="prune.slider.conv2").value == 0.9
+
+
+def test_channel_sliders_are_one_per_coupled_group_on_resnet20(app):
+    app.selectbox(key="model.demo").set_value("resnet20")
+    at = app.button(key="model.load").click().run()
+    at = at.switch_page("pages/prune.py").run()
+    at = at.selectbox(key="prune.granularity").set_value("channel").run()
+    assert not at.exception
+    labels = [s.label for s in at.slider if s.key.startswith("prune.slider.")]
+    layers = table(at, "prune")
+    open_layers = layers[layers["prune"] & (layers["note"] == "")]
+    assert len(labels) < len(open_layers)  # residual stages share one slider
+    assert any("coupled:" in label for label in labels)
