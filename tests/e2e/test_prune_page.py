@@ -75,3 +75,19 @@ def test_a_bad_recipe_upload_names_the_key_and_keeps_the_settings(page: Page, ap
     expect(page.get_by_role("combobox", name="Granularity")).to_have_value(re.compile(r"^channel"))
     expect(page.get_by_role("slider", name=re.compile("output channels removed"))).to_have_value("0.25")
     expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+
+
+def test_one_slider_per_layer_moves_the_preview(page: Page, app_url: str) -> None:
+    open_prune_page(page, app_url)
+    sliders = page.get_by_role("slider", name=re.compile(r"^(conv1|conv2|fc1|fc2): fraction of weights removed"))
+    expect(sliders).to_have_count(3, timeout=UI_MS)  # conv1, conv2, fc1: fc2 gives the classes
+    removed = page.locator('[data-testid="stMetric"]').filter(has_text="Parameters removed").locator(
+        '[data-testid="stMetricValue"]')
+    before = removed.inner_text()
+    slider = page.get_by_role("slider", name=re.compile(r"^fc1: fraction of weights removed"))
+    slider.focus()
+    for _ in range(10):
+        page.keyboard.press("ArrowRight")  # 0.50 -> 0.60
+    expect(removed).not_to_have_text(before, timeout=UI_MS)
+    expect(page.get_by_text("fc1: 0.6").first).to_be_attached(timeout=UI_MS)  # the recipe shown
+    wait_until_idle(page)
