@@ -101,17 +101,25 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
-def _with_ratio(value: str, ratio, better_above: bool) -> str:
-    if ratio is None or pd.isna(ratio):
+def _with_ratio(value: str, times) -> str:
+    """``value (times×)``: one convention for every cost, times = original / this (above 1: cheaper than the
+    original, faster for latency); accuracy changes are in percentage points instead."""
+    if times is None or pd.isna(times):
         return value
-    return f"{value} ({ratio:.2f}×)" if better_above else f"{value} ({ratio:.0%})"
+    return f"{value} ({times:.2f}×)"
+
+
+def _times(share):
+    """A size as a share of the original's, as times smaller (1 / share)."""
+    return 1 / share if share and not pd.isna(share) else None
 
 
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`comparison_table` as text for people: one column per figure, the delta or ratio beside each value.
 
     Latency shows ``median ±half the inter-quartile range ms (speed-up×)``, or ``≈1×`` where the difference from the
-    original is within the two spreads (so noise is never shown as a speed-up), sizes ``MB (share of the original)``, FLOPs ``count (reduction×)``.
+    original is within the two spreads (so noise is never shown as a speed-up), sizes ``MB (times smaller×)``, FLOPs
+    ``count (reduction×)``: every × is original / this, so above 1 is cheaper; accuracy moves in percentage points.
     """
     out = []
     for _, r in table.iterrows():
@@ -126,14 +134,14 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
                     elif r.get(f"{short} b{batch} within spread") and r["kind"] != "original":
                         row[f"{name} b{batch}"] = f"{ms:.3g} ±{iqr / 2:.2g} ms (≈1×, within the spread)"
                     else:
-                        row[f"{name} b{batch}"] = _with_ratio(f"{ms:.3g} ±{iqr / 2:.2g} ms", r.get(f"{short} b{batch} speed-up"), True)
+                        row[f"{name} b{batch}"] = _with_ratio(f"{ms:.3g} ±{iqr / 2:.2g} ms", r.get(f"{short} b{batch} speed-up"))
             for label in ("dense", "gzip", "sparse", "ONNX"):
                 size = r.get(f"{label} size (B)")
                 row[f"{label} size"] = (
-                    "—" if size is None or pd.isna(size) else _with_ratio(format_bytes(size, 2), r.get(f"{label} size ratio"), False)
+                    "—" if size is None or pd.isna(size) else _with_ratio(format_bytes(size, 2), _times(r.get(f"{label} size ratio")))
                 )
             row["non-zero / total params"] = r["non-zero / total"]
-            row["FLOPs"] = _with_ratio(f"{r['FLOPs'] / 1e6:.2f} M", r.get("FLOP reduction"), True)
+            row["FLOPs"] = _with_ratio(f"{r['FLOPs'] / 1e6:.2f} M", r.get("FLOP reduction"))
         row["notes"] = r.get("notes") or ""
         out.append(row)
     return pd.DataFrame(out).fillna("—")
