@@ -73,7 +73,7 @@ def test_a_bad_recipe_upload_names_the_key_and_keeps_the_settings(page: Page, ap
     expect(page.get_by_text("Loaded good.yaml: channel l2 layerwise 25% of channels")).to_be_visible(timeout=UI_MS)
     expect(page.get_by_text("FLOPs are measured")).to_be_visible(timeout=PREVIEW_MS)
     expect(page.get_by_role("combobox", name="Granularity")).to_have_value(re.compile(r"^channel"))
-    expect(page.get_by_role("slider", name=re.compile("output channels removed"))).to_have_value("0.25")
+    expect(page.get_by_role("slider", name=re.compile("^Sparsity: fraction of output channels removed"))).to_have_value("0.25")
     expect(page.locator('[data-testid="stException"]')).to_have_count(0)
 
 
