@@ -36,7 +36,8 @@ def recipe_from_widgets(layers: dict, exclude: list | None) -> dict:
         "sparsity": ss["prune.sparsity"], "layers": layers, "exclude": exclude,
         "nm": {"n": ss["prune.nm_n"], "m": ss["prune.nm_m"]}, "round_to": ss["prune.round_to"] or None,
         "schedule": {"kind": ss["prune.schedule"], "steps": 1 if single else ss["prune.steps"]},
-        "finetune": {"epochs": ss["prune.epochs"], "lr": ss["prune.lr"], "optimizer": ss["prune.optimizer"],
+        "finetune": {**ss.get("prune.finetune_rest", {}),  # what a loaded recipe set that no widget shows
+                     "epochs": ss["prune.epochs"], "lr": ss["prune.lr"], "optimizer": ss["prune.optimizer"],
                      "distill": ss["prune.distill"], "augment": ss["prune.augment"]},
         "seed": ss["prune.seed"],
     }
@@ -60,8 +61,12 @@ def granularity_changed() -> None:
 
 
 def show_in_prune(recipe: Recipe) -> None:
-    """Make the Prune page show ``recipe``: its widgets and its per-layer table (the table's edits are forgotten)."""
+    """Make the Prune page show ``recipe``: its widgets and its per-layer table (the table's edits are forgotten); its
+    fine-tuning settings without a widget (batch size, checks per epoch, distillation temperature and weight) are
+    kept, so the recipe run is the recipe loaded."""
     st.session_state.update(prune_widget_state(recipe))
+    shown = {"epochs", "lr", "optimizer", "distill", "augment"}  # the fine-tuning widgets; the rest is kept as it is
+    st.session_state["prune.finetune_rest"] = {k: v for k, v in recipe.to_dict()["finetune"].items() if k not in shown}
     st.session_state["prune.granularity_was"] = recipe.granularity
     st.session_state["prune.overrides"] = {"layers": dict(recipe.layers), "exclude": recipe.exclude}
     st.session_state.pop("prune.layers", None)

@@ -69,11 +69,15 @@ def test_a_bad_recipe_upload_names_the_key_and_keeps_the_settings(page: Page, ap
     wait_until_idle(page)
     expect(upload).to_have_count(1, timeout=UI_MS)
     upload.set_input_files(files=[{"name": "good.yaml", "mimeType": "application/x-yaml",
-                                   "buffer": b"granularity: channel\ncriterion: l2\nsparsity: 0.25\n"}])
+                                   "buffer": b"granularity: channel\ncriterion: l2\nsparsity: 0.25\n"
+                                             b"finetune: {batch_size: 32, checks_per_epoch: 10}\n"}])
     expect(page.get_by_text("Loaded good.yaml: channel l2 layerwise 25% of channels")).to_be_visible(timeout=UI_MS)
     expect(page.get_by_text("FLOPs are measured")).to_be_visible(timeout=PREVIEW_MS)
     expect(page.get_by_role("combobox", name="Granularity")).to_have_value(re.compile(r"^channel"))
     expect(page.get_by_role("slider", name=re.compile("^Sparsity: fraction of output channels removed"))).to_have_value("0.25")
+    code = page.locator('[data-testid="stCode"]').first  # the recipe shown, and run: nothing it set is lost
+    expect(code).to_contain_text("batch_size: 32", timeout=UI_MS)
+    expect(code).to_contain_text("checks_per_epoch: 10")
     expect(page.locator('[data-testid="stException"]')).to_have_count(0)
 
 

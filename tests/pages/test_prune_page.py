@@ -189,3 +189,20 @@ def test_channel_sliders_are_one_per_coupled_group_on_resnet20(app):
     open_layers = layers[layers["prune"] & (layers["note"] == "")]
     assert len(labels) < len(open_layers)  # residual stages share one slider
     assert any("coupled:" in label for label in labels)
+
+
+def test_a_recipe_shown_in_prune_keeps_the_settings_no_widget_shows(prune):
+    """An uploaded or recommended recipe with batch_size 32 and 10 checks an epoch ran with 64 and 5: no widget
+    holds them, and the widgets made the recipe again."""
+    from pages._prune_state import prune_widget_state
+    from pruner_core.pruning.recipe import Recipe
+
+    recipe = Recipe.from_dict({"finetune": {"batch_size": 32, "checks_per_epoch": 10, "temperature": 2.0, "epochs": 2}})
+    for key, value in prune_widget_state(recipe).items():  # what show_in_prune leaves, with what no widget shows
+        prune.session_state[key] = value
+    prune.session_state["prune.finetune_rest"] = {"batch_size": 32, "checks_per_epoch": 10, "temperature": 2.0,
+                                                  "alpha": 0.5}
+    at = prune.run()
+    shown = Recipe.from_yaml(at.code[0].value)
+    assert (shown.finetune.batch_size, shown.finetune.checks_per_epoch, shown.finetune.temperature) == (32, 10, 2.0)
+    assert shown.finetune.epochs == 2
