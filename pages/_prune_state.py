@@ -91,8 +91,12 @@ def per_layer_sliders(layers: list, granularity: str) -> None:
     sets that unit's ratio in the table and the recipe, and the preview follows. Many units scroll in a panel."""
     ss = st.session_state
     current = ss.get("prune.current", ({}, None))
+    if granularity == "nm":
+        st.caption("N:M keeps N of every M weights in every pruned layer: there is no ratio per layer to set.")
+        return
     units = slider_units(layers, granularity, current)
-    if not units or granularity == "nm":
+    if not units:
+        st.caption(f"No layer the table prunes takes {granularity} pruning.")
         return
     of = "output channels" if granularity == "channel" else "weights"
     box = st.container(height=420, border=True) if len(units) > 12 else st.container()

@@ -125,6 +125,7 @@ class ActivationCounter(fx.Interpreter):
                 hit = flat <= 0 if kind == "leaky" else flat.abs() < NEAR_ZERO
                 counted = hit.sum(2).sum(0).double()
             self.zeros[n] = self.zeros.get(n, 0) + counted
-            self.sums[n] = self.sums.get(n, 0) + flat.abs().sum(2).sum(0).double()
+            magnitude = flat if kind == "zero" else flat.abs()  # after a ReLU every value is >= 0 already
+            self.sums[n] = self.sums.get(n, 0) + magnitude.sum(2).sum(0).double()
             self.counts[n] = self.counts.get(n, 0) + per_channel
         return out

@@ -36,34 +36,38 @@ def fit_data(model: LoadedModel, data: Dataset) -> Dataset:
         return data
     if model.input_shape:  # the model says what it takes
         candidates.sort(key=lambda d: d.sample_shape != tuple(model.input_shape))  # stable: declared shape first
-    first: CompatibilityError | None = None
+    first = None
     for candidate in candidates:
-        if _runs(model, candidate):  # it takes these samples: the output and the labels are checked with its message
+        refusal = _refusal(model, candidate)
+        if refusal is None:  # it takes these samples: the output and the labels are checked with its message
             check_data_fits(model, candidate)
             return candidate
-    try:
-        check_data_fits(model, data)
-    except CompatibilityError as e:
-        first = e
+        first = first or refusal
     tried = ", ".join(dict.fromkeys(f"{d.sample_shape}{' as integer ids' if d.x_test.dtype == torch.long else ''}"
                                     for d in candidates))
-    reason = str(first).split(": ", 2)[-1] if first else "it returns no class scores"
     raise CompatibilityError(
         f"data '{data.name}' holds samples of shape {data.held_shape}, which model '{model.label}' takes in no "
-        f"arrangement tried ({tried}): {reason}"
-    ) from first
+        f"arrangement tried ({tried}): {first}"
+    )
 
 
-def _runs(model: LoadedModel, data: Dataset) -> bool:
-    """Whether the model runs on two samples of ``data`` (what it returns is :func:`check_data_fits`'s to judge)."""
+def _refusal(model: LoadedModel, data: Dataset) -> str | None:
+    """Why the model does not run on two samples of ``data``, in one line; None when it does (what it returns is
+    :func:`check_data_fits`'s to judge)."""
     if model.input_shape and tuple(model.input_shape) != data.sample_shape:
-        return False
+        return f"it expects {tuple(model.input_shape)}"
     try:
         with torch.inference_mode():
             out = model.module(_probe(data))
-    except Exception:  # noqa: BLE001 - any refusal means "not this arrangement"
-        return False
-    return not isinstance(out, torch.Tensor) or out.dim() == 2  # a tuple or dict: taken, its scores to be named
+    except Exception as e:  # noqa: BLE001 - any refusal means "not this arrangement"
+        return _first_line(e)
+    if isinstance(out, torch.Tensor) and out.dim() != 2:
+        return f"it returns {tuple(out.shape)}, not class scores [batch, classes]"
+    return None  # class scores, or a tuple/dict whose scores check_data_fits names
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
 
 
 def _probe(data: Dataset) -> torch.Tensor:
@@ -89,9 +93,9 @@ def check_data_fits(model: LoadedModel, data: Dataset) -> tuple[int, ...]:
         with torch.inference_mode():
             out = model.module(_probe(data))
     except Exception as e:  # the model's own shape checks raise RuntimeError, ValueError, ...
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise CompatibilityError(
-            f"data '{data.name}' has samples of shape {shape} that model '{model.label}' cannot take{expected}: {first}"
+            f"data '{data.name}' has samples of shape {shape} that model '{model.label}' cannot take{expected}: "
+            f"{_first_line(e)}"
         ) from e
     if not isinstance(out, torch.Tensor):
         what, key = describe(out)

@@ -55,6 +55,7 @@ def export_run(run_path: str | Path, out: str | Path, *, onnx_file: bool = True,
     out = Path(out)
     _check_out(out)
     model = load_run_model(run)
+    test_x = fit_data(model, test_data).x_test if test_data is not None else None  # as the pruned model takes it
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).touch()
     written: dict = {"run": str(run.path), "sizes": size_figures(model.module, out)}
@@ -70,8 +71,8 @@ def export_run(run_path: str | Path, out: str | Path, *, onnx_file: bool = True,
         path = export_onnx(model.module, shape, out / "model.onnx")
         written["onnx"] = str(path)
         written["onnx_bytes"] = path.stat().st_size
-        if test_data is not None:
-            written["onnx_max_diff"] = onnx_max_diff(path, model.module, fit_data(model, test_data).x_test)
+        if test_x is not None:
+            written["onnx_max_diff"] = onnx_max_diff(path, model.module, test_x)
     if isinstance(model.module, Logits):  # a Hugging Face model goes back as a folder from_pretrained loads
         try:
             folder = save_hf(model.module, out / "huggingface")
@@ -79,8 +80,8 @@ def export_run(run_path: str | Path, out: str | Path, *, onnx_file: bool = True,
             written["huggingface_refused"] = str(e)
             return written
         written["huggingface"] = str(folder)
-        if test_data is not None:
-            x = fit_data(model, test_data).x_test[:256]
+        if test_x is not None:
+            x = test_x[:256]
             with torch.no_grad():
                 written["huggingface_max_diff"] = float((load_hf(str(folder))[0](x) - model.module(x)).abs().max())
     return written

@@ -83,6 +83,11 @@ def check_nm(n, m) -> None:
         raise SpecError(f"n must be smaller than m (1 <= n < m); got n={n}, m={m}")
 
 
+def _no_kernels(layer: LayerFacts, what: str) -> str:
+    """Why a 2-D weight (Linear, Embedding, recurrent or attention matrix) has no ``what``, and what applies."""
+    return f"{layer.type} weights have no {what} (use unstructured, nm{' or channel' * (layer.type == 'Linear')})"
+
+
 class Vector(Granularity):
     name, label = "vector", "kernel rows W[o, i, r, :]"
 
@@ -91,7 +96,7 @@ class Vector(Granularity):
 
     def why_not(self, layer: LayerFacts, nm: tuple[int, int] = NM_DEFAULT) -> str | None:
         if layer.type in MATRICES:
-            return f"{layer.type} weights have no kernel rows (use unstructured, nm{' or channel' * (layer.type == 'Linear')})"
+            return _no_kernels(layer, "kernel rows")
         if layer.shape[-1] < 2:
             return f"kernel rows of width {layer.shape[-1]} are single weights (use unstructured)"
         return None
@@ -105,7 +110,7 @@ class Kernel(Granularity):
 
     def why_not(self, layer: LayerFacts, nm: tuple[int, int] = NM_DEFAULT) -> str | None:
         if layer.type in MATRICES:
-            return f"{layer.type} weights have no kernels (use unstructured, nm{' or channel' * (layer.type == 'Linear')})"
+            return _no_kernels(layer, "kernels")
         if layer.shape[1] == 1:
             return ("each filter reads one input channel (a depthwise or single-channel convolution), so its one "
                     "kernel is the whole filter: removing it removes the output channel (use channel or unstructured)")

@@ -176,6 +176,9 @@ def test_one_slider_per_prunable_unit_sets_its_ratio_and_the_preview_follows(pru
     assert "conv2: 0.9" in at.code[0].value  # and the recipe
     at = at.slider(key="prune.sparsity").set_value(0.3).run()
     assert at.slider(key="prune.slider.conv1").value == 0.3 and at.slider(key="prune.slider.conv2").value == 0.9
+    at = at.selectbox(key="prune.granularity").set_value("nm").run()  # N:M has no ratio per layer: it says so
+    assert not [s for s in at.slider if s.key.startswith("prune.slider.")]
+    assert any("there is no ratio per layer to set" in c.value for c in at.caption)
 
 
 def test_channel_sliders_are_one_per_coupled_group_on_resnet20(app):
