@@ -10,7 +10,9 @@ from pages._common import active_analysis, active_data, init_state, model_label
 from pruner_core.errors import PrunerError
 from pruner_core.present.figures import (
     CHANNEL_SIGNALS,
+    HEAD_SIGNALS,
     channel_signal_heatmap,
+    head_heatmap,
     kernel_heatmap,
     layer_signal_table,
     weight_histogram,
@@ -82,6 +84,17 @@ signals = [s for s in CHANNEL_SIGNALS if s != "near_zero" or any(la.near_zero fo
 for signal in signals:
     fig = channel_signal_heatmap(analysis, signal, norm=norm, colorscale=colorscale)
     st.plotly_chart(fig, key=f"inspect.signal.{signal}")
+
+if analysis.heads:
+    st.subheader("Attention heads")
+    st.caption(
+        "One row per attention module, one column per head. Magnitude is the norm of the head's query, key and value "
+        "rows with the output projection's columns that read it; channel pruning removes heads whole where the "
+        "module's forward allows it (the Model page's Prunability tab says which). Mean |output| is the head's output averaged over the "
+        "calibration samples."
+    )
+    for signal in HEAD_SIGNALS:
+        st.plotly_chart(head_heatmap(analysis, signal, norm=norm, colorscale=colorscale), key=f"inspect.heads.{signal}")
 
 groups = analysis.groups()
 st.subheader("Coupled groups")

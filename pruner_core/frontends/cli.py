@@ -268,11 +268,14 @@ def analyze(
     result = run_analysis(loaded, dataset, samples=samples)
     json_path.write_text(json.dumps({"model": loaded.label, "data": dataset.name, "samples": result.samples,
                                      "forward_ms": result.forward_ms, "notes": result.notes,
-                                     "layers": [la.to_dict() for la in result.layers]}) + "\n")
+                                     "layers": [la.to_dict() for la in result.layers],
+                                     "heads": [ha.to_dict() for ha in result.heads]}) + "\n")
     for la in result.layers:
         apoz = f"{sum(la.apoz) / len(la.apoz):.1%}" if la.apoz else "n/a"
         share = f"{la.time_share:.1%}" if la.time_share is not None else "n/a"
         typer.echo(f"{la.name:<24} mean APoZ {apoz:>6}  BN {la.bn or 'n/a'}  group {la.group}  time {share:>6}")
+    for ha in result.heads:
+        typer.echo(f"{ha.attention:<24} {len(ha.l2)} heads, L2 " + " ".join(f"{v:.3g}" for v in ha.l2))
     typer.echo(f"wrote {json_path} ({result.samples} calibration samples, {result.seconds:.2f} s)")
 
 

@@ -11,6 +11,9 @@ A head goes whole: its query, key and value rows together (and the output projec
 the module's own forward still runs with a head fewer is tried once, on a copy: timm's forward reshapes its output
 to the input's width (``reshape(B, N, C)``) and cannot lose a head; one that reshapes by ``-1`` or by the head count
 can. ``nn.MultiheadAttention`` is recognised too, but its heads are not removed yet.
+
+:func:`attention_heads` lists every attention module's heads, removable or not (for the Inspect page's per-head
+magnitude); :func:`head_norms` is one number per head over all the weights that make and read it.
 """
 
 from __future__ import annotations
@@ -81,6 +84,41 @@ def find_attention(module: nn.Module, names: list[str]) -> tuple[dict[str, Heads
         else:
             roles.update({layer: ("fixed", name) for layer in found.layers})
     return heads, roles
+
+
+def attention_heads(module: nn.Module) -> list[Heads]:
+    """The heads of every attention module of ``module`` in definition order, whether or not they can be removed:
+    fused ``qkv``, separate ``q/k/v`` and ``nn.MultiheadAttention`` (its ``in_proj_weight`` makes them, ``out_proj``
+    reads them; only with query, key and value of one width)."""
+    found = []
+    for name, mod in module.named_modules():
+        prefix = f"{name}." if name else ""
+        if isinstance(mod, nn.MultiheadAttention):
+            if mod._qkv_same_embed_dim and mod.num_heads > 0:
+                found.append(Heads(name, (prefix + "in_proj_weight",), prefix + "out_proj", mod.num_heads, mod.head_dim))
+            continue
+        heads = _layout(mod)
+        if heads is not None:
+            found.append(replace(heads, attention=name, layers=tuple(prefix + n for n in heads.layers),
+                                 output=prefix + heads.output))
+    return found
+
+
+def head_norms(weights: dict[str, torch.Tensor], heads: Heads, norm: str = "l2") -> list[float]:
+    """One magnitude per head: the L1 (sum of |w|) or L2 norm of its query, key and value rows together with the
+    output projection's columns that read it. ``weights`` maps each of ``heads.layers`` and ``heads.output`` to its
+    weight matrix."""
+    if norm not in ("l1", "l2"):
+        raise ValueError(f"norm must be 'l1' or 'l2'; got {norm!r}")
+    out = weights[heads.output].detach().float()
+    values = []
+    for h, rows in enumerate(heads.blocks()):
+        index = torch.tensor(rows)
+        parts = [weights[layer].detach().float()[index] for layer in heads.layers]
+        parts.append(out[:, h * heads.head_dim : (h + 1) * heads.head_dim])
+        flat = torch.cat([p.reshape(-1) for p in parts])
+        values.append(float(flat.abs().sum() if norm == "l1" else torch.linalg.vector_norm(flat)))
+    return values
 
 
 def _layout(mod: nn.Module) -> Heads | None:

@@ -1,4 +1,5 @@
-"""Per-layer redundancy signals: weight magnitudes at every granularity, APoZ, mean activation, BN scale.
+"""Per-layer redundancy signals: weight magnitudes at every granularity, APoZ, mean activation, BN scale; and per
+attention head, the magnitude of the weights that make and read it, with the mean |output| of each head.
 
 Pure functions of (model, data, settings); nothing here mutates the model. Activations are read in one
 pass without gradients by running the model's torch.fx graph through an interpreter that counts, for each
@@ -14,8 +15,9 @@ import numpy as np
 import torch
 import torch.fx as fx
 
+from pruner_core.graph.attention import Heads, attention_heads, head_norms
 from pruner_core.graph.fx import STATISTICS, ActivationCounter, follow
-from pruner_core.graph.layers import prunable_layers
+from pruner_core.graph.layers import layer_lookup, prunable_layers
 from pruner_core.io.data import Dataset
 from pruner_core.io.models import LoadedModel
 from pruner_core.pruning.granularities import NM_DEFAULT
@@ -81,6 +83,24 @@ class LayerAnalysis:
 
 
 @dataclass
+class HeadAnalysis:
+    """The heads of one attention module: per head, the L1 and L2 norm over its query, key and value rows and the
+    output projection's columns that read it, and the mean |output| of the head where the calibration pass sees it
+    (the output projection's input; ``None`` for ``nn.MultiheadAttention``, whose forward never calls it)."""
+
+    attention: str
+    layers: list[str]  # the layers that make the heads (qkv; or q, k, v; or in_proj_weight), then the output one
+    head_dim: int
+    l1: list[float]
+    l2: list[float]
+    mean_output: list[float] | None = None
+
+    def to_dict(self) -> dict:
+        return {"attention": self.attention, "layers": self.layers, "head_dim": self.head_dim, "l1": self.l1,
+                "l2": self.l2, "mean_output": self.mean_output}
+
+
+@dataclass
 class Analysis:
     """The analysis of one model on one data set, with the settings it was made with."""
 
@@ -90,6 +110,7 @@ class Analysis:
     notes: list[str] = field(default_factory=list)
 
     forward_ms: float | None = None  # the calibration forward passes, timed
+    heads: list[HeadAnalysis] = field(default_factory=list)  # one per attention module
 
     def layer(self, name: str) -> LayerAnalysis:
         return next(la for la in self.layers if la.name == name)
@@ -174,6 +195,8 @@ def _analyze(model: LoadedModel, data: Dataset, samples: int, batch_size: int, d
     for la, info in zip(result, described or describe_model(model, shape), strict=True):  # FLOPs, params, group
         la.params, la.flops, la.group = info.params, info.flops, info.group
     notes: list[str] = []
+    found = attention_heads(model.module)
+    heads = _head_magnitudes(model.module, found)
     graph = None
     if not model.eager:
         notes.append(f"a {model.fmt} program hides its layer graph: APoZ, BN scale and layer times need an ordinary nn.Module")
@@ -183,12 +206,60 @@ def _analyze(model: LoadedModel, data: Dataset, samples: int, batch_size: int, d
         except Exception as e:  # data-dependent control flow and the like
             notes.append(f"torch.fx could not trace the model ({type(e).__name__}); APoZ, BN scale and layer times are unavailable")
     forward_ms = None
-    if graph is None:
-        for la in result:
-            la.activation = "n/a: " + notes[-1].split(":")[0].split(";")[0]
-    else:
-        forward_ms = _calibrate(model, graph, result, data.x_train[:samples], batch_size)
-    return Analysis(result, min(samples, len(data.x_train)), time.perf_counter() - start, notes, forward_ms)
+    x = data.x_train[:samples]
+    with _HeadOutputs(model.module, found) as outputs:
+        if graph is None:
+            for la in result:
+                la.activation = "n/a: " + notes[-1].split(":")[0].split(";")[0]
+            if outputs.handles:  # the heads are still seen through a plain forward pass
+                with torch.no_grad():
+                    for i in range(0, len(x), batch_size):
+                        model.module(x[i : i + batch_size])
+        else:
+            forward_ms = _calibrate(model, graph, result, x, batch_size)
+    for ha, heads_of in zip(heads, found, strict=True):
+        ha.mean_output = outputs.mean(heads_of)
+    return Analysis(result, min(samples, len(data.x_train)), time.perf_counter() - start, notes, forward_ms, heads)
+
+
+def _head_magnitudes(module: torch.nn.Module, found: list[Heads]) -> list[HeadAnalysis]:
+    lookup = layer_lookup(module)
+    result = []
+    for heads in found:
+        weights = {name: lookup[name].weight for name in (*heads.layers, heads.output)}
+        result.append(HeadAnalysis(heads.attention, [*heads.layers, heads.output], heads.head_dim,
+                                   head_norms(weights, heads, "l1"), head_norms(weights, heads, "l2")))
+    return result
+
+
+class _HeadOutputs:
+    """Sums of |a| per head at the input of each attention's output projection, while registered."""
+
+    def __init__(self, module: torch.nn.Module, found: list[Heads]) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+        modules = dict(module.named_modules())
+        self.handles = [modules[h.output].register_forward_pre_hook(self._hook(h)) for h in found
+                        if not isinstance(modules.get(h.attention), torch.nn.MultiheadAttention)]
+
+    def _hook(self, heads: Heads):
+        def record(_module, args):
+            x = args[0].detach().abs().reshape(-1, heads.num_heads, heads.head_dim)
+            self.sums[heads.output] = self.sums.get(heads.output, 0) + x.double().sum((0, 2))
+            self.counts[heads.output] = self.counts.get(heads.output, 0) + x.shape[0] * heads.head_dim
+        return record
+
+    def mean(self, heads: Heads) -> list[float] | None:
+        if heads.output not in self.sums:
+            return None
+        return (self.sums[heads.output] / self.counts[heads.output]).tolist()
+
+    def __enter__(self) -> _HeadOutputs:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self.handles:
+            handle.remove()
 
 
 def _calibrate(model: LoadedModel, graph: fx.GraphModule, result: list[LayerAnalysis], x: torch.Tensor, batch_size: int) -> float:

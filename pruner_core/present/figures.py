@@ -21,6 +21,8 @@ CHANNEL_SIGNALS = ("magnitude", "apoz", "near_zero", "bn_scale")
 SIGNAL_LABELS = {"magnitude": "weight magnitude", "apoz": "APoZ", "near_zero": f"near-zero share (|a| < {NEAR_ZERO})",
                  "bn_scale": "norm scale |γ| (BatchNorm, GroupNorm, LayerNorm)"}
 NA = "n/a"
+HEAD_SIGNALS = ("magnitude", "output")
+HEAD_LABELS = {"magnitude": "weight magnitude", "output": "mean |output|"}
 
 
 def _check(name: str, value: str, valid: tuple[str, ...]) -> None:
@@ -120,6 +122,38 @@ def channel_signal_heatmap(
     shown = [(name, values) for name, values in rows if values is not None]
     missing = [name for name, values in rows if values is None]
     label = SIGNAL_LABELS[signal] + (f" ({norm.upper()})" if signal == "magnitude" else "")
+    title = f"Channel {label} {heading or 'per layer'} (each row divided by its max)"
+    if missing:
+        title += f"<br><sup>{NA}: {', '.join(missing)}</sup>"
+    return _row_heatmap(shown, label, title, colorscale, ("layer", "output channel"))
+
+
+def head_heatmap(analysis: Analysis, signal: str = "magnitude", norm: str = "l2", colorscale: str = "Viridis") -> go.Figure:
+    """Per-head heatmap: one row per attention module, one column per head.
+
+    ``"magnitude"`` is the L1 or L2 norm over a head's query, key and value rows and the output projection's
+    columns that read it; ``"output"`` is the head's mean |output| over the calibration samples (n/a where the
+    forward never calls the output projection as a module, as in ``nn.MultiheadAttention``, and named so).
+    Each row is divided by its own maximum, as on the channel heatmaps.
+    """
+    _check("signal", signal, HEAD_SIGNALS)
+    _check("norm", norm, NORMS)
+    rows = [(h.attention, (h.l1 if norm == "l1" else h.l2) if signal == "magnitude" else h.mean_output)
+            for h in analysis.heads]
+    shown = [(name, values) for name, values in rows if values is not None]
+    missing = [name for name, values in rows if values is None]
+    label = HEAD_LABELS[signal] + (f" ({norm.upper()})" if signal == "magnitude" else "")
+    title = f"Head {label} per attention module (each row divided by its max)"
+    if missing:
+        title += f"<br><sup>{NA}: {', '.join(missing)}</sup>"
+    return _row_heatmap(shown, label, title, colorscale, ("attention", "head"))
+
+
+def _row_heatmap(shown: list[tuple[str, list[float]]], label: str, title: str, colorscale: str,
+                 axes: tuple[str, str]) -> go.Figure:
+    """Rows of values, each divided by its own maximum (a row whose maximum is 0 stays 0), padded with NaN (drawn
+    blank) to the widest; raw values on hover."""
+    row, column = axes
     width = max((len(values) for _, values in shown), default=0)
     z, text = [], []
     for _, values in shown:
@@ -128,9 +162,6 @@ def channel_signal_heatmap(
         pad = width - len(values)
         z.append(scaled + [math.nan] * pad)
         text.append([_fmt(v) for v in values] + [""] * pad)
-    title = f"Channel {label} {heading or 'per layer'} (each row divided by its max)"
-    if missing:
-        title += f"<br><sup>{NA}: {', '.join(missing)}</sup>"
     fig = go.Figure(
         go.Heatmap(
             z=z,
@@ -141,20 +172,20 @@ def channel_signal_heatmap(
             zmin=0,
             zmax=1,
             colorbar={"title": {"text": "/ row max"}},
-            hovertemplate=f"layer %{{y}}<br>channel %{{x}}<br>{label} %{{text}}<br>/ row max %{{z:.3f}}<extra></extra>",
+            hovertemplate=f"{row} %{{y}}<br>{column} %{{x}}<br>{label} %{{text}}<br>/ row max %{{z:.3f}}<extra></extra>",
             hoverongaps=False,
         )
     )
     fig.update_layout(
         title=title,
-        xaxis_title="output channel",
-        yaxis_title="layer",
+        xaxis_title=column,
+        yaxis_title=row,
         margin={"t": 70, "l": 60, "r": 20, "b": 50},
         height=max(260, 60 + 28 * len(shown) + 90),
     )
-    fig.update_yaxes(autorange="reversed", type="category")  # first layer on top
+    fig.update_yaxes(autorange="reversed", type="category")  # first on top
     if not shown:
-        fig.add_annotation(text=f"{label}: {NA} for every layer", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
+        fig.add_annotation(text=f"{label}: {NA} for every {row}", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
     return fig
 
 

@@ -284,3 +284,63 @@ def test_the_apoz_criterion_refuses_a_layer_a_smooth_activation_follows():
     with pytest.raises(SpecError, match="layer 'fc1': a smooth activation .* gives no zeros"):
         scores(net, Target("channel", "apoz", ratios={"fc1": 0.5}), data)
     assert scores(net, Target("channel", "apoz", ratios={"fc3": 0.5}), data)["fc3"].shape == (8,)
+
+
+# --- attention heads ----------------------------------------------------------------------------------------------
+
+def _independent_head_norm(rows: list[torch.Tensor], out: torch.Tensor, h: int, hd: int) -> float:
+    """L2 over head ``h``: rows h*hd..(h+1)*hd of each of q, k, v and the output projection's columns."""
+    parts = [r[h * hd : (h + 1) * hd].reshape(-1) for r in rows] + [out[:, h * hd : (h + 1) * hd].reshape(-1)]
+    return float(torch.cat(parts).pow(2).sum().sqrt())
+
+
+@pytest.mark.parametrize("arch", ["vit_timm", "vit_mha"])
+def test_per_head_magnitude_equals_the_norm_of_its_query_key_value_rows_and_output_columns(arch):
+    from tests.zoo.architectures import ZOO
+
+    torch.manual_seed(0)
+    spec = ZOO[arch]
+    module = spec.build().eval()
+    x = torch.randn(40, *spec.input_shape)
+    result = analyze(loaded(module), dataset(x), samples=40)
+    assert [h.attention for h in result.heads] == ["blocks.0.attn", "blocks.1.attn"]
+    for ha in result.heads:
+        attn = module.get_submodule(ha.attention)
+        fused = attn.in_proj_weight if arch == "vit_mha" else attn.qkv.weight
+        out = (attn.out_proj if arch == "vit_mha" else attn.proj).weight
+        dim = out.shape[1]
+        q, k, v = fused[:dim], fused[dim : 2 * dim], fused[2 * dim :]
+        hd = dim // 4
+        assert ha.head_dim == hd and len(ha.l2) == 4
+        assert ha.l2 == pytest.approx([_independent_head_norm([q, k, v], out, h, hd) for h in range(4)], rel=1e-5)
+        l1 = [float(sum(t[h * hd : (h + 1) * hd].abs().sum() for t in (q, k, v)) + out[:, h * hd : (h + 1) * hd].abs().sum())
+              for h in range(4)]
+        assert ha.l1 == pytest.approx(l1, rel=1e-5)
+    if arch == "vit_mha":  # its forward reads out_proj.weight directly: no per-head output to see, said so
+        assert all(ha.mean_output is None for ha in result.heads)
+    else:  # the mean |input| of proj, head by head, over every calibration sample
+        seen = []
+        hook = module.blocks[0].attn.proj.register_forward_pre_hook(lambda m, a: seen.append(a[0].detach()))
+        with torch.no_grad():
+            module(x)
+        hook.remove()
+        heads_in = seen[0].abs().reshape(-1, 4, 8)
+        assert result.heads[0].mean_output == pytest.approx(heads_in.mean((0, 2)).tolist(), rel=1e-4)
+
+
+def test_hugging_face_heads_get_magnitudes_and_outputs_without_an_fx_trace():
+    from tests.zoo.architectures import ZOO
+
+    torch.manual_seed(0)
+    spec = ZOO["hf_vit"]
+    module = spec.build().eval()
+    result = analyze(loaded(module), dataset(torch.randn(16, *spec.input_shape)), samples=16)
+    assert len(result.heads) == 2
+    for ha in result.heads:
+        assert [n.rsplit(".", 1)[1] for n in ha.layers] == ["q_proj", "k_proj", "v_proj", "o_proj"]
+        assert len(ha.l2) == len(ha.mean_output) > 1 and all(v > 0 for v in ha.mean_output)
+
+
+def test_a_model_without_attention_has_no_heads():
+    result = analyze(loaded(ARCHITECTURES["mnist-cnn"].build()), dataset(torch.rand(8, 1, 28, 28)), samples=8)
+    assert result.heads == []

@@ -105,3 +105,14 @@ def test_a_bad_folder_is_named_with_what_would_be_valid(vit_folder, tmp_path, ch
 def test_a_folder_carries_its_own_weights(vit_folder, tmp_path):
     with pytest.raises(SpecError, match="carries its own weights"):
         load_model(str(vit_folder), weights=str(tmp_path / "w.safetensors"))
+
+
+def test_pruner_analyze_reports_each_attention_heads(vit_folder, vit_data, tmp_path):
+    out = tmp_path / "a.json"
+    result = CliRunner().invoke(app, ["analyze", str(vit_folder), "--data", str(vit_data), "--samples", "32",
+                                      "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    heads = json.loads(out.read_text())["heads"]
+    assert [h["attention"].rsplit(".", 1)[-1] for h in heads] == ["attention", "attention"]
+    assert all(len(h["l2"]) == len(h["mean_output"]) == 4 and h["head_dim"] == 8 for h in heads)
+    assert "4 heads, L2" in result.output

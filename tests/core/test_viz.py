@@ -7,10 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from pruner_core.measure.analysis import Analysis, LayerAnalysis
+from pruner_core.measure.analysis import Analysis, HeadAnalysis, LayerAnalysis
 from pruner_core.present.figures import (
     CHANNEL_SIGNALS,
     channel_signal_heatmap,
+    head_heatmap,
     kernel_heatmap,
     layer_signal_table,
     mask_overlay_heatmap,
@@ -193,3 +194,19 @@ def test_mask_overlay_draws_kept_norms_and_blanks_fully_removed_kernels(shape):
 def test_mask_overlay_refuses_a_mask_of_another_shape():
     with pytest.raises(ValueError, match=r"shaped like the weight \[2, 3\]"):
         mask_overlay_heatmap("fc", np.ones((2, 3)), np.ones((3, 2), dtype=bool))
+
+
+def test_head_heatmap_draws_one_row_per_attention_divided_by_its_max_and_names_what_is_missing():
+    heads = [HeadAnalysis("blocks.0.attn", ["q", "proj"], 8, [4.0, 2.0, 1.0], [2.0, 1.0, 0.5], [0.2, 0.4, 0.1]),
+             HeadAnalysis("blocks.1.attn", ["in_proj_weight", "out_proj"], 8, [1.0, 3.0], [0.5, 1.5], None)]
+    analysis = Analysis([layer("conv1", 3, 1)], samples=1, seconds=0.0, heads=heads)
+    magnitude = head_heatmap(analysis, "magnitude", norm="l1")
+    assert list(magnitude.data[0].y) == ["blocks.0.attn", "blocks.1.attn"]
+    assert [list(row) for row in magnitude.data[0].z][0] == [1.0, 0.5, 0.25]
+    assert list(magnitude.data[0].z[1])[:2] == [pytest.approx(1 / 3), 1.0] and math.isnan(magnitude.data[0].z[1][2])
+    assert list(magnitude.data[0].text[0]) == ["4", "2", "1"] and "(L1)" in magnitude.layout.title.text
+    assert list(head_heatmap(analysis, "magnitude").data[0].z[0]) == [1.0, 0.5, 0.25]  # L2 by default
+    output = head_heatmap(analysis, "output")
+    assert list(output.data[0].y) == ["blocks.0.attn"] and "n/a: blocks.1.attn" in output.layout.title.text
+    with pytest.raises(ValueError, match="'magnitude', 'output'"):
+        head_heatmap(analysis, "apoz")

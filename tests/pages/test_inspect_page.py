@@ -151,3 +151,40 @@ def test_calibration_data_of_the_wrong_shape_is_an_error_and_the_page_keeps_work
     at.run()
     assert not at.exception and not at.error
     assert len(charts(at)) == 5
+
+
+class TinyViT(nn.Module):
+    """Sixteen 7x7 patches of an MNIST digit through one timm-style attention (4 heads), then a classifier."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from tests.zoo.architectures import Attention
+
+        self.patch = nn.Conv2d(1, 16, 7, stride=7)
+        self.attn = Attention(16, 4)
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        tokens = self.patch(x).flatten(2).transpose(1, 2)
+        return self.head((tokens + self.attn(tokens)).mean(1))
+
+
+def test_an_attention_model_shows_per_head_magnitude_and_output(app, tmp_path):
+    path = tmp_path / "tiny_vit.pt"
+    torch.manual_seed(0)
+    torch.save(TinyViT().eval(), path)
+    at = app
+    at.session_state["active.model"] = {"spec": str(path), "weights": None, "trust": True}
+    at.switch_page("pages/inspect.py").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "Attention heads" in [h.value for h in at.subheader]
+    heads = [c for c in charts(at) if c["layout"]["title"]["text"].startswith("Head ")]
+    assert len(heads) == 2  # magnitude and mean |output|
+    for fig in heads:
+        assert fig["data"][0]["y"] == ["attn"] and len(fig["data"][0]["z"][0]) == 4 and max(fig["data"][0]["z"][0]) == 1
+    at.radio(key="inspect.norm").set_value("L1").run()
+    assert any(c["layout"]["title"]["text"].startswith("Head weight magnitude (L1)") for c in charts(at))
+
+
+def test_a_model_without_attention_has_no_heads_section(inspect):
+    assert "Attention heads" not in [h.value for h in inspect.subheader]
