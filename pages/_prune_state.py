@@ -4,7 +4,9 @@ per-layer ratios when the granularity changes. Other pages open a recipe in Prun
 import streamlit as st
 
 from pruner_core.config.options import SINGLE_STEP_SCHEDULES
+from pruner_core.present.sensitivity_figures import unit_curve
 from pruner_core.pruning.recipe import Recipe, RecipeError
+from pruner_core.sensitivity.predict import Predictor
 
 
 def init_prune_state() -> None:
@@ -99,13 +101,56 @@ def per_layer_sliders(layers: list, granularity: str) -> None:
         st.caption(f"No layer the table prunes takes {granularity} pruning.")
         return
     of = "output channels" if granularity == "channel" else "weights"
-    box = st.container(height=420, border=True) if len(units) > 12 else st.container()
+    scan = matching_scan()
+    if scan is not None:
+        st.caption(f"Beside each slider: its curve from this session's {granularity} scan on the Sensitivity page "
+                   "(accuracy with that unit alone pruned, no fine-tuning); the dotted line is the ratio set now.")
+    predictor = Predictor(scan, scan.units) if scan is not None else None
+    box = st.container(height=420 if scan is None else 640, border=True) if len(units) > 12 else st.container()
     for name, members in units:
         key = f"prune.slider.{name}"
         ss[key] = float(current[0].get(name, ss["prune.sparsity"]))  # what the table holds now
         label = name if len(members) == 1 else f"{name} (+ {len(members) - 1} coupled: {', '.join(members[1:])})"
-        box.slider(f"{label}: fraction of {of} removed", 0.0, 0.99, step=0.01, key=key, on_change=_slider_moved,
-                   args=(name,))
+        curve = scan.unit(name) if scan is not None and name in predictor.curves else None
+        where = box.columns([3, 2], vertical_alignment="center") if curve is not None else [box]
+        where[0].slider(f"{label}: fraction of {of} removed", 0.0, 0.99, step=0.01, key=key, on_change=_slider_moved,
+                        args=(name,))
+        if curve is not None:
+            where[1].plotly_chart(unit_curve(curve, scan.dense_accuracy, ss[key], predictor.accuracy_at(name, ss[key])),
+                                  key=f"prune.curve.{name}", config={"displayModeBar": False})
+
+
+def matching_scan():
+    """This session's sensitivity scan when it was made for the active model and data with the granularity and
+    criterion the Prune widgets show now (so its curves mean what the sliders set); else None."""
+    ss = st.session_state
+    sens = ss.get("sens.result")
+    if sens is None or ss.get("sens.for") != (ss.get("active.model"), ss.get("active.data")):
+        return None
+    settings = sens.settings
+    same = settings.get("granularity") == ss["prune.granularity"] and settings.get("criterion") == ss["prune.criterion"]
+    return sens if same else None
+
+
+def scan_prediction(recipe: Recipe) -> str | None:
+    """The accuracy the matching scan's curves predict for ``recipe`` (drops compounded, no fine-tuning), as a
+    sentence; None without a matching scan. Only a layerwise recipe has its ratios known before pruning."""
+    sens = matching_scan()
+    if sens is None:
+        return None
+    if recipe.scope != "layerwise":
+        return "A prediction from the sensitivity scan needs layerwise scope (a global threshold sets the ratios only when it runs)."
+    predictor = Predictor(sens, sens.units)
+    excluded = set(recipe.exclude) if recipe.exclude is not None else {u.name for u in sens.units if u.is_output}
+    ratios = {u.name: recipe.layers.get(u.name, recipe.sparsity) for u in sens.units if u.name not in excluded}
+    beyond = [n for n, r in ratios.items() if r > predictor.max_ratio(n) + 1e-9]
+    if beyond:
+        return (f"No prediction: {', '.join(beyond)} would lose more than the scan measured "
+                f"(up to {max(predictor.max_ratio(n) for n in beyond):.0%}).")
+    p = predictor.predict(ratios)
+    return (f"Predicted from the scan's curves, no fine-tuning: accuracy {p['accuracy']:.1%} "
+            f"(dense {sens.dense_accuracy:.1%}, {sens.settings['samples']} test samples); each unit's drop alone, "
+            "compounded — an estimate, not a measurement.")
 
 
 def _slider_moved(name: str) -> None:

@@ -23,6 +23,7 @@ from pages._prune_state import (
     load_uploaded_recipe,
     per_layer_sliders,
     recipe_from_widgets,
+    scan_prediction,
 )
 from pruner_core.config.options import AUGMENTATIONS, OPTIMIZERS, SCHEDULES, SCOPES, SINGLE_STEP_SCHEDULES
 from pruner_core.errors import PrunerError
@@ -168,6 +169,8 @@ if shown is not None:
     st.caption(f"Previewed in {shown.seconds:.2f} s. " + (
         f"Masks keep the dense shapes: {MASKED_NOTE}; non-zero FLOPs count only the kept multiply-adds."
         if shown.masked else "Channels are physically removed from a copy; its FLOPs are measured."))
+    if (predicted := scan_prediction(recipe)) is not None:
+        st.info(predicted, icon=":material/query_stats:")
     if shown.masks:
         pick = st.selectbox("Layer", list(shown.masks), key="prune.overlay_layer")
         st.plotly_chart(mask_overlay_heatmap(pick, shown.weights[pick], shown.masks[pick]), key="prune.overlay")

@@ -83,3 +83,19 @@ def allocation_bars(rec: Recommendation) -> go.Figure:
                       barmode="group", yaxis_tickformat=".0%", yaxis_range=[0, 1], height=340,
                       margin={"t": 50, "l": 60, "r": 20, "b": 60})
     return fig
+
+
+def unit_curve(unit, dense_accuracy: float, ratio: float, predicted: float | None = None) -> go.Figure:
+    """A small figure of one unit's scanned accuracy against the ratio removed, with the ratio now set marked
+    (a vertical line) and, when given, the accuracy the curve gives at that ratio (a point): for beside a slider."""
+    xs, ys = [0.0, *unit.ratios], [dense_accuracy, *unit.accuracy]
+    fig = go.Figure(go.Scatter(x=xs, y=ys, mode="lines+markers", marker={"size": 4}, name="scanned",
+                               hovertemplate="ratio %{x:.0%}<br>accuracy %{y:.1%}<extra>scanned alone</extra>"))
+    fig.add_vline(x=ratio, line_dash="dot", line_color="firebrick")
+    if predicted is not None:
+        fig.add_trace(go.Scatter(x=[ratio], y=[predicted], mode="markers", marker={"size": 9, "color": "firebrick"},
+                                 name="now", hovertemplate="ratio %{x:.0%}<br>curve gives %{y:.1%}<extra></extra>"))
+    fig.update_layout(height=120, showlegend=False, margin={"t": 6, "l": 40, "r": 6, "b": 24},
+                      xaxis={"range": [0, 1], "tickformat": ".0%", "nticks": 5},
+                      yaxis={"range": [0, max(1.0, *ys)], "tickformat": ".0%", "nticks": 3})
+    return fig

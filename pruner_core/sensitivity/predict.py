@@ -92,6 +92,10 @@ class Predictor:
         return {"param_sparsity": sparsity, "flop_reduction": flops, "accuracy_drop": dense - accuracy,
                 "accuracy": accuracy}
 
+    def accuracy_at(self, name: str, r: float) -> float:
+        """What unit ``name``'s (monotone, interpolated) curve gives at ratio ``r``, the rest dense."""
+        return self.sens.dense_accuracy - self.drop(name, r)
+
     def drop(self, name: str, r: float) -> float:
         """Unit ``name``'s accuracy drop at ratio ``r`` (monotone curve, interpolated)."""
         rs, env = self.curves[name]

@@ -174,3 +174,31 @@ def test_a_failed_scan_leaves_no_earlier_curves_on_show(sensitivity, monkeypatch
     wait_for_job(at, "sens.job")
     assert any("could not be scored" in e.value for e in at.error)
     assert not at.get("plotly_chart")
+
+
+def test_prune_sliders_sit_beside_their_curves_and_the_preview_predicts_from_them(sensitivity):
+    at = scanned(sensitivity, ratios="0.3, 0.6, 0.9", samples=300)
+    sens = at.session_state["sens.result"]
+    at = at.switch_page("pages/prune.py").run()  # unstructured + l1: what was scanned
+    assert not at.exception and not at.error
+    curves = {c.proto.id: json.loads(c.proto.spec) for c in at.get("plotly_chart")
+              if json.loads(c.proto.spec)["layout"].get("height") == 120}
+    assert len(curves) == 3  # conv1, conv2, fc1: one per slider (fc2, the classes, has no slider)
+    first = next(iter(curves.values()))
+    assert first["data"][0]["x"] == [0.0, 0.3, 0.6, 0.9] and first["layout"]["shapes"][0]["x0"] == 0.5
+
+    def prediction(at):
+        return next(i.value for i in at.info if "Predicted from the scan" in i.value or "No prediction" in i.value)
+
+    before = prediction(at)
+    assert f"dense {sens.dense_accuracy:.1%}" in before
+    at = at.slider(key="prune.slider.conv2").set_value(0.9).run()
+    after = prediction(at)
+    assert after != before  # the preview's prediction follows the slider
+    shown = float(after.split("accuracy ")[1].split("%")[0]) / 100
+    assert 0 <= shown <= sens.dense_accuracy
+    at = at.slider(key="prune.slider.fc1").set_value(0.95).run()
+    assert "fc1 would lose more than the scan measured (up to 90%)" in prediction(at)
+    at = at.selectbox(key="prune.criterion").set_value(at.selectbox(key="prune.criterion").options[1]).run()
+    assert not any("Predicted from the scan" in i.value or "No prediction" in i.value for i in at.info)
+    assert not [c for c in at.get("plotly_chart") if json.loads(c.proto.spec)["layout"].get("height") == 120]
