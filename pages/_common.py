@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import tempfile
 from pathlib import Path
 
 import streamlit as st
 
+from pages._progress import forget_measured, measured_once
+from pages._runs import list_runs_by_path, runs_root, saved_runs
 from pruner_core.compare.compare import Entry, compare, original_cache_dir
+from pruner_core.config.text import format_duration, parse_fractions
 from pruner_core.errors import PrunerError
 from pruner_core.frontends.serving import Exposure
 from pruner_core.io.data import Dataset, load_data
@@ -26,9 +28,11 @@ from pruner_core.measure.analysis import Analysis, analyze
 from pruner_core.measure.metrics import VitalSigns, vital_signs
 from pruner_core.measure.preview import Preview, preview
 from pruner_core.pipeline.estimate import Estimate, estimate, time_step
-from pruner_core.pipeline.runs import Run, default_root, list_runs
+from pruner_core.pipeline.runs import Run
 from pruner_core.pruning.describe import LayerInfo, describe_model
 from pruner_core.pruning.recipe import Recipe
+from pruner_core.sensitivity.scan import check_ratios
+from pruner_core.sensitivity.scan import estimate as scan_estimate
 
 UPLOAD_DIR = Path(tempfile.gettempdir()) / "pruning-explorer-uploads"
 DEFAULT_MODEL = {"spec": "demo:mnist-cnn", "weights": None, "trust": False}
@@ -248,9 +252,12 @@ def _model_of(model_choice: tuple) -> LoadedModel:
     return get_model(dict(zip(("spec", "weights", "trust"), model_choice, strict=True)))
 
 
-@st.cache_data(max_entries=32, show_spinner="Measuring vital signs (accuracy, FLOPs, latency)…")
 def cached_vital_signs(model_choice: tuple, model_digest: str, data_spec: str, data_digest: str) -> VitalSigns:
-    return vital_signs(_model_of(model_choice), cached_fit(model_choice, model_digest, data_spec, data_digest))
+    """Vital signs measured once per key, under a progress bar that says what is measured and how long is left."""
+    model = _model_of(model_choice)
+    data = cached_fit(model_choice, model_digest, data_spec, data_digest)
+    return measured_once("vital_signs", (model_choice, model_digest, data_spec, data_digest),
+                         f"Measuring the vital signs of {model.label}", lambda report: vital_signs(model, data, progress=report))
 
 
 def active_vital_signs() -> VitalSigns | None:
@@ -318,13 +325,24 @@ def active_preview(recipe: Recipe) -> Preview:
     return cached_preview(*_active_key(), recipe.to_yaml())
 
 
-@st.cache_data(max_entries=16, show_spinner="Measuring accuracy, sizes and latency (PyTorch and ONNX Runtime)…")
 def cached_comparison(model_choice: tuple, model_digest: str, data_spec: str, data_digest: str, runs: tuple[str, ...],
                       stamps: tuple, root: str) -> list[Entry]:
-    """:func:`~pruner_core.compare.compare` of the model and the run folders ``runs`` (``stamps``: their states)."""
+    """:func:`~pruner_core.compare.compare` of the model and the run folders ``runs`` (``stamps``: their states),
+    measured once per key under a progress bar (:func:`forget_comparisons` to measure again)."""
     listed = list_runs_by_path(root)
-    return compare(_model_of(model_choice), cached_fit(model_choice, model_digest, data_spec, data_digest), [listed[p] for p in runs if p in listed],
-                   data_spec=data_spec, root=root)  # a folder removed meanwhile is left out, not an error
+    model, data = _model_of(model_choice), cached_fit(model_choice, model_digest, data_spec, data_digest)
+    chosen = [listed[p] for p in runs if p in listed]  # a folder removed meanwhile is left out, not an error
+
+    def work(report):
+        return compare(model, data, chosen, data_spec=data_spec, root=root,
+                       callback=lambda done, total, what: report(done / total, f"{what} ({done + 1} of {total})"))
+
+    return measured_once("comparison", (model_choice, model_digest, data_spec, data_digest, runs, stamps, root),
+                         "Measuring accuracy, sizes and latency (PyTorch and ONNX Runtime)", work)
+
+
+def forget_comparisons() -> None:
+    forget_measured("comparison")
 
 
 @st.cache_data(max_entries=16, show_spinner="Timing one fine-tuning step…")
@@ -339,6 +357,25 @@ def active_estimate(recipe: Recipe) -> Estimate:
     key = _active_key()
     step_ms = cached_step_ms(*key, recipe.finetune.batch_size, recipe.finetune.distill)
     return estimate(_model_of(key[0]), cached_fit(*key), recipe, step_ms)
+
+
+@st.cache_data(max_entries=32, show_spinner="Timing one evaluation to say how long a scan takes…")
+def cached_scan_estimate(model_choice: tuple, model_digest: str, data_spec: str, data_digest: str, granularity: str,
+                         ratios: int, samples: int) -> tuple[int, int, float]:
+    return scan_estimate(_model_of(model_choice), cached_fit(model_choice, model_digest, data_spec, data_digest),
+                         granularity=granularity, ratios=[0.0] * ratios, samples=samples)
+
+
+def scan_promise(granularity: str, ratios_text: str, samples: int) -> str:
+    """How long a scan with these settings takes here, timed now (a sentence), or why it cannot be said."""
+    try:
+        ratios = len(check_ratios(parse_fractions(ratios_text, "ratios")))
+        units, evaluations, seconds = cached_scan_estimate(*_active_key(), granularity, ratios, samples)
+    except PrunerError as e:
+        return f"How long it takes cannot be said: {e}"
+    return (f"A scan with these settings runs {evaluations:,} evaluations ({units} units x {ratios} ratio{'s' * (ratios != 1)} on "
+            f"{samples:,} test samples): about {format_duration(seconds)} here, from one evaluation timed now"
+            + (", plus the channel latency timing." if granularity == "channel" else "."))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -373,32 +410,6 @@ def active_original_onnx() -> Path:
     return path
 
 
-def list_runs_by_path(root: str | Path) -> dict[str, Run]:
-    """Every run under ``root`` by its folder path (see :func:`~pruner_core.pipeline.runs.list_runs`)."""
-    return {str(run.path): run for run in list_runs(root)}
-
-
-def _runs_stamp(root: Path) -> tuple:
-    """What changes whenever a run folder under ``root`` gains, loses or rewrites a file: names and mtimes."""
-    stamp = []
-    try:
-        folders = [e for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")]
-    except OSError:
-        return ()
-    for folder in folders:
-        try:
-            stamp.append((folder.name, max((e.stat().st_mtime_ns for e in os.scandir(folder.path)),
-                                           default=folder.stat().st_mtime_ns)))
-        except OSError:
-            stamp.append((folder.name, None))
-    return tuple(sorted(stamp, key=str))
-
-
-@st.cache_data(max_entries=8, show_spinner=False)
-def _cached_runs(root: str, stamp: tuple) -> list[Run]:
-    return list_runs(root)
-
-
 def runs_for_this_session(runs: list[Run]) -> tuple[list[Run], list[Run]]:
     """``(mine, others)``: the runs of the active model and data or made in this session (newest first), and the
     rest, which a page offers only when asked and labels (:func:`other_label`)."""
@@ -416,17 +427,6 @@ def other_label(run: Run) -> str:
     return f"{run.label} · other model or data ({Path(str(run.base.get('spec', '?'))).name}, {run.base.get('data', '?')})"
 
 
-def saved_runs() -> list[Run]:
-    """The runs under :func:`runs_root`, newest first, read again only when a run folder changed on disk.
-
-    Running runs are always read afresh: their process may die without touching the folder (then they are
-    listed as interrupted).
-    """
-    root = runs_root()
-    runs = _cached_runs(str(root), _runs_stamp(root))
-    return list_runs(root) if any(r.status == "running" for r in runs) else runs
-
-
 def active_comparison(runs: list[Run]) -> list[Entry]:
     """The active model (as the original) compared with ``runs`` on the active data; measured once per run, cached.
 
@@ -435,11 +435,6 @@ def active_comparison(runs: list[Run]) -> list[Entry]:
     """
     stamps = tuple((r.status, r.finished, r.error) for r in runs)
     return cached_comparison(*_active_key(), tuple(str(r.path) for r in runs), stamps, str(runs_root()))
-
-
-def runs_root() -> Path:
-    """The folder runs are saved to: ``$PRUNER_RUNS``, else ``./runs`` (read on every call)."""
-    return default_root()
 
 
 def model_label(choice: dict) -> str:

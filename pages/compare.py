@@ -12,17 +12,16 @@ from pages._common import (
     active_comparison,
     active_data,
     active_fingerprint,
-    cached_comparison,
     data_label,
     file_bytes,
+    forget_comparisons,
     get_model,
     init_state,
     model_label,
     other_label,
     runs_for_this_session,
-    runs_root,
-    saved_runs,
 )
+from pages._runs import runs_root, saved_runs
 from pruner_core.compare.compare import forget, original_cache_dir, run_cache_dir
 from pruner_core.errors import PrunerError
 from pruner_core.present.compare_table import comparison_table, display_table, headlines, measurement_notes
@@ -46,7 +45,7 @@ def remeasure(entries, runs) -> None:
     for run in runs:
         forget(run_cache_dir(run))
     forget(original_cache_dir(get_model(ss["active.model"]), runs_root(), fingerprint=active_fingerprint()))
-    cached_comparison.clear()
+    forget_comparisons()
 
 
 def downloads(entries, runs_by_id, classes) -> None:

@@ -12,8 +12,8 @@ from pages._common import (
     model_label,
     other_label,
     runs_for_this_session,
-    saved_runs,
 )
+from pages._runs import saved_runs
 from pruner_core.compare import compare
 from pruner_core.errors import PrunerError
 from pruner_core.frontends import netron_server as netron_view

@@ -13,7 +13,6 @@ from pages._common import (
     get_model,
     init_state,
     model_label,
-    runs_root,
     show_outcome,
     vital_signs_of,
 )
@@ -25,6 +24,7 @@ from pages._prune_state import (
     recipe_from_widgets,
     scan_prediction,
 )
+from pages._runs import runs_root
 from pruner_core.config.options import AUGMENTATIONS, OPTIMIZERS, SCHEDULES, SCOPES, SINGLE_STEP_SCHEDULES
 from pruner_core.errors import PrunerError
 from pruner_core.frontends import jobs

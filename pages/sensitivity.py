@@ -4,8 +4,9 @@ cached on disk per model, data and settings (:func:`~pruner_core.sensitivity.cac
 
 import streamlit as st
 
-from pages._common import active_data, get_model, init_state, model_label, runs_root
+from pages._common import active_data, get_model, init_state, model_label, scan_promise
 from pages._prune_state import show_in_prune
+from pages._runs import runs_root
 from pruner_core.config.text import parse_fractions
 from pruner_core.errors import PrunerError
 from pruner_core.frontends import jobs
@@ -192,5 +193,5 @@ if result is not None and not busy:
         if result.complete:
             show_recommendation(result)
 elif not busy:
-    st.info("Choose what to scan and press Run scan. A full scan of mnist-cnn takes a few seconds; of resnet20, "
-            "about a minute and a half on two cores.", icon=":material/info:")
+    st.info("Choose what to scan and press Run scan. " + scan_promise(granularity, ss["sens.ratios"], int(ss["sens.samples"])),
+            icon=":material/info:")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -188,7 +189,8 @@ class VitalSigns:
 
 
 def vital_signs(model, data, *, latency_runs: tuple[int, int] = (30, 10), warmup: int = 5,
-                input_shape: tuple[int, ...] | None = None) -> VitalSigns:
+                input_shape: tuple[int, ...] | None = None,
+                progress: Callable[[float, str], None] | None = None) -> VitalSigns:
     """Measure a model's vital signs on a data set: the figures ``pruner info`` prints and the Model page shows.
 
     Args:
@@ -197,6 +199,8 @@ def vital_signs(model, data, *, latency_runs: tuple[int, int] = (30, 10), warmup
         latency_runs: timed runs at batch 1 and at batch 64.
         warmup: untimed runs before each latency measurement.
         input_shape: the sample shape, when the data is already known to fit (else checked here).
+        progress: ``(fraction done, what comes next)`` before each step; the fractions weigh each step by the
+            samples it runs (a batch-1 sample as ten).
 
     Returns:
         The :class:`VitalSigns`.
@@ -205,13 +209,25 @@ def vital_signs(model, data, *, latency_runs: tuple[int, int] = (30, 10), warmup
         CompatibilityError: the data does not fit the model.
     """
     shape = tuple(input_shape) if input_shape is not None else check_data_fits(model, data)
+    steps = [("counting FLOPs and coupled layers", 64)] + [
+        (f"timing batch {b} ({runs} runs)", (runs + warmup) * (10 if b == 1 else b))
+        for b, runs in zip((1, 64), latency_runs, strict=True)] + [
+        (f"accuracy on {len(data.y_test):,} test samples", len(data.y_test))]
+    total = sum(w for _, w in steps)
+
+    def step(i: int) -> None:
+        if progress is not None:
+            progress(sum(w for _, w in steps[:i]) / total, steps[i][0])
+
+    step(0)
     params, nonzero = count_parameters(model.module)
     flops, per_layer = layer_flops(model.module, example_input(model.module, shape))
     layers = describe_model(model, shape, per_layer)  # one FLOP count serves the total and the layers
-    lat = {
-        f"batch{b}": measure_latency(model.module, shape, b, runs=runs, warmup=warmup)
-        for b, runs in zip((1, 64), latency_runs, strict=True)
-    }
+    lat = {}
+    for i, (b, runs) in enumerate(zip((1, 64), latency_runs, strict=True), start=1):
+        step(i)
+        lat[f"batch{b}"] = measure_latency(model.module, shape, b, runs=runs, warmup=warmup)
+    step(3)
     return VitalSigns(
         model=model.label, format=model.fmt, architecture=model.arch, data=data.summary(), params=params,
         nonzero_params=nonzero, sparsity=1 - nonzero / params if params else 0.0, flops=flops,

@@ -60,6 +60,30 @@ def _check_settings(granularity: str, criterion: str, samples: int, seconds: flo
         raise SpecError(f"the time budget must be > 0 seconds (or None); got {seconds!r}")
 
 
+SUFFIX_SHARE = 0.7  # an evaluation re-runs, on average, this share of the model (the part after the changed unit)
+
+
+def estimate(model: LoadedModel, data: Dataset, *, granularity: str, ratios: Sequence[float], samples: int,
+             batch_size: int = BATCH_SIZE) -> tuple[int, int, float]:
+    """``(units, evaluations, seconds)``: what a :func:`scan` with these settings would run and about how long it
+    takes here, from a dense evaluation of ``samples`` test images timed now, as the scan runs it (BatchNorm folded,
+    after one warm-up pass; each scan evaluation re-runs
+    ``SUFFIX_SHARE`` of it on average). Channel latency timing and calibration batches come on top."""
+    shape = check_data_fits(model, data)
+    infos = describe_model(model, shape)
+    open_ = [i for i in infos if i.granularities.get(granularity) is None]
+    units = len({i.group for i in open_ if not i.is_output}) if granularity == "channel" else len(open_)
+    n = max(1, min(samples, len(data.y_test)))
+    engine = SuffixEvaluator(fold_batchnorm(copy.deepcopy(model.module).eval()), data.x_test[:n], data.y_test[:n],
+                             batch_size)
+    engine.evaluate()  # warm-up: the first pass pays for allocation and kernel choice
+    start = time.perf_counter()
+    engine.evaluate()
+    per_eval = time.perf_counter() - start
+    evaluations = units * len(ratios)
+    return units, evaluations, per_eval * (1 + SUFFIX_SHARE * evaluations)
+
+
 def scan(
     model: LoadedModel,
     data: Dataset,
@@ -153,9 +177,9 @@ def scan(
     dense_accuracy, dense_loss = engine.evaluate()
     if seconds is not None:
         per_eval = time.perf_counter() - t0
-        estimate = per_eval * len(units) * len(ratios) * 0.7  # the suffix is on average a part of the model
-        if estimate > seconds and n > 100:
-            n = max(100, int(n * seconds / estimate))
+        expected = per_eval * len(units) * len(ratios) * SUFFIX_SHARE  # the suffix is on average a part of the model
+        if expected > seconds and n > 100:
+            n = max(100, int(n * seconds / expected))
             settings["samples"] = n
             engine = SuffixEvaluator(evaluated, data.x_test[:n], data.y_test[:n], batch_size)
             dense_accuracy, dense_loss = engine.evaluate()

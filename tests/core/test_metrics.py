@@ -181,3 +181,16 @@ def test_vital_signs_refuses_data_that_does_not_fit():
     with pytest.raises(CompatibilityError, match=r"shape \(3, 8, 8\) but model 'demo:lenet300' expects \(1, 28, 28\)"):
         vital_signs(load_model("demo:lenet300"), tiny_dataset(shape=(3, 8, 8)), latency_runs=(1, 1))
 
+
+
+def test_vital_signs_report_each_step_before_it_with_a_growing_fraction(demo_data):
+    seen = []
+    vital_signs(load_model("demo:mnist-cnn"), demo_data, latency_runs=(3, 2), warmup=1,
+                progress=lambda fraction, what: seen.append((fraction, what)))
+    assert [what for _, what in seen] == ["counting FLOPs and coupled layers", "timing batch 1 (3 runs)",
+                                          "timing batch 64 (2 runs)", f"accuracy on {len(demo_data.y_test):,} test samples"]
+    fractions = [f for f, _ in seen]
+    assert fractions[0] == 0 and fractions == sorted(fractions) and fractions[-1] < 1
+    # each step weighs the samples it runs: 64 + 4 x 10 + 3 x 64 + the test samples
+    total = 64 + 40 + 192 + len(demo_data.y_test)
+    assert fractions[3] == pytest.approx((64 + 40 + 192) / total)

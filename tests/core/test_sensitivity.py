@@ -321,3 +321,16 @@ def test_a_prediction_compounds_the_drops_and_never_leaves_zero_to_dense():
     assert 0 <= every["accuracy"] <= 0.99 and every["accuracy"] == pytest.approx(0.99 * (0.1 / 0.99) ** 21)
     two = model.predict({"l0": 0.5, "l1": 0.5})  # half of what one left
     assert two["accuracy"] == pytest.approx(0.99 * (0.5 / 0.99) ** 2)
+
+
+@pytest.mark.parametrize(("spec", "granularity"), [("demo:mnist-cnn", "unstructured"), ("demo:resnet20", "channel")])
+def test_the_estimate_counts_the_units_a_scan_runs_and_leaves_the_model_alone(spec, granularity, demo_data):
+    from pruner_core.sensitivity.scan import estimate
+
+    model = load_model(spec)
+    before = {k: v.clone() for k, v in model.module.state_dict().items()}
+    units, evaluations, seconds = estimate(model, demo_data, granularity=granularity, ratios=[0.3, 0.6], samples=100)
+    scanned = scan(model, demo_data, granularity=granularity, ratios=[0.3, 0.6], samples=100, latency=False)
+    assert units == len(scanned.units) and evaluations == 2 * units and seconds > 0
+    assert all(torch.equal(before[k], v) for k, v in model.module.state_dict().items())
+    assert all(p.is_contiguous() for p in model.module.parameters())  # not left in channels_last

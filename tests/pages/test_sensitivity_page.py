@@ -202,3 +202,14 @@ def test_prune_sliders_sit_beside_their_curves_and_the_preview_predicts_from_the
     at = at.selectbox(key="prune.criterion").set_value(at.selectbox(key="prune.criterion").options[1]).run()
     assert not any("Predicted from the scan" in i.value or "No prediction" in i.value for i in at.info)
     assert not [c for c in at.get("plotly_chart") if json.loads(c.proto.spec)["layout"].get("height") == 120]
+
+
+def test_before_a_scan_the_page_says_how_long_it_would_take_timed_now(sensitivity):
+    promise = next(i.value for i in sensitivity.info if "Run scan" in i.value)
+    assert "runs 36 evaluations (4 units x 9 ratios on 1,000 test samples): about " in promise
+    assert "from one evaluation timed now" in promise
+    at = sensitivity.text_input(key="sens.ratios").set_value("0.5, 1.5").run()
+    assert any("How long it takes cannot be said" in i.value and "1.5" in i.value for i in at.info)
+    at = at.text_input(key="sens.ratios").set_value("0.5").run()
+    at = at.selectbox(key="sens.granularity").set_value("channel").run()
+    assert any("runs 3 evaluations (3 units x 1 ratio on" in i.value and "channel latency" in i.value for i in at.info)
