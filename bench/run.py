@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from bench.ui import bench_idle_server_cpu, bench_page_first_paint  # noqa: E402
 from pruner_core.io.archs import ARCHITECTURES  # noqa: E402
 from pruner_core.io.data import Dataset, load_data  # noqa: E402
 from pruner_core.io.models import load_model  # noqa: E402
@@ -469,6 +470,8 @@ BENCHMARKS: dict[str, Callable[[], dict]] = {
     "sensitivity": bench_sensitivity,
     "sensitivity_budget": bench_sensitivity_budget,
     "coverage": bench_coverage,
+    "idle_server_cpu": bench_idle_server_cpu,
+    "page_first_paint": bench_page_first_paint,
 }
 
 
