@@ -45,6 +45,7 @@ from pydantic import (
 )
 
 from pruner_core.config.options import AUGMENTATIONS, OPTIMIZERS, SCHEDULES, SCOPES, SINGLE_STEP_SCHEDULES
+from pruner_core.config.yaml_text import UniqueKeyLoader, yaml_shape_problem
 from pruner_core.errors import SpecError
 from pruner_core.pruning.criteria import CRITERIA, check_pair
 from pruner_core.pruning.granularities import GRANULARITIES, check_nm
@@ -214,9 +215,11 @@ class Recipe(BaseModel):
         Raises:
             RecipeError: a YAML syntax error (with its line), not a mapping, or an invalid recipe.
         """
-        _check_shape(text, source)
+        problem = yaml_shape_problem(text)
+        if problem:
+            raise RecipeError(f"{source}: {problem}")
         try:
-            data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no object construction
+            data = yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader subclass: no object construction
         except yaml.YAMLError as e:
             where = getattr(e, "problem_mark", None)
             line = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
@@ -354,6 +357,7 @@ class Recipe(BaseModel):
                 ratios[info.name] = 1 - self.nm.n / self.nm.m if self.granularity == "nm" else ratio
             else:
                 left_out[info.name] = "ratio 0"
+        self._check_whole_groups(layers, ratios)
         if require and not ratios:
             shown = "; ".join(f"'{name}' {why}" for name, why in list(left_out.items())[:6])
             more = f"; and {len(left_out) - 6} more" if len(left_out) > 6 else ""
@@ -367,6 +371,23 @@ class Recipe(BaseModel):
             round_to=self.round_to,
             seed=self.seed,
         )
+
+    def _check_whole_groups(self, layers: list, ratios: dict[str, float]) -> None:
+        """Channel pruning removes a coupled group's channels together: a layer listed in ``exclude`` whose group
+        partners are pruned would lose its channels all the same, so that is refused, naming the group."""
+        if self.granularity != "channel" or not self.exclude:
+            return
+        members: dict[object, list[str]] = {}
+        for info in layers:
+            members.setdefault(info.group, []).append(info.name)
+        for name in self.exclude:
+            group = members[next(info.group for info in layers if info.name == name)]
+            pruned = [m for m in group if m in ratios]
+            if pruned:
+                raise RecipeError(
+                    f"recipe: exclude: layer '{name}' is coupled with {_some(repr(m) for m in pruned)} (their output "
+                    f"channels go together), so excluding it alone keeps nothing; exclude the whole group "
+                    f"({', '.join(group)}) or none of it")
 
     def _why_not(self, info) -> str | None:
         if self.granularity == "nm" and len(info.shape) >= 2:  # the description assumed the default M
@@ -387,54 +408,6 @@ def _some(items, most: int = 12) -> str:
 
 def _percent(fraction: float) -> str:
     return f"{round(fraction * 100, 2):g}%"
-
-
-MAX_TEXT = 1_000_000  # characters: a recipe is a few lines (a per-layer map of a large model, some kB)
-MAX_ALIASES = 50  # a "billion laughs" recipe expands a few aliases into gigabytes
-MAX_DEPTH = 10  # the deepest a valid recipe nests is 2 (finetune: {...}); a deep one only exhausts the stack
-
-
-def _check_shape(text: str, source: str) -> None:
-    """Refuse text too large, too deeply nested or using too many aliases, before anything is built from it.
-
-    Raises:
-        RecipeError: naming the limit.
-    """
-    if len(text) > MAX_TEXT:
-        raise RecipeError(f"{source}: the recipe is {len(text):,} characters; a recipe may have at most {MAX_TEXT:,}")
-    aliases = depth = 0
-    try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.AliasEvent):
-                aliases += 1
-                if aliases > MAX_ALIASES:
-                    raise RecipeError(f"{source}: the recipe uses more than {MAX_ALIASES} YAML aliases (*name); a "
-                                      "recipe needs none: write the values out")
-            elif isinstance(event, yaml.CollectionStartEvent):
-                depth += 1
-                if depth > MAX_DEPTH:
-                    raise RecipeError(f"{source}: the recipe nests more than {MAX_DEPTH} levels deep; a recipe nests"
-                                      " 2 (e.g. finetune: {epochs: 1})")
-            elif isinstance(event, yaml.CollectionEndEvent):
-                depth -= 1
-    except yaml.YAMLError:
-        return  # the parse below reports the syntax error with its line
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML silently keeps the last)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, str | int | float | bool) and key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key '{key}' is given twice", key_node.start_mark
-                )
-            if isinstance(key, str | int | float | bool):
-                seen.add(key)
-        return super().construct_mapping(node, deep=deep)
 
 
 def _loc(loc: tuple) -> str:

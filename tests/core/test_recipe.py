@@ -232,3 +232,16 @@ def test_channel_target_carries_round_to(cnn_layers):
 def test_target_refuses_names_and_overrides_that_do_not_fit(cnn_layers, kwargs, expected):
     with pytest.raises(RecipeError, match=expected):
         Recipe(**kwargs).target(cnn_layers)
+
+
+def test_excluding_one_layer_of_a_coupled_group_is_refused_naming_the_group():
+    layers = describe_model(load_model("demo:resnet20"), (1, 28, 28))
+    stage1 = [info.name for info in layers if info.group == next(i.group for i in layers if i.name == "conv1")]
+    assert stage1 == ["conv1", "layer1.0.conv2", "layer1.1.conv2", "layer1.2.conv2"]
+    with pytest.raises(RecipeError, match=r"exclude: layer 'conv1' is coupled with 'layer1.0.conv2', 'layer1.1.conv2', "
+                                          r"'layer1.2.conv2' .*exclude the whole group \(conv1, layer1.0.conv2"):
+        Recipe.from_dict({"granularity": "channel", "exclude": ["conv1", "fc"]}).target(layers)
+    target = Recipe.from_dict({"granularity": "channel", "exclude": [*stage1, "fc"]}).target(layers)
+    assert not set(stage1) & set(target.ratios) and "layer2.0.conv1" in target.ratios
+    masks = Recipe.from_dict({"granularity": "unstructured", "exclude": ["conv1", "fc"]}).target(layers)
+    assert "conv1" not in masks.ratios and "layer1.0.conv2" in masks.ratios  # masks: each layer on its own
