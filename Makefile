@@ -17,7 +17,7 @@ UPLOAD_MB ?= $(if $(filter 127.% localhost ::1,$(HOST)),1024,200)
 INSTALLED := $(VENV)/.installed
 TEST_INSTALLED := $(VENV)/.test-installed
 
-.PHONY: run test test-core test-pages test-e2e bench lint chromium train-demo clean
+.PHONY: run test test-core test-pages test-e2e bench lint chromium train-demo clean screenshots
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,12 @@ test-e2e: $(TEST_INSTALLED) chromium
 
 bench: $(INSTALLED)
 	$(PY) bench/run.py $(if $(ONLY),--only $(ONLY))
+
+# The README tour's screenshots: made by the browser tests (test-output/e2e/), copied into assets/screenshots/.
+TOUR := model-page inspect-page sensitivity-page prune-page compare-page graph-page
+screenshots: $(TEST_INSTALLED) chromium
+	$(PY) -m pytest tests/e2e
+	for name in $(TOUR); do cp test-output/e2e/$$name.png assets/screenshots/$$name.png; done
 
 lint: $(TEST_INSTALLED)
 	$(PY) -m ruff check .

@@ -35,7 +35,7 @@ def test_inspect_page_draws_heatmaps_of_the_demo(page: Page, app_url: str, scree
     expect(page.locator('[data-testid="stException"]')).to_have_count(0)
     expect(page.locator('[data-testid="stAlertContentError"]')).to_have_count(0)
 
-    save_screenshot(page, screenshot_dir / "inspect.png")
+    save_screenshot(page, screenshot_dir / "inspect-page.png")
 
 
 def test_inspect_page_redraws_for_another_layer_and_norm(page: Page, app_url: str) -> None:

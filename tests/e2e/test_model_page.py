@@ -76,7 +76,7 @@ def test_model_page_shows_demo_vital_signs(page: Page, app_url: str, screenshot_
         expect(table.locator('td[role="gridcell"][aria-colindex="1"]', has_text=re.compile(f"^{layer}$"))).to_have_count(1)
     expect(page.locator('[data-testid="stAlert"]')).to_have_count(0)
 
-    save_screenshot(page, screenshot_dir / "model.png")
+    save_screenshot(page, screenshot_dir / "model-page.png")
 
 
 def test_navigation_links_model_page(page: Page, app_url: str) -> None:
