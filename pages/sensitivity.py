@@ -5,27 +5,19 @@ cached on disk per model, data and settings (:func:`~pruner_core.sensitivity.cac
 import streamlit as st
 
 from pages._common import active_data, get_model, init_state, model_label, scan_promise
-from pages._prune_state import show_in_prune
+from pages._recommend import show_recommendation
 from pages._runs import runs_root
 from pruner_core.config.text import parse_fractions
 from pruner_core.errors import PrunerError
 from pruner_core.frontends import jobs
-from pruner_core.present.sensitivity_figures import (
-    allocation_bars,
-    channel_latency,
-    sensitivity_curves,
-    sensitivity_heatmap,
-)
+from pruner_core.present.sensitivity_figures import channel_latency, sensitivity_curves, sensitivity_heatmap
 from pruner_core.pruning.criteria import CRITERIA
 from pruner_core.pruning.granularities import GRANULARITIES
-from pruner_core.sensitivity.allocate import TARGETS, global_baseline, recommend
 from pruner_core.sensitivity.cache import cached_scan
-from pruner_core.sensitivity.refine import apply_and_measure, refine
 from pruner_core.sensitivity.scan import DEFAULT_RATIOS, check_ratios
 
 ss = st.session_state
 SCAN_GRANULARITIES = [g for g in GRANULARITIES if g != "nm"]  # N:M has no ratio to vary
-TARGET_LABELS = {"sparsity": "Parameter sparsity", "flops": "FLOP reduction", "drop": "Maximum accuracy drop"}
 
 
 def start_scan(settings: dict) -> None:
@@ -67,76 +59,6 @@ def show_scan(sens) -> None:
                + ", ".join(sens.least_sensitive()))
 
 
-def show_recommendation(sens) -> None:
-    st.subheader("Recommendation")
-    left, right = st.columns([1, 2])
-    target = left.radio("Target", list(TARGETS), key="sens.target", format_func=TARGET_LABELS.get,
-                        help="\n\n".join(f"**{TARGET_LABELS[k]}**: {v}" for k, v in TARGETS.items()))
-    if target == "drop":
-        value = left.slider("Accuracy drop allowed (percentage points)", 0.0, 20.0, 1.0, 0.1, key="sens.drop") / 100
-    else:
-        value = left.slider(f"{TARGET_LABELS[target]} (fraction removed)", 0.05, 0.95, 0.7, 0.01, key=f"sens.{target}")
-    try:
-        rec = recommend(sens, target, value)
-    except PrunerError as e:
-        left.error(str(e), icon=":material/error:")
-        return
-    key = (ss.get("sens.job"), target, value)  # one scan (of one model and data set), one target
-    if global_baseline(sens, target, value) is not None and left.button(
-            "Refine by measurement", key="sens.refine", icon=":material/science:",
-            help="Prune with the curves' allocation, the one-global-threshold one and blends of the two, measure each "
-                 "on training images (not the test images reported) and keep the most accurate"):
-        with st.spinner("Pruning and measuring five candidate allocations…"):
-            ss["sens.refined"] = (key, refine(get_model(ss["active.model"]), active_data(), sens, rec))
-    refined = ss.get("sens.refined")
-    refined = refined[1] if refined is not None and refined[0] == key else None
-    if refined is not None:
-        rec = refined.recommendation
-        left.dataframe([{"candidate": c["name"] + (" (chosen)" if c["name"] == refined.chosen else ""),
-                         "accuracy": c["accuracy"]} for c in refined.candidates], key="sens.candidates",
-                       hide_index=True, column_config={"accuracy": st.column_config.NumberColumn(format="percent")})
-        left.caption(f"Chosen by accuracy on {refined.selection}, every candidate at the same target.")
-    p, u = rec.predicted, rec.uniform["predicted"]
-    cols = right.columns(3)
-    masked = sens.settings["granularity"] != "channel"
-    flops_label = "Non-zero FLOP reduction" if masked else "FLOP reduction"
-    for col, (key, label) in zip(cols, (("param_sparsity", "Parameter sparsity"), ("flop_reduction", flops_label),
-                                        ("accuracy", "Predicted accuracy")), strict=True):
-        shown = "n/a" if p[key] is None else f"{p[key]:.1%}"
-        uniform = "n/a" if u[key] is None else f"uniform {u[key]:.1%}"
-        col.metric(label, shown, uniform, delta_color="off", delta_arrow="off")
-    right.caption(("Masked weights still cost their multiply-adds in dense runtimes: non-zero FLOPs count only what a "
-                   "sparse kernel would compute. " if masked else "")
-                  + "Predicted from the curves, without fine-tuning: each layer keeps its share (1 - its drop / dense) "
-                  f"of what the others leave, so it stays between 0 and dense. The uniform allocation prunes every layer by {rec.uniform['ratio']:.1%} for the same "
-                  "target.")
-    st.plotly_chart(allocation_bars(rec), key="sens.allocation")
-    if st.button("Check: apply the three allocations without fine-tuning and measure", key="sens.check",
-                 icon=":material/science:"):
-        model, data = get_model(ss["active.model"]), active_data()
-        with st.spinner("Pruning a copy per allocation (recommended, uniform, one global threshold) and measuring it…"):
-            recipes = {"recommended": rec.recipe, "uniform": rec.uniform["recipe"],
-                       "one global threshold": global_baseline(sens, target, value)}
-            measured = {name: apply_and_measure(model, data, recipe, samples=sens.settings["samples"])
-                        for name, recipe in recipes.items() if recipe is not None}
-        st.dataframe([{"allocation": k, "accuracy": m.accuracy, "parameter sparsity": m.param_sparsity,
-                       flops_label: m.flop_reduction, "samples": m.samples} for k, m in measured.items()],
-                     key="sens.measured", hide_index=True, column_config={
-                         c: st.column_config.NumberColumn(format="percent")
-                         for c in ("accuracy", "parameter sparsity", flops_label)})
-        st.caption("Measured on the scan's test samples. The curves are measured one layer at a time: in deep "
-                   "networks the damage of several pruned layers compounds beyond their sum, so check the "
-                   "recommendation against the uniform and the one-global-threshold allocations before using it.")
-    with st.expander("Recommended recipe"):
-        st.code(rec.recipe.to_yaml(), language="yaml")
-    left, right = st.columns(2)
-    left.download_button("Download recipe", rec.recipe.to_yaml(), file_name="recommended.yaml",
-                         mime="application/x-yaml", key="sens.download", on_click="ignore", icon=":material/download:")
-    if right.button("Open in Prune", key="sens.open", type="primary", icon=":material/content_cut:"):
-        show_in_prune(rec.recipe)
-        st.switch_page("pages/prune.py")
-
-
 init_state()  # also when Streamlit runs this file before app.py's first run (a fresh server)
 st.title("Sensitivity")
 st.caption(f"Which layers of {model_label(ss['active.model'])} can lose how much? Each layer (or coupled group) is "
@@ -159,8 +81,9 @@ if ss.get("sens.criterion") not in criteria:
     ss["sens.criterion"] = criteria[0]
 left.selectbox("Criterion", criteria, key="sens.criterion", format_func=lambda c: f"{c} — {CRITERIA[c].description}")
 mid.text_input("Ratios", key="sens.ratios", help="Fractions removed, comma-separated, each in [0, 1)")
-right.number_input("Test samples", min_value=1, max_value=len(data.y_test), value=min(1000, len(data.y_test)),
-                   step=100, key="sens.samples", help="The first test images: the evaluation subset")
+right.number_input("Test samples", min_value=1, max_value=len(data.y_test), value=max(1, min(1000, len(data.y_test) // 2)),
+                   step=100, key="sens.samples", help="The first test images: the evaluation subset (at most half of "
+                   "them by default: the search's figure is measured on them, and the rest are kept to check on)")
 right.number_input("Time budget (seconds, 0 = none)", min_value=0, value=0, step=10, key="sens.seconds",
                    help="Fewer test samples (not fewer than 100) when the scan would take longer, as estimated from "
                         "one dense evaluation; the samples used are stated with the curves")

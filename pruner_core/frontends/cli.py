@@ -333,14 +333,16 @@ def recommend(
     max_drop: Annotated[float | None, typer.Option("--max-drop", help="largest accuracy drop allowed (predicted), e.g. 0.01")] = None,
     scan_path: Annotated[Path | None, typer.Option("--scan", help="curves from pruner sensitivity --json (else scanned now)")] = None,
     check: Annotated[bool, typer.Option("--check/--no-check", help="apply both recipes without fine-tuning and measure them")] = False,
-    refine_: Annotated[bool, typer.Option("--refine/--no-refine", help="sparsity target: choose, by measuring on "
-                                          "training images, among the curves' allocation, the one-global-threshold "
-                                          "one and blends of the two")] = False,
+    refine_: Annotated[bool, typer.Option("--search/--no-search", "--refine/--no-refine", help="sparsity or FLOP "
+                                          "target: decide by measurement (candidates, then moves between units, each "
+                                          "measured on the whole pruned network); --refine is the old name")] = False,
 ) -> None:
     """Per-layer ratios that meet a target, from sensitivity curves (sensitive layers keep more); writes a recipe."""
     from pruner_core.errors import SpecError
+    from pruner_core.sensitivity.allocate import global_baseline
     from pruner_core.sensitivity.allocate import recommend as allocate
-    from pruner_core.sensitivity.refine import apply_and_measure, refine
+    from pruner_core.sensitivity.measured import held_out, measured_search
+    from pruner_core.sensitivity.refine import apply_and_measure
     from pruner_core.sensitivity.result import Sensitivity
     from pruner_core.sensitivity.scan import scan
 
@@ -363,24 +365,31 @@ def recommend(
         curves = scan(loaded, dataset, granularity=granularity, criterion=criterion, samples=samples, latency=False)
     rec = allocate(curves, *given[0])
     if refine_:
-        refined = refine(loaded, dataset, curves, rec)
-        for row in refined.candidates:
-            mark = "  <- chosen" if row["name"] == refined.chosen else ""
-            typer.echo(f"candidate {row['name']:<24} accuracy {row['accuracy']:.2%} on {refined.selection}, "
-                       f"{row['param_sparsity']:.1%} sparsity{mark}")
-        rec = refined.recommendation
+        searched = measured_search(loaded, dataset, curves, rec, samples=curves.settings["samples"])
+        for row in searched.candidates:
+            mark = "  <- start" if row["name"] == searched.start else ""
+            typer.echo(f"candidate {row['name']:<24} accuracy {row['accuracy']:.2%}, {row['target']:.1%} target{mark}")
+        typer.echo(f"search: {searched.evaluations} evaluations in {searched.seconds:.1f} s, "
+                   f"{sum(m['kept'] for m in searched.moves)} of {len(searched.moves)} moves kept; {searched.search}")
+        rec = searched.recommendation
     rec.recipe.save(out)
     p, u = rec.predicted, rec.uniform["predicted"]
     for label, pred in (("recommended", p), (f"uniform {rec.uniform['ratio']:.3f}", u)):
         flops = f"{pred['flop_reduction']:.1%}" if pred["flop_reduction"] is not None else "n/a"
+        how = (f"measured on {pred['measured_on']:,} held-out test images" if "measured_on" in pred
+               else "per-layer drops compounded")
         typer.echo(f"{label:<20} predicted: {pred['param_sparsity']:.1%} sparsity, {flops} FLOP reduction, "
-                   f"accuracy {pred['accuracy']:.2%} (drop {pred['accuracy_drop']:.2%}, per-layer drops compounded)")
+                   f"accuracy {pred['accuracy']:.2%} (drop {pred['accuracy_drop']:.2%}, {how})")
     if check:
-        for label, recipe in (("recommended", rec.recipe), ("uniform", rec.uniform["recipe"])):
-            m = apply_and_measure(loaded, dataset, recipe, samples=curves.settings["samples"])
+        _, report = held_out(dataset, curves.settings["samples"])  # test images neither scan nor search saw
+        for label, recipe in (("recommended", rec.recipe), ("uniform", rec.uniform["recipe"]),
+                              ("global threshold", global_baseline(curves, *given[0]))):
+            if recipe is None:
+                continue
+            m = apply_and_measure(loaded, report, recipe)
             flops = "FLOP" if curves.settings["granularity"] == "channel" else "non-zero FLOP"
             typer.echo(f"{label:<20} measured (no fine-tune): {m.param_sparsity:.1%} sparsity, {m.flop_reduction:.1%} "
-                       f"{flops} reduction, accuracy {m.accuracy:.2%}")
+                       f"{flops} reduction, accuracy {m.accuracy:.2%} on the last {m.samples:,} test images")
     typer.echo("ratios: " + ", ".join(f"{k} {v:.3f}" for k, v in rec.ratios.items()))
     typer.echo(f"wrote {out}")
 

@@ -207,17 +207,3 @@ class Measured:
 
     def to_json(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k != "module"}
-
-
-@dataclass
-class Refined:
-    """A recommendation chosen by measurement among candidate allocations that meet the same target.
-
-    ``candidates`` rows: ``name``, ``accuracy`` (on the selection images), ``param_sparsity``; ``chosen`` names
-    the winner. Selection uses training images (``selection``), never the test images figures are reported on.
-    """
-
-    recommendation: Recommendation
-    chosen: str
-    candidates: list[dict]
-    selection: str

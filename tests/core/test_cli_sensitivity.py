@@ -86,17 +86,21 @@ def test_a_scan_of_other_weights_is_refused(curves, tmp_path):
     assert_one_line_error(result, "other weights")
 
 
-def test_recommend_refine_lists_the_candidates_and_writes_the_chosen_recipe(curves, tmp_path):
+def test_recommend_search_lists_the_candidates_and_writes_the_searched_recipe(curves, tmp_path):
     path, _ = curves
-    out = tmp_path / "refined.yaml"
-    result = runner.invoke(app, ["recommend", "demo:lenet300", "--scan", str(path), "--target-sparsity", "0.8",
-                                 "--refine", "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    lines = [line for line in result.stdout.splitlines() if line.startswith("candidate ")]
-    assert len(lines) == 5 and sum(line.endswith("<- chosen") for line in lines) == 1
-    assert "training images" in lines[0]
-    recipe = Recipe.load(out)
-    assert recipe.scope == "layerwise" and set(recipe.layers) <= {"fc1", "fc2"}
+    out = tmp_path / "searched.yaml"
+    for flag in ("--search", "--refine"):  # --refine: the old name, kept
+        result = runner.invoke(app, ["recommend", "demo:lenet300", "--scan", str(path), "--target-sparsity", "0.8",
+                                     flag, "--check", "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        lines = [line for line in result.stdout.splitlines() if line.startswith("candidate ")]
+        assert len(lines) == 5 and sum(line.endswith("<- start") for line in lines) == 1
+        assert lines[0].startswith("candidate global threshold")
+        assert "training images" in result.stdout and "measured on 200 held-out test images" in result.stdout
+        assert "global threshold     measured (no fine-tune)" in result.stdout
+        assert "on the last 800 test images" in result.stdout  # the scan's 200 are held out for the search
+        recipe = Recipe.load(out)
+        assert recipe.scope == "layerwise" and set(recipe.layers) <= {"fc1", "fc2"}
 
 
 def test_a_scan_of_other_data_is_refused(curves, tmp_path):

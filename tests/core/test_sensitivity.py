@@ -288,21 +288,43 @@ def test_global_baseline_is_the_one_threshold_recipe_for_sparsity_targets_only(c
     assert global_baseline(cnn_scan, "flops", 0.5) is None
 
 
-def test_refine_chooses_the_most_accurate_candidate_on_training_images_at_the_same_target(cnn, demo_data, cnn_scan):
-    from pruner_core.sensitivity.refine import refine
+def test_the_measured_search_starts_from_the_global_threshold_and_holds_the_target(cnn, demo_data, cnn_scan):
+    from pruner_core.sensitivity.measured import measured_search
 
     rec = recommend(cnn_scan, "sparsity", 0.7)
-    got = refine(cnn, demo_data, cnn_scan, rec, samples=300)
+    seen = []
+    got = measured_search(cnn, demo_data, cnn_scan, rec, samples=SAMPLES, budget=12,
+                          callback=lambda done, total, what: seen.append((done, total)))
     names = [c["name"] for c in got.candidates]
-    assert names[0] == "curves" and names[-1] == "global threshold" and len(names) == 5
-    assert all(c["param_sparsity"] >= 0.7 - 1e-3 for c in got.candidates)  # blends keep the sparsity
-    best = max(got.candidates, key=lambda c: c["accuracy"])
-    assert got.chosen == best["name"] and "training images" in got.selection
-    measured = apply_and_measure(cnn, demo_data, got.recommendation.recipe, samples=SAMPLES)
-    assert measured.param_sparsity >= 0.7 - 1e-3
-    assert got.recommendation.predicted["param_sparsity"] == pytest.approx(measured.param_sparsity, abs=2e-3)
-    flops = refine(cnn, demo_data, cnn_scan, recommend(cnn_scan, "flops", 0.4), samples=100)
+    assert names[:2] == ["global threshold", "curves"] and len(names) == 5  # the baseline first: the one to beat
+    assert all(abs(c["target"] - 0.7) < 2e-3 for c in got.candidates)  # blends keep the sparsity
+    assert all(m["to"] != m["from"] for m in got.moves) and got.evaluations <= 12
+    assert seen == [(i, 12) for i in range(1, got.evaluations + 1)]
+    assert "training images" in got.search and f"first {SAMPLES} test images" in got.search
+    predicted = got.recommendation.predicted
+    assert predicted["measured_on"] == SAMPLES and 0 <= predicted["accuracy"] <= 1
+    measured = apply_and_measure(cnn, demo_data, got.recommendation.recipe, samples=SAMPLES)  # the same images
+    assert predicted["accuracy"] == pytest.approx(measured.accuracy, abs=1e-9)
+    assert measured.param_sparsity == pytest.approx(0.7, abs=2e-3)
+    flops = measured_search(cnn, demo_data, cnn_scan, recommend(cnn_scan, "flops", 0.4), samples=100, budget=4)
     assert [c["name"] for c in flops.candidates] == ["curves"]  # no comparable global baseline for a FLOP target
+    with pytest.raises(SpecError, match="sparsity or FLOP target"):
+        measured_search(cnn, demo_data, cnn_scan, recommend(cnn_scan, "drop", 0.02))
+
+
+def test_a_move_is_kept_only_when_measurably_better():
+    from pruner_core.sensitivity.measured import Outcome
+
+    def outcome(right: list[int], loss: float = 0.5) -> Outcome:
+        correct = torch.tensor([bool(r) for r in right])
+        return Outcome(correct, float(correct.float().mean()), loss)
+
+    base = outcome([1] * 90 + [0] * 10)
+    assert not outcome([1] * 91 + [0] * 9).beats(base)  # one image more: within the noise
+    assert outcome([1] * 100).beats(base)  # ten more, none fewer: 10 >= 2 x sqrt(10)
+    assert not outcome([0] * 5 + [1] * 95).beats(base)  # 10 won, 5 lost: 5 < 2 x sqrt(15)
+    assert outcome([1] * 90 + [0] * 10, loss=0.4).beats(base)  # right on the same images: the lower loss
+    assert not outcome([1] * 90 + [0] * 10, loss=0.49995).beats(base)
 
 
 def test_a_prediction_compounds_the_drops_and_never_leaves_zero_to_dense():

@@ -50,8 +50,8 @@ def test_scan_shows_curves_and_a_recommendation_that_opens_in_prune(sensitivity)
     assert metrics["Parameter sparsity"] == "70.0%"
     at = at.button(key="sens.check").click().run()
     measured = next(df.value for df in at.dataframe if "allocation" in df.value.columns).set_index("allocation")
-    assert measured.loc["recommended", "parameter sparsity"] == pytest.approx(0.70, abs=0.005)
-    assert measured.loc["recommended", "accuracy"] > measured.loc["uniform", "accuracy"]
+    assert measured.loc["recommended (curves)", "parameter sparsity"] == pytest.approx(0.70, abs=0.005)
+    assert measured.loc["recommended (curves)", "accuracy"] > measured.loc["uniform", "accuracy"]
     assert measured.loc["one global threshold", "parameter sparsity"] == pytest.approx(0.70, abs=0.01)
     at = at.button(key="sens.open").click().run()
     assert not at.exception
@@ -112,14 +112,23 @@ def test_channel_scan_groups_residual_partners_and_times_kept_channels(sensitivi
     assert any(t.startswith("Latency of each group") for t in chart_titles(at))
 
 
-def test_refine_by_measurement_keeps_the_target_and_reports_the_candidates(sensitivity):
+def test_search_by_measurement_keeps_the_target_and_shows_a_measured_accuracy(sensitivity):
     at = scanned(sensitivity)
-    at = at.button(key="sens.refine").click().run()
+    assert "Predicted accuracy" in {m.label for m in at.metric}  # from the curves, until measured
+    at = at.button(key="sens.search").click().run()
     assert not at.exception and not at.error
     candidates = next(df.value for df in at.dataframe if "candidate" in df.value.columns)
-    assert len(candidates) == 5 and candidates["candidate"].str.endswith("(chosen)").sum() == 1
-    assert any("training images" in c.value for c in at.caption)
-    assert {m.label: m.value for m in at.metric}["Parameter sparsity"] == "70.0%"
+    assert len(candidates) == 5 and candidates["candidate"].str.endswith("(start)").sum() == 1
+    assert candidates["candidate"].iloc[0].startswith("global threshold")
+    assert any("training images" in c.value and "evaluations in" in c.value for c in at.caption)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Parameter sparsity"] == "70.0%" and "Measured accuracy" in metrics
+    assert any("measured, without fine-tuning, on the first 300 test images" in c.value for c in at.caption)
+    at = at.button(key="sens.check").click().run()
+    measured = next(df.value for df in at.dataframe if "allocation" in df.value.columns).set_index("allocation")
+    assert list(measured.index) == ["searched", "uniform", "one global threshold"]
+    assert (measured["samples"] == 700).all()  # the test images after the scan's 300
+    assert measured.loc["searched", "accuracy"] >= measured.loc["one global threshold", "accuracy"]
 
 
 def test_a_scan_of_another_model_is_not_shown_as_this_ones(sensitivity):
@@ -206,7 +215,7 @@ def test_prune_sliders_sit_beside_their_curves_and_the_preview_predicts_from_the
 
 def test_before_a_scan_the_page_says_how_long_it_would_take_timed_now(sensitivity):
     promise = next(i.value for i in sensitivity.info if "Run scan" in i.value)
-    assert "runs 36 evaluations (4 units x 9 ratios on 1,000 test samples): about " in promise
+    assert "runs 36 evaluations (4 units x 9 ratios on 500 test samples): about " in promise
     assert "from one evaluation timed now" in promise
     at = sensitivity.text_input(key="sens.ratios").set_value("0.5, 1.5").run()
     assert any("How long it takes cannot be said" in i.value and "1.5" in i.value for i in at.info)
