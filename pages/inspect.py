@@ -17,6 +17,7 @@ from pruner_core.present.figures import (
     layer_signal_table,
     weight_histogram,
 )
+from pruner_core.present.tables import shared_groups
 
 COLORSCALES = ["Viridis", "Cividis", "Plasma", "Inferno", "Magma", "Blues", "Greys", "RdBu"]
 NORMS = {"L2": "l2", "L1": "l1"}
@@ -105,7 +106,8 @@ else:
         "Layers whose outputs are added together (residual connections) must lose the same output channels: "
         "channel pruning scores each channel over the whole group. Rows are the members; columns the shared channels."
     )
-    labels = {f"group {g}: {', '.join(members)}": g for g, members in groups.items()}
+    number = shared_groups(analysis.layers)  # the numbers the Layers table below and the Model page show
+    labels = {f"group {number[g]}: {', '.join(members)}": g for g, members in groups.items()}
     picked = st.selectbox("Group", list(labels), key="inspect.group")
     members = groups[labels[picked]]
     for signal in signals:

@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 
 from pruner_core.graph.fx import NEAR_ZERO
 from pruner_core.measure.analysis import Analysis, LayerAnalysis
+from pruner_core.present.tables import group_label, shared_groups
 from pruner_core.pruning.granularities import MATRICES
 
 NORMS = ("l1", "l2")
@@ -218,14 +219,15 @@ def layer_signal_table(analysis: Analysis) -> pd.DataFrame:
 
     Columns: ``layer``, ``type``, ``shape``, ``params`` (weight and bias), ``FLOPs`` (measured at batch 1),
     ``time share`` (fraction of the calibration forward spent in the layer, None where not measured),
-    ``group`` (coupled-group id; layers sharing one lose channels together), ``sparsity`` (fraction of zero
+    ``group`` (the coupled group's number as the Model page shows it, :func:`~pruner_core.present.tables.shared_groups`;
+    layers sharing one lose channels together; "—" for a layer alone), ``sparsity`` (fraction of zero
     weights), ``mean APoZ`` (percent over output channels, or "n/a" where no ReLU-like activation follows the layer),
     ``near-zero`` (the same for the share of |a| < NEAR_ZERO after a smooth activation: GELU, SiLU, Tanh, ...) and
     ``norm`` (the BatchNorm, GroupNorm or LayerNorm that scales its channels, with its type, or "n/a").
     """
     columns = ["layer", "type", "shape", "params", "FLOPs", "time share", "group", "sparsity", "mean APoZ", "near-zero",
                "norm"]
-    rows = []
+    rows, shared = [], shared_groups(analysis.layers)
     for la in analysis.layers:
         rows.append(
             {
@@ -235,7 +237,7 @@ def layer_signal_table(analysis: Analysis) -> pd.DataFrame:
                 "params": la.params,
                 "FLOPs": la.flops,
                 "time share": la.time_share,
-                "group": la.group,
+                "group": group_label(la.group, shared),
                 "sparsity": la.sparsity,
                 "mean APoZ": f"{float(np.mean(la.apoz)):.1%}" if la.apoz else NA,
                 "near-zero": f"{float(np.mean(la.near_zero)):.1%}" if la.near_zero else NA,

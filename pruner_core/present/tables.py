@@ -12,7 +12,7 @@ def layer_table(layers: list[LayerInfo], total_flops: int | None) -> pd.DataFram
     """One row per prunable layer: type, weight shape, parameters, measured FLOPs (and their share), and its coupled
     group where it has one: a group of two or more layers, numbered as the Coupled groups tab lists them ("—" for a
     layer whose channels go on their own, so the two never disagree)."""
-    shared = _shared_groups(layers)
+    shared = shared_groups(layers)
     rows = [
         {
             "layer": layer.name,
@@ -21,7 +21,7 @@ def layer_table(layers: list[LayerInfo], total_flops: int | None) -> pd.DataFram
             "parameters": layer.params,
             "FLOPs": layer.flops,
             "FLOPs share": (layer.flops / total_flops) if layer.flops is not None and total_flops else None,
-            "coupled group": str(shared[layer.group]) if layer.group in shared else "—",
+            "coupled group": group_label(layer.group, shared),
         }
         for layer in layers
     ]
@@ -40,18 +40,28 @@ def prunability_table(layers: list[LayerInfo]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["layer", *GRANULARITIES])
 
 
-def _shared_groups(layers: list[LayerInfo]) -> dict[int, int]:
-    """The groups of two or more layers, numbered 0, 1, ... in the order their first layers come: group id -> number."""
+def shared_groups(layers) -> dict[int, int]:
+    """The groups of two or more layers, numbered 0, 1, ... in the order their first layers come: group id -> number.
+
+    ``layers`` are anything with a ``group`` id (:class:`LayerInfo`, an analysis' layers; None = no group): the one
+    numbering of coupled groups that the Model page, its Coupled groups tab and Inspect all show.
+    """
     counts: dict[int, int] = {}
     for layer in layers:
-        counts[layer.group] = counts.get(layer.group, 0) + 1
+        if layer.group is not None:
+            counts[layer.group] = counts.get(layer.group, 0) + 1
     return {g: i for i, g in enumerate(g for g, n in counts.items() if n > 1)}
+
+
+def group_label(group: int | None, shared: dict[int, int]) -> str:
+    """A layer's coupled group as a cell shows it: its number in :func:`shared_groups`, "—" for a layer alone."""
+    return str(shared[group]) if group in shared else "—"
 
 
 def coupled_groups_table(layers: list[LayerInfo]) -> pd.DataFrame:
     """Groups of two or more layers whose output channels are tied (e.g. by residual additions), numbered as the
     layer table numbers them."""
-    shared = _shared_groups(layers)
+    shared = shared_groups(layers)
     groups: dict[int, list[str]] = {}
     for layer in layers:
         if layer.group in shared:

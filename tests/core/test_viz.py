@@ -148,7 +148,8 @@ def test_layer_signal_table_summarises_each_layer_with_na_not_zero():
     assert table.loc["conv2", "params"] == 6 * 4 * 9 + 6
     assert table["FLOPs"].tolist() == [4000, 6000, 3000]
     assert table["time share"].tolist() == pytest.approx([0.1, 0.2, 0.3])
-    assert table["group"].tolist() == [1, 0, 1]
+    # numbered as the Model page numbers coupled groups: only groups of two or more, "—" for a layer alone
+    assert table["group"].tolist() == ["0", "—", "0"]
     assert table.loc["fc", "type"] == "Linear"
     assert table.loc["conv1", "mean APoZ"] == "43.8%"  # mean of 0, 0.5, 0.25, 1
     assert table.loc["fc", "mean APoZ"] == "n/a"
