@@ -7,11 +7,18 @@ from pruner_core.config.text import format_bytes
 from pruner_core.errors import PrunerError
 from pruner_core.graph.layers import parameter_coverage
 from pruner_core.io.archs import ARCHITECTURES
-from pruner_core.present.tables import coupled_groups_table, coverage_sentence, layer_table, prunability_table
+from pruner_core.present.tables import (
+    coupled_groups_table,
+    coverage_sentence,
+    layer_table,
+    prunability_legend,
+    prunability_table,
+)
 
 WHOLE_MODEL = "(whole model file: TorchScript, .pt2, or pickled)"
 SOURCES = ["Demo model", "Upload a file", "Path on this machine"]
 DATA_SOURCES = ["Demo MNIST-5k", "Upload a file", "Path on this machine"]
+LAYER_COLUMN = st.column_config.TextColumn(width="medium", pinned=True)  # names stay in view as the table scrolls
 
 init_state()  # also when Streamlit runs this file before app.py's first run (a fresh server)
 st.title("Model")
@@ -147,12 +154,13 @@ if signs:
             f"This is a {model.fmt} program: it can be masked (unstructured, N:M, vector, kernel) but its channels "
             "cannot be physically removed. See the Prunability tab.", icon=":material/info:",
         )
+    view = "|".join(str(v) for v in st.session_state["active.model"].values())  # a model's tables get their own widths
     layers_tab, prunability_tab, groups_tab, card_tab = st.tabs(["Layers", "Prunability", "Coupled groups", "Model card"])
     with layers_tab:
         st.dataframe(
-            layer_table(signs.layers, signs.flops), key="model.layers", hide_index=True,
+            layer_table(signs.layers, signs.flops), key=f"model.layers.{view}", hide_index=True,
             column_config={
-                "layer": st.column_config.TextColumn(width="medium"),
+                "layer": LAYER_COLUMN,
                 "parameters": st.column_config.NumberColumn(format="localized"),
                 "FLOPs": st.column_config.NumberColumn(format="localized"),
                 "FLOPs share": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1),
@@ -161,7 +169,11 @@ if signs:
     with prunability_tab:
         st.caption(coverage_sentence(*parameter_coverage(model.module)) + " Which granularities apply to each "
                    "layer, and why not where they do not:")
-        st.dataframe(prunability_table(signs.layers), key="model.prunability", hide_index=True)
+        st.dataframe(prunability_table(signs.layers), key=f"model.prunability.{view}", hide_index=True,  # widths per model
+                     column_config={"layer": LAYER_COLUMN})
+        if legend := prunability_legend(signs.layers):
+            st.caption("Each label in full, with the granularities and layers it applies to:")
+            st.markdown("\n".join(f"- {line}" for line in legend))
     with groups_tab:
         groups = coupled_groups_table(signs.layers)
         if groups.empty:

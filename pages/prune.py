@@ -24,11 +24,12 @@ from pages._prune_state import (
     recipe_from_widgets,
     scan_prediction,
 )
+from pages._prune_tables import layers_editor
 from pages._runs import runs_root
 from pruner_core.config.options import AUGMENTATIONS, OPTIMIZERS, SCHEDULES, SCOPES, SINGLE_STEP_SCHEDULES
 from pruner_core.errors import PrunerError
 from pruner_core.frontends import jobs
-from pruner_core.measure.preview import comparison_table, layer_settings, overrides_from_settings
+from pruner_core.measure.preview import comparison_table
 from pruner_core.pipeline.run import run_experiment
 from pruner_core.present.figures import mask_overlay_heatmap, training_curves
 from pruner_core.present.tables import preview_metrics
@@ -132,19 +133,8 @@ recover.number_input("Seed", step=1, key="prune.seed")
 
 st.subheader("Layers")
 st.caption("ratio: this layer's own fraction removed (blank = the slider). Unticked layers are left alone.")
-base = layer_settings(layers, granularity, ss["prune.overrides"]["layers"], ss["prune.overrides"]["exclude"],
-                      ss["prune.nm_m"])
-edited = st.data_editor(
-    base, key="prune.layers", hide_index=True, num_rows="fixed", disabled=["layer", "type", "params", "FLOPs", "note"],
-    column_config={
-        "ratio": st.column_config.NumberColumn("ratio", min_value=0.0, max_value=0.99, step=0.01),
-        "prune": st.column_config.CheckboxColumn("prune"),
-        "params": st.column_config.NumberColumn(format="localized"), "FLOPs": st.column_config.NumberColumn(format="localized"),
-        "note": st.column_config.TextColumn("not applicable because", width="large"),
-    },
-)
 try:
-    ss["prune.current"] = overrides_from_settings(edited, layers)  # what the table says, for granularity_changed
+    ss["prune.current"] = layers_editor(layers, granularity)  # what the table says, for granularity_changed
     recipe = Recipe.from_dict(recipe_from_widgets(*ss["prune.current"]), source="settings")
     shown = active_preview(recipe)
 except PrunerError as e:

@@ -31,7 +31,7 @@ from pruner_core.io.models import LoadedModel
 from pruner_core.measure.metrics import VitalSigns, count_parameters
 from pruner_core.pruning.channels import plan_channels, prune_channels
 from pruner_core.pruning.describe import LayerInfo, describe_model
-from pruner_core.pruning.granularities import GRANULARITIES
+from pruner_core.pruning.granularities import GRANULARITIES, Reason, short_reason
 from pruner_core.pruning.recipe import Recipe
 from pruner_core.pruning.select import compute_masks
 
@@ -62,11 +62,12 @@ class Preview:
     seconds: float = 0.0
 
 
-def why_not(info: LayerInfo, granularity: str, m: int) -> str | None:
-    """Why ``granularity`` does not apply to the layer (None where it does); for ``nm`` the recipe's own M decides."""
+def why_not(info: LayerInfo, granularity: str, m: int) -> Reason | None:
+    """Why ``granularity`` does not apply to the layer, with its short label (None where it does); for ``nm`` the
+    recipe's own M decides."""
     if granularity == "nm" and len(info.shape) >= 2:
         return GRANULARITIES["nm"].why_not(info.facts(), (1, m))
-    return info.granularities.get(granularity)
+    return info.reason(granularity)
 
 
 def layer_settings(
@@ -76,8 +77,8 @@ def layer_settings(
     """The per-layer settings table (:data:`SETTINGS_COLUMNS`) for a recipe's ``layers`` and ``exclude``.
 
     ``ratio`` is the layer's override (NaN = the global sparsity); ``prune`` is False for excluded layers
-    (by default, ``exclude`` None, the layers whose outputs are the model's outputs); ``note`` says why the
-    granularity does not apply to a layer (empty where it does).
+    (by default, ``exclude`` None, the layers whose outputs are the model's outputs); ``note`` says in a few words
+    why the granularity does not apply to a layer (empty where it does; :func:`why_not` says it in full).
     """
     overrides = overrides or {}
     excluded = {info.name for info in layers if info.is_output} if exclude is None else set(exclude)
@@ -85,7 +86,7 @@ def layer_settings(
         {
             "layer": info.name, "type": info.type, "params": info.params, "FLOPs": info.flops,
             "ratio": overrides.get(info.name, math.nan), "prune": info.name not in excluded,
-            "note": why_not(info, granularity, m) or "",
+            "note": short_reason(why_not(info, granularity, m) or ""),
         }
         for info in layers
     ]

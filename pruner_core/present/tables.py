@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from pruner_core.measure.preview import why_not
 from pruner_core.pruning.describe import LayerInfo
-from pruner_core.pruning.granularities import GRANULARITIES
+from pruner_core.pruning.granularities import GRANULARITIES, Reason
 
 
 def layer_table(layers: list[LayerInfo], total_flops: int | None) -> pd.DataFrame:
@@ -29,15 +30,53 @@ def layer_table(layers: list[LayerInfo], total_flops: int | None) -> pd.DataFram
 
 
 def prunability_table(layers: list[LayerInfo]) -> pd.DataFrame:
-    """One row per prunable layer, one column per granularity: "yes" or "no: <reason>"."""
+    """One row per prunable layer, one column per granularity: "yes", "yes: <constraint>" or "no: <reason>", each
+    as its short label (e.g. "no: depthwise", "yes: multiples of 4"); :func:`prunability_legend` says each in full."""
     rows = []
     for layer in layers:
         row = {"layer": layer.name}
         for name in GRANULARITIES:
-            why, how = layer.granularities.get(name), layer.constraints.get(name)
-            row[name] = f"no: {why}" if why is not None else f"yes: {how}" if how else "yes"
+            why, how = layer.reason(name), layer.constraint(name)
+            row[name] = f"no: {why.short}" if why is not None else f"yes: {how.short}" if how else "yes"
         rows.append(row)
     return pd.DataFrame(rows, columns=["layer", *GRANULARITIES])
+
+
+def reason_legend(found: list[tuple[str, str, Reason]], most: int = 8) -> list[str]:
+    """Each distinct reason once, in full, with what it applies to: ``found`` holds (layer, where, reason) triples
+    (where: e.g. the granularity, or "" where the table is about one) and each line reads, in Markdown,
+    ``**short label** (where): the sentence — `layer`, `layer`, ...`` with at most ``most`` layers named."""
+    seen: dict[str, tuple[str, list[str], list[str]]] = {}
+    for layer, where, reason in found:
+        _, wheres, names = seen.setdefault(str(reason), (reason.short, [], []))
+        if where and where not in wheres:
+            wheres.append(where)
+        if layer not in names:
+            names.append(layer)
+    lines = []
+    for text, (label, wheres, names) in seen.items():
+        shown = ", ".join(f"`{n}`" for n in names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+        where = f" ({', '.join(wheres)})" if wheres else ""
+        lines.append(f"**{label}**{where}: {text} — {shown}")
+    return lines
+
+
+def prunability_legend(layers: list[LayerInfo]) -> list[str]:
+    """The sentences behind :func:`prunability_table`'s short labels, each once with its granularities and layers
+    (:func:`reason_legend`): first why a granularity does not apply, then how one is constrained where it does."""
+    found = []
+    for word, of in (("no", LayerInfo.reason), ("yes", LayerInfo.constraint)):
+        for layer in layers:
+            for name in GRANULARITIES:
+                if (reason := of(layer, name)) is not None:
+                    found.append((layer.name, name, Reason(f"{word}: {reason.short}", reason)))
+    return reason_legend(found)
+
+
+def not_applicable_legend(layers: list[LayerInfo], granularity: str, m: int = 4) -> list[str]:
+    """The sentences behind the Prune page's short "not applicable because" notes for ``granularity`` (N:M with the
+    recipe's M), each once with its layers (:func:`reason_legend`)."""
+    return reason_legend([(info.name, "", why) for info in layers if (why := why_not(info, granularity, m)) is not None])
 
 
 def shared_groups(layers) -> dict[int, int]:

@@ -15,7 +15,7 @@ from pruner_core.graph.layers import prunable_layers
 from pruner_core.graph.model_graph import ModelGraph, graph_of
 from pruner_core.io.inputs import example_input
 from pruner_core.io.models import LoadedModel
-from pruner_core.pruning.granularities import LayerFacts, prunability
+from pruner_core.pruning.granularities import LayerFacts, Reason, prunability, short_reason
 
 
 @dataclass
@@ -31,6 +31,7 @@ class LayerInfo:
     is_output: bool
     granularities: dict[str, str | None] = field(default_factory=dict)
     constraints: dict[str, str] = field(default_factory=dict)  # granularity -> how it is constrained where it applies
+    labels: dict[str, str] = field(default_factory=dict)  # granularity -> the short label of its reason or constraint
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -38,6 +39,19 @@ class LayerInfo:
     @classmethod
     def from_dict(cls, data: dict) -> LayerInfo:
         return cls(**data)
+
+    def reason(self, granularity: str) -> Reason | None:
+        """Why ``granularity`` does not apply to this layer, with its short label (None where it applies)."""
+        return self._labelled(self.granularities.get(granularity), granularity)
+
+    def constraint(self, granularity: str) -> Reason | None:
+        """How ``granularity`` is constrained where it applies (kept channels in multiples, whole heads), or None."""
+        return self._labelled(self.constraints.get(granularity), granularity)
+
+    def _labelled(self, text: str | None, granularity: str) -> Reason | None:
+        # read back from JSON the sentence is a plain string: its label was kept beside it (or, written before labels
+        # were, the sentence is its own label)
+        return None if text is None else Reason(self.labels.get(granularity) or short_reason(text), text)
 
     def facts(self, *, eager: bool = True, traced: bool = True) -> LayerFacts:
         """What a granularity needs to know about this layer."""
@@ -72,14 +86,18 @@ def describe_model(
         multiple = graph.multiple_of.get(name, 1)
         constraints = {}
         if why["channel"] is None and multiple > 1:
-            constraints["channel"] = f"channels kept in multiples of {multiple} (a GroupNorm's groups)"
+            constraints["channel"] = Reason(f"multiples of {multiple}",
+                                            f"channels kept in multiples of {multiple} (a GroupNorm's groups)")
         partner = next((h for h in graph.heads.values() if name in h.layers[1:]), None)
         if why["channel"] is None and partner is not None:
-            constraints["channel"] = f"heads removed whole, with '{partner.layers[0]}' (its query rows)"
+            constraints["channel"] = Reason("whole heads",
+                                            f"heads removed whole, with '{partner.layers[0]}' (its query rows)")
         if why["channel"] is None and name in graph.heads:
             heads = graph.heads[name]
-            constraints["channel"] = (f"heads removed whole: {heads.num_heads} heads of {heads.head_dim} (query, key "
-                                      f"and value rows together); '{heads.attention}' keeps at least one")
+            constraints["channel"] = Reason("whole heads", f"heads removed whole: {heads.num_heads} heads of "
+                                            f"{heads.head_dim} (query, key and value rows together); "
+                                            f"'{heads.attention}' keeps at least one")
+        labels = {g: short_reason(r) for g, r in {**why, **constraints}.items() if r is not None}
         infos.append(LayerInfo(name, kind, shape, int(params), flops.get(name), graph.group_of[name], is_output, why,
-                               constraints))
+                               constraints, labels))
     return infos

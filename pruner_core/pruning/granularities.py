@@ -7,8 +7,9 @@ granularity is written anywhere else. No heavy imports: the rules are plain Pyth
 
 >>> GRANULARITIES["kernel"].kept_dims(4), GRANULARITIES["vector"].kept_dims(4), GRANULARITIES["channel"].kept_dims(2)
 (2, 3, 1)
->>> GRANULARITIES["nm"].why_not(LayerFacts("Linear", (16, 10), True, False), nm=(2, 4))
-'10 input features is not a multiple of M=4'
+>>> why = GRANULARITIES["nm"].why_not(LayerFacts("Linear", (16, 10), True, False), nm=(2, 4))
+>>> why, why.short
+('10 input features is not a multiple of M=4', 'not a multiple of 4')
 """
 
 from __future__ import annotations
@@ -34,6 +35,30 @@ class LayerFacts:
     attention: tuple[str, str] = ()  # ("stream" | "mha", attention module): attention rules its channels out
 
 
+class Reason(str):
+    """Why a granularity does not apply to a layer (or how it is constrained where it does): the sentence itself, and
+    ``short``, a label of a few words that a table cell shows beside the sentence said once below the table.
+
+    >>> r = Reason("depthwise", "each filter reads one input channel"); r == "each filter reads one input channel", r.short
+    (True, 'depthwise')
+    """
+
+    short: str
+
+    def __new__(cls, short: str, text: str) -> Reason:
+        reason = super().__new__(cls, text)
+        reason.short = short
+        return reason
+
+    def __getnewargs__(self) -> tuple[str, str]:  # pickled (st.cache_data) and deep-copied with its label
+        return self.short, str(self)
+
+
+def short_reason(reason: str) -> str:
+    """A reason's short label; a plain sentence (read back from JSON written before labels were kept) is its own."""
+    return getattr(reason, "short", None) or str(reason)
+
+
 class Granularity:
     """One granularity. Subclasses set ``name`` and ``label`` and override :meth:`kept_dims` and :meth:`why_not`."""
 
@@ -48,8 +73,8 @@ class Granularity:
         """The shape of one layer's group scores."""
         return tuple(weight_shape[: self.kept_dims(len(weight_shape))])
 
-    def why_not(self, layer: LayerFacts, nm: tuple[int, int] = NM_DEFAULT) -> str | None:
-        """None where this granularity applies to ``layer``, else the reason it does not."""
+    def why_not(self, layer: LayerFacts, nm: tuple[int, int] = NM_DEFAULT) -> Reason | None:
+        """None where this granularity applies to ``layer``, else the :class:`Reason` it does not."""
         return None
 
     def __repr__(self) -> str:
@@ -63,12 +88,12 @@ class Unstructured(Granularity):
 class NM(Granularity):
     name, label = "nm", f"N:M ({NM_DEFAULT[0]}:{NM_DEFAULT[1]}) along the input dimension"
 
-    def why_not(self, layer: LayerFacts, nm: tuple[int, int] = NM_DEFAULT) -> str | None:
+    def why_not(self, layer: LayerFacts, nm: tuple[int, int] = NM_DEFAULT) -> Reason | None:
         m, n_in = nm[1], layer.shape[1]
         if n_in % m:
             unit = "embedding dimensions" if layer.type == "Embedding" else (
                 "input features" if layer.type in MATRICES else "input channels")
-            return f"{n_in} {unit} is not a multiple of M={m}"
+            return Reason(f"not a multiple of {m}", f"{n_in} {unit} is not a multiple of M={m}")
         return None
 
 
@@ -83,9 +108,10 @@ def check_nm(n, m) -> None:
         raise SpecError(f"n must be smaller than m (1 <= n < m); got n={n}, m={m}")
 
 
-def _no_kernels(layer: LayerFacts, what: str) -> str:
+def _no_kernels(layer: LayerFacts, what: str) -> Reason:
     """Why a 2-D weight (Linear, Embedding, recurrent or attention matrix) has no ``what``, and what applies."""
-    return f"{layer.type} weights have no {what} (use unstructured, nm{' or channel' * (layer.type == 'Linear')})"
+    return Reason("2-D weight", f"{layer.type} weights have no {what} (use unstructured, nm"
+                  f"{' or channel' * (layer.type == 'Linear')})")
 
 
 class Vector(Granularity):
@@ -94,11 +120,12 @@ class Vector(Granularity):
     def kept_dims(self, ndim: int) -> int:
         return ndim - 1
 
-    def why_not(self, layer: LayerFacts, nm: tuple[int, int] = NM_DEFAULT) -> str | None:
+    def why_not(self, layer: LayerFacts, nm: tuple[int, int] = NM_DEFAULT) -> Reason | None:
         if layer.type in MATRICES:
             return _no_kernels(layer, "kernel rows")
         if layer.shape[-1] < 2:
-            return f"kernel rows of width {layer.shape[-1]} are single weights (use unstructured)"
+            return Reason(f"rows of width {layer.shape[-1]}",
+                          f"kernel rows of width {layer.shape[-1]} are single weights (use unstructured)")
         return None
 
 
@@ -108,16 +135,17 @@ class Kernel(Granularity):
     def kept_dims(self, ndim: int) -> int:
         return 2
 
-    def why_not(self, layer: LayerFacts, nm: tuple[int, int] = NM_DEFAULT) -> str | None:
+    def why_not(self, layer: LayerFacts, nm: tuple[int, int] = NM_DEFAULT) -> Reason | None:
         if layer.type in MATRICES:
             return _no_kernels(layer, "kernels")
         if layer.shape[1] == 1:
-            return ("each filter reads one input channel (a depthwise or single-channel convolution), so its one "
-                    "kernel is the whole filter: removing it removes the output channel (use channel or unstructured)")
+            return Reason("depthwise", "each filter reads one input channel (a depthwise or single-channel "
+                          "convolution), so its one kernel is the whole filter: removing it removes the output channel "
+                          "(use channel or unstructured)")
         size = 1
         for k in layer.shape[2:]:
             size *= k
-        return "a 1x1 kernel is a single weight (use unstructured)" if size < 2 else None
+        return Reason("1x1 kernel", "a 1x1 kernel is a single weight (use unstructured)") if size < 2 else None
 
 
 class Channel(Granularity):
@@ -126,34 +154,41 @@ class Channel(Granularity):
     def kept_dims(self, ndim: int) -> int:
         return 1
 
-    def why_not(self, layer: LayerFacts, nm: tuple[int, int] = NM_DEFAULT) -> str | None:
+    def why_not(self, layer: LayerFacts, nm: tuple[int, int] = NM_DEFAULT) -> Reason | None:
         if not layer.eager:
-            return "TorchScript / torch.export programs cannot have channels physically removed (mask only)"
+            return Reason("program (mask only)",
+                          "TorchScript / torch.export programs cannot have channels physically removed (mask only)")
         if not layer.traced:
-            return "torch-pruning could not trace the model, so which channels are coupled is unknown"
+            return Reason("not traced", "torch-pruning could not trace the model, so which channels are coupled is "
+                          "unknown")
         if layer.type == "Embedding":
-            return "an embedding's rows are its vocabulary, not output channels (use unstructured or nm)"
+            return Reason("embedding", "an embedding's rows are its vocabulary, not output channels (use unstructured "
+                          "or nm)")
         if layer.type in ("Recurrent", "Attention"):
-            return (f"a{'n attention in-projection' if layer.type == 'Attention' else ' recurrent weight matrix'} is "
-                    "masked only: its rows are gates or heads, not channels (use unstructured or nm)")
+            return Reason("attention matrix" if layer.type == "Attention" else "recurrent matrix",
+                          f"a{'n attention in-projection' if layer.type == 'Attention' else ' recurrent weight matrix'} "
+                          "is masked only: its rows are gates or heads, not channels (use unstructured or nm)")
         if layer.is_output:
-            return "its outputs are the model's outputs (the classes)"
+            return Reason("output layer", "its outputs are the model's outputs (the classes)")
         if layer.attention:
             role, module = layer.attention
             if role == "fixed":
-                return (f"attention '{module}' cannot lose a head: its forward reshapes its output to the input's "
-                        "width (as timm's reshape(B, N, C) does) or it has one head; a forward that reshapes by "
-                        "num_heads, or -1, has its heads removed whole")
+                return Reason("heads fixed", f"attention '{module}' cannot lose a head: its forward reshapes its "
+                              "output to the input's width (as timm's reshape(B, N, C) does) or it has one head; a "
+                              "forward that reshapes by num_heads, or -1, has its heads removed whole")
             if role == "mha":
-                return (f"it is part of nn.MultiheadAttention '{module}', whose heads are not removed yet (use "
-                        "unstructured or nm here; timm-style attention, a qkv Linear, has its heads removed)")
-            return (f"its channels are the embedding dimension that attention '{module}' reads and reshapes into "
-                    "heads: channel pruning removes whole attention heads and MLP hidden units instead")
+                return Reason("MultiheadAttention", f"it is part of nn.MultiheadAttention '{module}', whose heads are "
+                              "not removed yet (use unstructured or nm here; timm-style attention, a qkv Linear, has "
+                              "its heads removed)")
+            return Reason("attention width", f"its channels are the embedding dimension that attention '{module}' "
+                          "reads and reshapes into heads: channel pruning removes whole attention heads and MLP hidden "
+                          "units instead")
         if layer.follows:
-            return (f"its channels are those of {', '.join(repr(n) for n in layer.follows)} (a depthwise layer over "
-                    "their concatenation): they go when those layers' channels go")
+            return Reason("follows its inputs", f"its channels are those of "
+                          f"{', '.join(repr(n) for n in layer.follows)} (a depthwise layer over their concatenation): "
+                          "they go when those layers' channels go")
         if layer.shape[0] < 2:
-            return "a single output channel cannot be removed"
+            return Reason("one channel", "a single output channel cannot be removed")
         return None
 
 
@@ -171,6 +206,6 @@ def granularity(name: str) -> Granularity:
     return GRANULARITIES[name]
 
 
-def prunability(layer: LayerFacts, nm: tuple[int, int] = NM_DEFAULT) -> dict[str, str | None]:
+def prunability(layer: LayerFacts, nm: tuple[int, int] = NM_DEFAULT) -> dict[str, Reason | None]:
     """Map each granularity to None (applies) or the reason it does not apply to ``layer``."""
     return {name: g.why_not(layer, nm) for name, g in GRANULARITIES.items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 
 import pytest
 import torch
@@ -273,7 +274,10 @@ def test_export_program_layers_are_found_but_channels_are_refused(tmp_path):
 def test_layer_info_is_plain_data():
     _, layers = arch_and_layers("lenet300")
     d = layers[0].to_dict()
-    assert set(d) == {"name", "type", "shape", "params", "flops", "group", "is_output", "granularities", "constraints"}
+    assert set(d) == {"name", "type", "shape", "params", "flops", "group", "is_output", "granularities", "constraints",
+                      "labels"}
+    assert d["labels"] == {"vector": "2-D weight", "kernel": "2-D weight"}  # the short label of each reason
+    assert LayerInfo.from_dict(json.loads(json.dumps(d))).reason("kernel").short == "2-D weight"
     assert d["name"] == "fc1" and d["shape"] == [300, 784]
 
 

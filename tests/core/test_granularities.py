@@ -125,3 +125,19 @@ def test_kernel_pruning_is_refused_where_a_kernel_is_a_whole_filter():
     assert why.startswith("each filter reads one input channel") and "removes the output channel" in why
     assert GRANULARITIES["kernel"].why_not(LayerFacts("Conv2d", (8, 2, 3, 3), True, False)) is None
     assert GRANULARITIES["vector"].why_not(facts) is None and GRANULARITIES["unstructured"].why_not(facts) is None
+
+
+def test_every_reason_has_a_short_label_that_fits_a_table_cell():
+    """A table shows the label ("no: depthwise"); the sentence is said once below it. Labels survive pickling (the
+    pages' caches) and deep copies."""
+    import copy
+    import pickle
+
+    reasons = [GRANULARITIES[name].why_not(layer) for name, (_, refusals) in CASES.items() for layer, _ in refusals]
+    reasons.append(GRANULARITIES["kernel"].why_not(LayerFacts("Conv2d", (8, 1, 3, 3), True, False)))
+    for why in reasons:
+        assert 2 <= len(why.short) <= 20 and len(why.short) < len(why), why
+    depthwise = reasons[-1]
+    assert depthwise.short == "depthwise"
+    for back in (pickle.loads(pickle.dumps(depthwise)), copy.deepcopy(depthwise)):
+        assert back == depthwise and back.short == "depthwise"

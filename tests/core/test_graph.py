@@ -170,12 +170,14 @@ def test_group_norm_keeps_whole_groups_when_channels_go(ratio):
 
 
 def test_the_group_norm_constraint_is_said_before_any_work():
-    from pruner_core.present.tables import prunability_table
+    from pruner_core.present.tables import prunability_legend, prunability_table
 
     layers = describe_model(LoadedModel(GroupNormBlock().eval(), "gn", "factory", True), (3, 8, 8))
     table = prunability_table(layers).set_index("layer")
-    assert table.loc["conv1", "channel"] == "yes: channels kept in multiples of 4 (a GroupNorm's groups)"
-    assert table.loc["conv2", "channel"] == "yes: channels kept in multiples of 3 (a GroupNorm's groups)"
+    assert table.loc["conv1", "channel"] == "yes: multiples of 4"
+    assert table.loc["conv2", "channel"] == "yes: multiples of 3"
+    assert "**yes: multiples of 4** (channel): channels kept in multiples of 4 (a GroupNorm's groups) — `conv1`" in (
+        prunability_legend(layers))
     assert table.loc["fc", "channel"].startswith("no: ")
 
 

@@ -66,7 +66,7 @@ def test_layer_settings_round_trip_to_recipe_keys(layers):
     assert settings.set_index("layer").loc["conv2", "ratio"] == 0.3
     assert overrides_from_settings(settings, layers) == ({"conv2": 0.3}, ["conv1"])
     kernel = layer_settings(layers, "kernel", {"fc1": 0.3}, [])
-    assert kernel.set_index("layer").loc["fc1", "note"].startswith("Linear weights have no kernels")
+    assert kernel.set_index("layer").loc["fc1", "note"] == "2-D weight"  # in a few words: the sentence is below
     assert overrides_from_settings(kernel, layers) == ({}, [])  # a layer the granularity skips has no override
     assert math.isnan(kernel.set_index("layer").loc["conv1", "ratio"])
 

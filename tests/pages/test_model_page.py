@@ -28,8 +28,12 @@ def test_opens_on_demo_with_measured_vital_signs(app):
     assert layers["FLOPs"].tolist()[1] == 2 * 64 * 32 * 3 * 3 * 14 * 14  # conv2 runs on 14x14 after pooling
     prun = table(app, "unstructured").set_index("layer")
     assert prun.loc["conv2", "channel"] == "yes"
-    assert prun.loc["fc2", "channel"].startswith("no: its outputs are the model's outputs")
-    assert prun.loc["conv1", "nm"].startswith("no: 1 input channels")
+    assert prun.loc["fc2", "channel"] == "no: output layer"  # short cells; each reason in full below the table
+    assert prun.loc["conv1", "kernel"] == "no: depthwise" and prun.loc["conv1", "nm"] == "no: not a multiple of 4"
+    legend = next(m.value for m in app.main.markdown if "**no: depthwise** (kernel)" in m.value)
+    assert "removing it removes the output channel (use channel or unstructured) — `conv1`" in legend
+    assert "**no: output layer** (channel): its outputs are the model's outputs (the classes) — `fc2`" in legend
+    assert "1 input channels is not a multiple of M=4" in legend
     reach = next(c.value for c in app.main.caption if c.value.startswith("Pruning reaches"))
     assert reach.startswith("Pruning reaches 421,408 of the 421,834 parameters (99.9%)")  # conv and fc weights
     assert "Biases and norm parameters (426, 0.1%) are never pruned" in reach
@@ -91,7 +95,9 @@ def test_torchscript_is_mask_only(app, user_files):
     assert not app.error and not app.exception
     assert any("cannot be physically removed" in i.value for i in app.info)
     prun = table(app, "unstructured").set_index("layer")
-    assert all(v.startswith("no: TorchScript") for v in prun["channel"])
+    assert (prun["channel"] == "no: program (mask only)").all()
+    assert any("TorchScript / torch.export programs cannot have channels physically removed" in m.value
+               for m in app.main.markdown)
     assert (prun["unstructured"] == "yes").all()
 
 

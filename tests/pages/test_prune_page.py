@@ -209,3 +209,13 @@ def test_a_recipe_shown_in_prune_keeps_the_settings_no_widget_shows(prune):
     shown = Recipe.from_yaml(at.code[0].value)
     assert (shown.finetune.batch_size, shown.finetune.checks_per_epoch, shown.finetune.temperature) == (32, 10, 2.0)
     assert shown.finetune.epochs == 2
+
+
+def test_a_layer_the_granularity_skips_says_why_in_a_few_words_and_in_full_below(prune):
+    at = prune.selectbox(key="prune.granularity").set_value("kernel").run()
+    assert not at.exception
+    notes = table(at, "prune")["note"]
+    assert notes["conv1"] == "depthwise" and notes["fc1"] == "2-D weight" and notes["conv2"] == ""  # the cell fits
+    legend = next(c.value for c in at.caption if c.value.startswith("Not applicable because"))
+    assert "**depthwise**: each filter reads one input channel (a depthwise or single-channel convolution)" in legend
+    assert "**2-D weight**: Linear weights have no kernels (use unstructured, nm or channel) — `fc1`, `fc2`" in legend
