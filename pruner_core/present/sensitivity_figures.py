@@ -34,19 +34,31 @@ def sensitivity_curves(sens: Sensitivity, metric: str = "accuracy") -> go.Figure
     return fig
 
 
+def _samples_label(used: int | None, of: int) -> str:
+    """What a cell was measured on: every sample, fewer (adaptive: the answer was clear), or none (past a collapse)."""
+    if used is None:
+        return f"measured on {of:,} samples"
+    if used == 0:
+        return "not evaluated: past a collapse to chance"
+    return f"measured on {used:,} of {of:,} samples" + (" (stopped: clear)" if used < of else "")
+
+
 def sensitivity_heatmap(sens: Sensitivity) -> go.Figure:
-    """Units x ratios, coloured by the accuracy lost (percentage points); cells not scanned are blank."""
+    """Units x ratios, coloured by the accuracy lost (percentage points); cells not scanned are blank; hover says
+    how many samples each cell was measured on."""
     ratios = sorted({r for u in sens.units for r in u.ratios})
-    z, text = [], []
+    z, text, used = [], [], []
     for unit in sens.units:
         by_ratio = dict(zip(unit.ratios, unit.accuracy, strict=False))
+        samples = dict(zip(unit.ratios, unit.samples, strict=False))
         row = [None if r not in by_ratio else (sens.dense_accuracy - by_ratio[r]) * 100 for r in ratios]
         z.append(row)
         text.append(["" if v is None else f"{v:.1f}" for v in row])
+        used.append([_samples_label(samples.get(r), sens.settings["samples"]) if r in by_ratio else "" for r in ratios])
     fig = go.Figure(go.Heatmap(
-        z=z, x=[f"{r:.0%}" for r in ratios], y=[_unit_label(u) for u in sens.units], text=text,
+        z=z, x=[f"{r:.0%}" for r in ratios], y=[_unit_label(u) for u in sens.units], text=text, customdata=used,
         texttemplate="%{text}", colorscale="Reds", zmin=0, colorbar={"title": "drop (pp)"},
-        hovertemplate="%{y}<br>ratio %{x}<br>accuracy drop %{z:.2f} pp<extra></extra>",
+        hovertemplate="%{y}<br>ratio %{x}<br>accuracy drop %{z:.2f} pp<br>%{customdata}<extra></extra>",
     ))
     fig.update_layout(title="Accuracy drop (percentage points) by layer and ratio", xaxis_title="ratio removed",
                       yaxis_autorange="reversed", height=max(260, 40 * len(sens.units) + 120),

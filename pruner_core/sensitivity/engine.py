@@ -3,6 +3,9 @@ change affects (the fx graph split at the changed layers)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
@@ -118,10 +121,16 @@ class SuffixEvaluator:
             return None
         return [tuple(interp.env[n] for n in needed) for interp in self._dense]
 
-    @torch.inference_mode()
     def evaluate(self) -> tuple[float, float]:
-        """(top-1 accuracy, mean cross-entropy) of the work model as it is now."""
-        correct, loss = 0, 0.0
+        """(top-1 accuracy, mean cross-entropy) of the work model as it is now, on every evaluation sample."""
+        e = self.run()
+        return e.accuracy, e.loss
+
+    @torch.inference_mode()
+    def run(self, enough: Callable[[torch.Tensor], bool] | None = None) -> Evaluation:
+        """The work model as it is now, batch by batch; ``enough(correct so far)`` (bool per sample) ends it early,
+        after any batch but the last."""
+        correct, losses = [], []
         for i, (xb, yb) in enumerate(self.batches):
             if self.suffix is None:
                 out = self.module(xb)
@@ -129,7 +138,30 @@ class SuffixEvaluator:
                 out = self.suffix(*(v.clone() for v in self.frontier[i]))
             else:
                 out = self.suffix(*self.frontier[i])
-            correct += int((out.argmax(1) == yb).sum())
-            loss += float(F.cross_entropy(out.float(), yb, reduction="sum"))
-        n = len(self.y)
-        return correct / n, loss / n
+            correct.append(out.argmax(1) == yb)
+            losses.append(F.cross_entropy(out.float(), yb, reduction="none").double())
+            if enough is not None and i + 1 < len(self.batches) and enough(torch.cat(correct)):
+                break
+        right, loss = torch.cat(correct), torch.cat(losses)
+        return Evaluation(int(right.sum()) / len(right), float(loss.sum()) / len(right), len(right), right, loss)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluation: accuracy and mean loss over the ``samples`` first evaluation samples, which were right."""
+
+    accuracy: float
+    loss: float
+    samples: int
+    correct: torch.Tensor
+    losses: torch.Tensor  # cross-entropy per sample
+
+    def against(self, dense: Evaluation) -> tuple[float, float]:
+        """(accuracy, loss) on all of ``dense``'s samples, estimated from these first ones: the dense figures plus
+        the paired difference on the samples both saw (exactly the figures when every sample was evaluated)."""
+        k = self.samples
+        if k == dense.samples:
+            return self.accuracy, self.loss
+        accuracy = dense.accuracy + (int(self.correct.sum()) - int(dense.correct[:k].sum())) / k
+        loss = dense.loss + float(self.losses.sum() - dense.losses[:k].sum()) / k
+        return min(max(accuracy, 0.0), 1.0), max(loss, 0.0)

@@ -58,6 +58,7 @@ class UnitCurve:
     loss: list[float] = field(default_factory=list)
     kept_channels: list[int] | None = None
     latency: dict | None = None
+    samples: list[int] = field(default_factory=list)  # evaluation samples each ratio used (0: past a collapse)
 
     def drop(self, dense_accuracy: float) -> list[float]:
         """Accuracy lost at each ratio (negative where pruning happened to help)."""

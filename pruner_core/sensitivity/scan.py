@@ -28,6 +28,7 @@ from pruner_core.io.inputs import example_input
 from pruner_core.io.models import LoadedModel
 from pruner_core.pruning.criteria import check_pair
 from pruner_core.pruning.describe import describe_model
+from pruner_core.sensitivity.adaptive import TOLERANCE, Rule
 from pruner_core.sensitivity.engine import BATCH_SIZE, SuffixEvaluator
 from pruner_core.sensitivity.latency import channel_latency, record_inputs
 from pruner_core.sensitivity.result import ScanProgress, Sensitivity
@@ -97,6 +98,7 @@ def scan(
     latency: bool | None = None,
     latency_runs: int = 5,
     batch_size: int = BATCH_SIZE,
+    adaptive: bool = True,
     callback: Callable[[ScanProgress], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> Sensitivity:
@@ -121,6 +123,8 @@ def scan(
             ``channel``, ignored otherwise).
         latency_runs: timed runs per latency point.
         batch_size: evaluation batch size.
+        adaptive: stop each evaluation once its answer is clear and skip the ratios past a collapse
+            (:mod:`~pruner_core.sensitivity.adaptive`); the samples each cell used are in the curves' ``samples``.
         callback: called with a :class:`ScanProgress` after each evaluation (running ETA).
         cancel: when set, the scan stops after the current evaluation and returns what it has, with
             ``complete=False`` (a partly scanned unit keeps the ratios it reached).
@@ -154,7 +158,8 @@ def scan(
         raise SpecError(f"data '{data.name}' has no test samples to evaluate on")
     settings = {"granularity": granularity, "criterion": criterion, "ratios": ratios, "samples": n,
                 "batch_size": batch_size, "latency": bool(latency if latency is not None else granularity == "channel")
-                and granularity == "channel", "layers": list(layers) if layers is not None else None}
+                and granularity == "channel", "layers": list(layers) if layers is not None else None,
+                "adaptive": bool(adaptive)}
 
     if granularity == "channel":
         units = channel_units(work, infos, table, settings, data, modules, tuple(shape))
@@ -174,7 +179,7 @@ def scan(
         unit.saved = {name: modules[name].weight.detach().clone() for name in unit.saved}
     engine = SuffixEvaluator(evaluated, data.x_test[:n], data.y_test[:n], batch_size)
     t0 = time.perf_counter()
-    dense_accuracy, dense_loss = engine.evaluate()
+    dense = engine.run()
     if seconds is not None:
         per_eval = time.perf_counter() - t0
         expected = per_eval * len(units) * len(ratios) * SUFFIX_SHARE  # the suffix is on average a part of the model
@@ -182,7 +187,9 @@ def scan(
             n = max(100, int(n * seconds / expected))
             settings["samples"] = n
             engine = SuffixEvaluator(evaluated, data.x_test[:n], data.y_test[:n], batch_size)
-            dense_accuracy, dense_loss = engine.evaluate()
+            dense = engine.run()
+    dense_accuracy, dense_loss = dense.accuracy, dense.loss
+    rule = Rule.for_labels(dense.correct, data.y_test[:n]) if adaptive else None
 
     total, done = len(units) * len(ratios), 0
     scan_start = time.perf_counter()
@@ -192,19 +199,27 @@ def scan(
             complete = False
             break
         engine.prepare(unit.changed)
+        collapsed = None  # (accuracy, loss) once this unit is at chance: larger ratios are not evaluated
         for ratio in ratios:
             if cancel is not None and cancel.is_set():
                 complete = False
                 break
             try:
                 kept = unit.apply(ratio)
-                acc, loss = engine.evaluate()
+                if collapsed is None:
+                    e = engine.run(rule)
+                    (acc, loss), used = e.against(dense), e.samples
+                    if rule is not None and rule.collapsed(e.correct):
+                        collapsed = (acc, loss)
+                else:
+                    (acc, loss), used = collapsed, 0
             finally:
                 unit.restore(modules)
             c = unit.curve
             c.ratios.append(ratio)
             c.accuracy.append(acc)
             c.loss.append(loss)
+            c.samples.append(used)
             if kept is not None:
                 c.kept_channels.append(kept)
             done += 1
@@ -223,6 +238,9 @@ def scan(
             c.latency = channel_latency(work, c, inputs, latency_runs)
     what = "of its output channels (emulated removal: readers' input channels zeroed)" if granularity == "channel" else "of its weights"
     how = (f"each unit pruned alone at each ratio {what}, {criterion} scores, no fine-tuning; top-1 accuracy and mean "
-           f"cross-entropy on the first {n:,} test samples of {data.name}")
+           f"cross-entropy on the first {n:,} test samples of {data.name}"
+           + (f"; adaptive: an evaluation stops once its drop is known within {TOLERANCE:.0%} (95%) or the unit is at "
+              "chance, and the ratios past a collapse are not evaluated (the samples each cell used are shown)"
+              if adaptive else ""))
     return Sensitivity(model.label, model.fingerprint(), data.name, settings, dense_accuracy, dense_loss, scanned, table,
                        complete, round(time.perf_counter() - start, 3), how)

@@ -356,3 +356,41 @@ def test_the_estimate_counts_the_units_a_scan_runs_and_leaves_the_model_alone(sp
     assert units == len(scanned.units) and evaluations == 2 * units and seconds > 0
     assert all(torch.equal(before[k], v) for k, v in model.module.state_dict().items())
     assert all(p.is_contiguous() for p in model.module.parameters())  # not left in channels_last
+
+
+def test_an_evaluation_is_clear_once_its_drop_is_known_or_it_is_at_chance():
+    from pruner_core.sensitivity.adaptive import Rule
+
+    dense = torch.ones(1000, dtype=torch.bool)
+    rule = Rule.for_labels(dense, torch.arange(1000) % 10)
+    assert rule.chance == pytest.approx(0.1)
+    assert rule(torch.ones(250, dtype=torch.bool))  # no disagreement in 250: the drop is within 1 point
+    assert not rule(torch.ones(100, dtype=torch.bool))  # too few to say
+    some = torch.ones(250, dtype=torch.bool)
+    some[:10] = False
+    assert not rule(some)  # 10 disagreements: a drop near 4 points, not yet known within 1
+    chance = torch.zeros(250, dtype=torch.bool)
+    chance[:25] = True
+    assert rule.collapsed(chance) and rule(chance)  # 10% right on ten classes
+    assert not rule.collapsed(torch.cat([torch.ones(100), torch.zeros(150)]).bool())  # 40%: no collapse
+
+
+def test_an_adaptive_scan_ranks_the_units_as_the_full_one_and_says_what_each_cell_used(cnn, demo_data):
+    full = scan(cnn, demo_data, samples=1000, adaptive=False)
+    quick = scan(cnn, demo_data, samples=1000)
+    assert quick.least_sensitive() == full.least_sensitive()
+    assert all(s == 1000 for u in full.units for s in u.samples)
+    used = [s for u in quick.units for s in u.samples]
+    assert sum(used) < 0.75 * sum(s for u in full.units for s in u.samples) and max(used) == 1000
+    for u, f in zip(quick.units, full.units, strict=True):
+        for i, s in enumerate(u.samples):
+            if s == 0:  # past a collapse: the collapsed figure carried on, never a measurement of its own
+                assert 0 in u.samples[: i + 1] and u.accuracy[i] == u.accuracy[u.samples.index(0) - 1]
+            else:
+                assert abs(u.accuracy[i] - f.accuracy[i]) <= 0.03  # within the tolerance's reach
+    assert quick.settings["adaptive"] and "adaptive" in quick.how
+    assert Sensitivity.from_json(json.loads(json.dumps(quick.to_json()))).units[0].samples == quick.units[0].samples
+    old = quick.to_json()
+    for u in old["units"]:
+        del u["samples"]  # a scan saved before adaptive evaluation still loads
+    assert Sensitivity.from_json(old).units[0].samples == []
