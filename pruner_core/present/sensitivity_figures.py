@@ -72,14 +72,27 @@ def channel_latency(sens: Sensitivity) -> go.Figure | None:
     if not units:
         return None
     fig = go.Figure()
+    noisy_any = False
     for unit in units:
-        fig.add_trace(go.Scatter(x=unit.latency["kept"], y=unit.latency["ms"], mode="lines+markers",
-                                 name=_unit_label(unit), line={"shape": "linear"},
-                                 hovertemplate="%{x} channels kept: %{y:.3f} ms<extra>" + unit.name + "</extra>"))
+        lat = unit.latency
+        noisy = lat.get("noisy") or [False] * len(lat["kept"])
+        noisy_any |= any(noisy)
+        error = None
+        if "p25_ms" in lat:  # the inter-quartile range around each median (scans saved before had none)
+            error = {"type": "data", "symmetric": False, "thickness": 1,
+                     "array": [hi - m for m, hi in zip(lat["ms"], lat["p75_ms"], strict=True)],
+                     "arrayminus": [m - lo for m, lo in zip(lat["ms"], lat["p25_ms"], strict=True)]}
+        fig.add_trace(go.Scatter(
+            x=lat["kept"], y=lat["ms"], mode="lines+markers", name=_unit_label(unit), line={"shape": "linear"},
+            error_y=error, customdata=["noisy" if n else "" for n in noisy],
+            marker={"symbol": ["circle-open" if n else "circle" for n in noisy], "size": [9 if n else 6 for n in noisy]},
+            hovertemplate="%{x} channels kept: %{y:.3f} ms %{customdata}<extra>" + unit.name + "</extra>"))
     fig.update_layout(
-        title="Latency of each group's layers against the channels kept (steps show where kernels change)",
-        xaxis_title="output channels kept", yaxis_title="ms (median)", height=380,
-        margin={"t": 50, "l": 60, "r": 20, "b": 50},
+        title="Latency of each group's layers against the channels kept (steps show where kernels change)"
+              + ("<br><sup>open markers: noisy (inter-quartile range over half the median): not a step</sup>"
+                 if noisy_any else ""),
+        xaxis_title="output channels kept", yaxis_title="ms (median, bars: inter-quartile range)", height=380,
+        margin={"t": 60, "l": 60, "r": 20, "b": 50},
     )
     return fig
 

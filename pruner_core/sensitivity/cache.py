@@ -22,7 +22,7 @@ def cache_key(model: LoadedModel, data: Dataset, settings: dict) -> str:
     are filled in).
     """
     full = {"granularity": "unstructured", "criterion": "l1", "ratios": list(DEFAULT_RATIOS), "samples": 1000,
-            "seconds": None, "layers": None, "latency": None, "latency_runs": 5, "batch_size": BATCH_SIZE, "adaptive": True}
+            "seconds": None, "layers": None, "latency": None, "latency_runs": 9, "batch_size": BATCH_SIZE, "adaptive": True}
     full |= {k: v for k, v in settings.items() if k not in ("callback", "cancel")}
     full["ratios"] = [float(r) for r in full["ratios"]]
     h = hashlib.sha256()

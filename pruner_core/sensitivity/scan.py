@@ -96,7 +96,7 @@ def scan(
     seconds: float | None = None,
     layers: Sequence[str] | None = None,
     latency: bool | None = None,
-    latency_runs: int = 5,
+    latency_runs: int = 9,
     batch_size: int = BATCH_SIZE,
     adaptive: bool = True,
     callback: Callable[[ScanProgress], None] | None = None,
@@ -121,7 +121,7 @@ def scan(
         layers: scan only these layers (for ``channel``, the groups containing them); default every one.
         latency: for ``channel``, also time the group's layers against kept channels (default: on for
             ``channel``, ignored otherwise).
-        latency_runs: timed runs per latency point.
+        latency_runs: rounds of latency timing (each times every kept-channel count once, in turn).
         batch_size: evaluation batch size.
         adaptive: stop each evaluation once its answer is clear and skip the ratios past a collapse
             (:mod:`~pruner_core.sensitivity.adaptive`); the samples each cell used are in the curves' ``samples``.

@@ -134,6 +134,35 @@ def test_channel_latency_is_measured_against_kept_channels(cnn, demo_data):
     assert all(ms > 0 for ms in lat["ms"]) and "batch" in lat["how"]
 
 
+def test_channel_latency_is_timed_interleaved_with_its_spread_and_noisy_points_drawn_so(cnn, demo_data, monkeypatch):
+    from pruner_core.present.sensitivity_figures import channel_latency as latency_figure
+    from pruner_core.sensitivity import latency as latency_module
+
+    order = []  # the kept-channel count of each layer call, in the order the timing made them
+    real = latency_module._resized
+
+    def recording(mod, out=None, inp=None):
+        made = real(mod, out=out, inp=inp)
+        made.register_forward_pre_hook(lambda m, a, k=out or inp: order.append(k))
+        return made
+
+    monkeypatch.setattr(latency_module, "_resized", recording)
+    sens = scan(cnn, demo_data, granularity="channel", ratios=[0.5], samples=50, latency_runs=4, layers=["conv1"])
+    lat = sens.units[0].latency
+    points = len(lat["kept"])
+    members = len(order) // (5 * points)  # layers timed per count: conv1 and its reader(s)
+    rounds = [order[i * points * members:(i + 1) * points * members:members] for i in range(5)]
+    assert all(r == rounds[0] for r in rounds)  # every round times every count once, in the same turn
+    assert len(lat["p25_ms"]) == len(lat["p75_ms"]) == len(lat["noisy"]) == points
+    assert all(lo <= m <= hi for m, lo, hi in zip(lat["ms"], lat["p25_ms"], lat["p75_ms"], strict=True))
+    assert "in turn" in lat["how"] and "noisy" in lat["how"]
+    fig = latency_figure(sens)
+    assert fig.data[0].error_y.array is not None
+    lat["noisy"][0] = True
+    fig = latency_figure(sens)
+    assert fig.data[0].marker.symbol[0] == "circle-open" and "noisy" in fig.layout.title.text
+
+
 @pytest.mark.parametrize(("target", "value"), [("sparsity", 0.5), ("sparsity", 0.7), ("flops", 0.4)])
 def test_recommended_recipes_meet_their_targets(cnn, demo_data, cnn_scan, target, value):
     rec = recommend(cnn_scan, target, value)
