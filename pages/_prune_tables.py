@@ -32,3 +32,8 @@ def layers_editor(layers: list, granularity: str) -> tuple[dict[str, float], lis
     if legend := not_applicable_legend(layers, granularity, m):
         st.caption("Not applicable because: " + "; ".join(legend))
     return overrides_from_settings(edited, layers)
+
+
+RESULT_COLUMNS = {"change": st.column_config.TextColumn(
+    help="N.NN× = the original's figure ÷ the pruned one's (above 1: fewer, smaller), as on Compare; accuracy in "
+         "percentage points (pp)")}

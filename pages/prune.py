@@ -24,7 +24,7 @@ from pages._prune_state import (
     recipe_from_widgets,
     scan_prediction,
 )
-from pages._prune_tables import layers_editor
+from pages._prune_tables import RESULT_COLUMNS, layers_editor
 from pages._runs import runs_root
 from pruner_core.config.options import AUGMENTATIONS, OPTIMIZERS, SCHEDULES, SCOPES, SINGLE_STEP_SCHEDULES
 from pruner_core.errors import PrunerError
@@ -75,7 +75,8 @@ def finished_job(job: jobs.Job) -> None:
     except PrunerError as e:
         st.error(str(e), icon=":material/error:")
         return
-    st.dataframe(comparison_table(original, run.signs, run.has_masks), key="prune.result", hide_index=True)
+    st.dataframe(comparison_table(original, run.signs, run.has_masks), key="prune.result", hide_index=True,
+                 column_config=RESULT_COLUMNS)
     st.caption(f"Measured on this machine: {run.metrics['how']['accuracy']}. Latency: Compare times both models "
                "together, in turn, in one sitting (timings taken minutes apart are not compared).")
     if run.has_masks:

@@ -30,19 +30,48 @@ def parse_fractions(text: str, option: str = "ratios") -> list[float]:
     return values
 
 
-def format_bytes(n: float, digits: int = 1) -> str:
-    """Bytes in decimal units, as file managers show them: ``1.7 MB``, ``512 B``.
+BYTE_UNITS = ("B", "kB", "MB", "GB", "TB")
+
+
+def byte_unit(n: float) -> str:
+    """The unit :func:`format_bytes` writes ``n`` bytes in: give it to several values to write them all in one.
+
+    >>> byte_unit(512), byte_unit(836_890), byte_unit(1_690_000)
+    ('B', 'kB', 'MB')
+    """
+    for unit in BYTE_UNITS[:-1]:
+        if n < 1000:
+            return unit
+        n /= 1000
+    return BYTE_UNITS[-1]
+
+
+def format_bytes(n: float, digits: int = 1, unit: str | None = None) -> str:
+    """Bytes in decimal units, as file managers show them: ``1.7 MB``, ``512 B``; in ``unit`` when given (a column
+    written in one unit: ``0.84 MB`` beside ``1.69 MB``, not ``836.89 kB``).
 
     >>> format_bytes(1_700_000), format_bytes(512), format_bytes(2048), format_bytes(1_234_567, 2)
     ('1.7 MB', '512 B', '2.0 kB', '1.23 MB')
+    >>> format_bytes(836_890, 2, unit="MB")
+    '0.84 MB'
     """
-    if n < 1000:
+    unit = unit or byte_unit(n)
+    if unit == "B":
         return f"{int(n)} B"
-    for unit in ("kB", "MB", "GB", "TB"):
-        n /= 1000
-        if n < 1000 or unit == "TB":
-            return f"{n:.{digits}f} {unit}"
-    raise AssertionError("unreachable")
+    return f"{n / 1000 ** BYTE_UNITS.index(unit):.{digits}f} {unit}"
+
+
+def format_times(original: float | None, this: float | None) -> str:
+    """A change of cost as one convention writes it everywhere: ``N.NN×`` = original ÷ this, so above 1 is cheaper
+    (fewer, smaller, faster) and below 1 dearer; "—" where either is missing or this is zero. Accuracy changes are
+    percentage points instead (``+0.40 pp``).
+
+    >>> format_times(4000, 1052), format_times(100, 100), format_times(100, 125), format_times(5, 0)
+    ('3.80×', '1.00×', '0.80×', '—')
+    """
+    if not original or not this:
+        return "—"
+    return f"{original / this:.2f}×"
 
 
 def format_duration(seconds: float) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pruner_core.config.text import format_bytes
+from pruner_core.config.text import byte_unit, format_bytes, format_times
 from pruner_core.graph.flops import layer_flops
 from pruner_core.graph.layers import layer_lookup
 from pruner_core.io.data import Dataset
@@ -205,24 +205,23 @@ def preview(model: LoadedModel, data: Dataset, recipe: Recipe) -> Preview:
 def comparison_table(original: VitalSigns, pruned: VitalSigns, masked: bool) -> pd.DataFrame:
     """Original vs pruned (their :class:`~pruner_core.measure.metrics.VitalSigns`), one row per figure.
 
-    Columns ``figure``, ``original``, ``pruned``, ``change`` (text, formatted for people). For a masked model the
-    FLOPs row says that the dense count is unchanged. Latency is left out on purpose: the two models were timed
-    minutes apart, under whatever else the machine was doing, so their ratio would not be a measured speed-up (the
-    Compare page times models together, in turn, in one sitting).
+    Columns ``figure``, ``original``, ``pruned``, ``change`` (text, formatted for people, one convention: a cost as
+    ``N.NN×`` = original ÷ pruned, above 1 cheaper, as the Compare table writes it; accuracy in percentage points,
+    ``pp``). Both sizes are written in the original's unit. For a masked model the FLOPs row says that the dense count
+    is unchanged. Latency is left out on purpose: the two models were timed minutes apart, under whatever else the
+    machine was doing, so their ratio would not be a measured speed-up (the Compare page times models together, in
+    turn, in one sitting).
     """
+    unit = byte_unit(original.size_bytes)
     rows = [
         ("test accuracy", f"{original.accuracy:.2%}", f"{pruned.accuracy:.2%}",
-         f"{(pruned.accuracy - original.accuracy) * 100:+.2f} points"),
-        ("parameters", f"{original.params:,}", f"{pruned.params:,}", _ratio(pruned.params, original.params)),
+         f"{(pruned.accuracy - original.accuracy) * 100:+.2f} pp"),
+        ("parameters", f"{original.params:,}", f"{pruned.params:,}", format_times(original.params, pruned.params)),
         ("non-zero parameters", f"{original.nonzero_params:,}", f"{pruned.nonzero_params:,}",
-         _ratio(pruned.nonzero_params, original.nonzero_params)),
+         format_times(original.nonzero_params, pruned.nonzero_params)),
         ("FLOPs / sample" + (" (dense)" if masked else ""), f"{original.flops:,}", f"{pruned.flops:,}",
-         _ratio(pruned.flops, original.flops)),
-        ("size (dense safetensors)", format_bytes(original.size_bytes, 3), format_bytes(pruned.size_bytes, 3),
-         _ratio(pruned.size_bytes, original.size_bytes)),
+         format_times(original.flops, pruned.flops)),
+        ("size (dense safetensors)", format_bytes(original.size_bytes, 2, unit), format_bytes(pruned.size_bytes, 2, unit),
+         format_times(original.size_bytes, pruned.size_bytes)),
     ]
     return pd.DataFrame(rows, columns=["figure", "original", "pruned", "change"])
-
-
-def _ratio(new: float, old: float) -> str:
-    return f"x {new / old:.3f}" if old else "n/a"

@@ -6,7 +6,7 @@ import pandas as pd
 
 from pruner_core.compare.compare import BATCHES, RUNTIMES, Entry
 from pruner_core.compare.result import Sizes
-from pruner_core.config.text import format_bytes
+from pruner_core.config.text import byte_unit, format_bytes
 from pruner_core.measure.metrics import Latency
 
 NOISY = 0.5  # an inter-quartile range wider than this share of the median marks a latency as noisy
@@ -114,13 +114,26 @@ def _times(share):
     return 1 / share if share and not pd.isna(share) else None
 
 
+def _decimals(values) -> int:
+    """Fixed decimals for a column of milliseconds, from its largest value: 2 below 100 ms, 1 below 1000, then 0."""
+    top = max((v for v in values if v is not None and not pd.isna(v)), default=0.0)
+    return 2 if top < 100 else 1 if top < 1000 else 0
+
+
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`comparison_table` as text for people: one column per figure, the delta or ratio beside each value.
 
     Latency shows ``median ±half the inter-quartile range ms (speed-up×)``, or ``≈1×`` where the difference from the
     original is within the two spreads (so noise is never shown as a speed-up), sizes ``MB (times smaller×)``, FLOPs
     ``count (reduction×)``: every × is original / this, so above 1 is cheaper; accuracy moves in percentage points.
+    A column keeps one unit and one number of decimals (its milliseconds fixed, its sizes in the original's unit).
     """
+    decimals = {f"{short} b{batch}": _decimals(table.get(f"{short} b{batch} ms", pd.Series(dtype=float)))
+                for short in ("PyTorch", "ORT") for batch in BATCHES}
+    units = {}
+    for label in SIZE_LABELS.values():
+        sizes = table.get(f"{label} size (B)", pd.Series(dtype=float)).dropna()
+        units[label] = byte_unit(sizes.iloc[0]) if len(sizes) else None  # the original's, first
     out = []
     for _, r in table.iterrows():
         row = {"model": r["model"], "kind": r["kind"]}
@@ -129,17 +142,18 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
             for short, name in (("PyTorch", "PyTorch"), ("ORT", "ONNX Runtime")):
                 for batch in BATCHES:
                     ms, iqr = r.get(f"{short} b{batch} ms"), r.get(f"{short} b{batch} IQR ms")
+                    d = decimals[f"{short} b{batch}"]
                     if ms is None or pd.isna(ms):
                         row[f"{name} b{batch}"] = "—"
                     elif r.get(f"{short} b{batch} within spread") and r["kind"] != "original":
-                        row[f"{name} b{batch}"] = f"{ms:.3g} ±{iqr / 2:.2g} ms (≈1×, within the spread)"
+                        row[f"{name} b{batch}"] = f"{ms:.{d}f} ±{iqr / 2:.{d}f} ms (≈1×, within the spread)"
                     else:
-                        row[f"{name} b{batch}"] = _with_ratio(f"{ms:.3g} ±{iqr / 2:.2g} ms", r.get(f"{short} b{batch} speed-up"))
-            for label in ("dense", "gzip", "sparse", "ONNX"):
+                        row[f"{name} b{batch}"] = _with_ratio(f"{ms:.{d}f} ±{iqr / 2:.{d}f} ms",
+                                                              r.get(f"{short} b{batch} speed-up"))
+            for label in SIZE_LABELS.values():
                 size = r.get(f"{label} size (B)")
-                row[f"{label} size"] = (
-                    "—" if size is None or pd.isna(size) else _with_ratio(format_bytes(size, 2), _times(r.get(f"{label} size ratio")))
-                )
+                row[f"{label} size"] = "—" if size is None or pd.isna(size) else _with_ratio(
+                    format_bytes(size, 2, units[label]), _times(r.get(f"{label} size ratio")))
             row["non-zero / total params"] = r["non-zero / total"]
             row["FLOPs"] = _with_ratio(f"{r['FLOPs'] / 1e6:.2f} M", r.get("FLOP reduction"))
         row["notes"] = r.get("notes") or ""
@@ -150,7 +164,8 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
 def headlines(table: pd.DataFrame) -> list[str]:
     """One line per measured run for people who will not read the table: what was pruned, then FLOPs, size,
     ONNX Runtime speed at batch 1 and accuracy against the original, e.g. ``channel l2 layerwise 50% of channels:
-    3.8× fewer FLOPs, 4.0× smaller (dense file), 1.9× faster in ONNX Runtime at batch 1, -0.9 pt accuracy``.
+    3.80× fewer FLOPs, 4.00× smaller (dense file), 1.90× faster in ONNX Runtime at batch 1, -0.9 pp accuracy``: the
+    table's own convention, × = original ÷ this (above 1: cheaper), accuracy in percentage points.
 
     Every figure is one of the table's, measured here, the latencies in one sitting; a speed difference within the
     two timings' spread is said to be none."""
@@ -162,12 +177,12 @@ def headlines(table: pd.DataFrame) -> list[str]:
         parts = []
         reduction = r.get("FLOP reduction")
         if reduction and not pd.isna(reduction):
-            parts.append(f"{reduction:.1f}× fewer FLOPs" if reduction > 1.005 else "the same FLOPs")
+            parts.append(f"{reduction:.2f}× fewer FLOPs" if reduction > 1.005 else "the same FLOPs")
         dense, sparse = r.get("dense size ratio"), r.get("sparse size ratio")
         if dense and not pd.isna(dense) and dense < 0.99:
-            parts.append(f"{1 / dense:.1f}× smaller (dense file)")
+            parts.append(f"{1 / dense:.2f}× smaller (dense file)")
         elif sparse and not pd.isna(sparse) and sparse < 0.99:
-            parts.append(f"{1 / sparse:.1f}× smaller stored sparse (the dense file is not)")
+            parts.append(f"{1 / sparse:.2f}× smaller stored sparse (the dense file is not)")
         else:
             parts.append("no smaller")
         speed = r.get("ORT b1 speed-up")
@@ -175,10 +190,10 @@ def headlines(table: pd.DataFrame) -> list[str]:
             if r.get("ORT b1 within spread"):
                 parts.append("no faster in ONNX Runtime at batch 1 (within the timings' spread)")
             elif speed >= 1:
-                parts.append(f"{speed:.1f}× faster in ONNX Runtime at batch 1")
+                parts.append(f"{speed:.2f}× faster in ONNX Runtime at batch 1")
             else:
-                parts.append(f"{1 / speed:.1f}× slower in ONNX Runtime at batch 1")
-        parts.append(f"{r['Δ accuracy (pp)']:+.1f} pt accuracy")
+                parts.append(f"{1 / speed:.2f}× slower in ONNX Runtime at batch 1")
+        parts.append(f"{r['Δ accuracy (pp)']:+.1f} pp accuracy")
         lines.append(f"{what}: {', '.join(parts)}")
     return lines
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from pruner_core.config.text import format_times
 from pruner_core.measure.preview import why_not
 from pruner_core.pruning.describe import LayerInfo
 from pruner_core.pruning.granularities import GRANULARITIES, Reason
@@ -109,27 +110,34 @@ def coupled_groups_table(layers: list[LayerInfo]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["group", "layers", "size"])
 
 
+def _fewer(before: int, after: int) -> str:
+    return "unchanged" if before == after else f"{format_times(before, after)} fewer"
+
+
 def preview_metrics(totals: dict, masked: bool) -> list[dict]:
     """The preview's headline figures: ``label``, ``value``, ``delta`` and ``help`` for each metric shown.
 
+    Changes follow the one convention of the Compare table: ``N.NN× fewer`` = original ÷ pruned (above 1: cheaper).
     A masked preview says its dense FLOPs are unchanged and gives the non-zero FLOPs apart (what a runtime that
     skips zeros would compute, not a measured speed); a channel preview gives the pruned copy's measured FLOPs.
     """
     before, after = totals["params_before"], totals["params_after"]
     shown = [{"label": "Parameters removed", "value": f"{before - after:,}",
-              "delta": f"{(before - after) / before:.1%} of {before:,}", "help": None}]
+              "delta": f"{_fewer(before, after)}: {(before - after) / before:.1%} of {before:,}",
+              "help": "N.NN× = the original's count ÷ the pruned one's (above 1: fewer)"}]
     if masked:
         shown += [
             {"label": "FLOPs / sample (dense)", "value": f"{totals['flops_after']:,}", "delta": "unchanged",
              "help": "A dense runtime multiplies the masked zeros too"},
             {"label": "Non-zero FLOPs / sample", "value": f"{totals['nonzero_flops_after']:,}",
-             "delta": f"{totals['nonzero_flops_after'] / totals['flops_before'] - 1:.1%}",
-             "help": "What a runtime that skips zero weights would compute; not measured speed"},
+             "delta": _fewer(totals["flops_before"], totals["nonzero_flops_after"]),
+             "help": "What a runtime that skips zero weights would compute; not measured speed. N.NN× = the "
+                     "original's FLOPs ÷ these"},
         ]
     else:
         shown.append({"label": "FLOPs / sample", "value": f"{totals['flops_after']:,}",
-                      "delta": f"{totals['flops_after'] / totals['flops_before'] - 1:.1%}",
-                      "help": "Measured on the pruned copy (torch flop counter)"})
+                      "delta": _fewer(totals["flops_before"], totals["flops_after"]),
+                      "help": "Measured on the pruned copy (torch flop counter). N.NN× = the original's FLOPs ÷ these"})
     return shown
 
 

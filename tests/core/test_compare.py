@@ -290,8 +290,8 @@ def test_a_difference_within_the_spread_is_never_shown_as_a_speed_up():
                cmp.Entry("channel", "channel run", "channel", _fake(0.50, 0.10))]
     shown = display_table(comparison_table(entries)).set_index("kind")
     assert shown.loc["masked", "PyTorch b1"] == "0.96 ±0.05 ms (≈1×, within the spread)"
-    assert shown.loc["channel", "PyTorch b1"] == "0.5 ±0.05 ms (2.00×)"
-    assert shown.loc["original", "PyTorch b1"] == "1 ±0.05 ms (1.00×)"
+    assert shown.loc["channel", "PyTorch b1"] == "0.50 ±0.05 ms (2.00×)"  # fixed decimals, not "0.5" beside "0.96"
+    assert shown.loc["original", "PyTorch b1"] == "1.00 ±0.05 ms (1.00×)"
 
 
 def test_latencies_from_different_sittings_are_timed_again_together(entries, runs_root, mnist_cnn, demo_data,
@@ -407,8 +407,17 @@ def test_each_run_gets_a_headline_of_measured_paired_figures():
                cmp.Entry("b", "b · unstructured l1 layerwise 50%", "masked", _figures(0.99, 3800, 4000, 2000, 1.9)),
                cmp.Entry("c", "c · broken", "channel", None, error="damaged")]
     assert headlines(comparison_table(entries)) == [
-        "channel l2 layerwise 50% of channels: 3.8× fewer FLOPs, 4.0× smaller (dense file), 1.9× faster in ONNX "
-        "Runtime at batch 1, -0.9 pt accuracy",
-        "unstructured l1 layerwise 50%: the same FLOPs, 2.0× smaller stored sparse (the dense file is not), no faster "
-        "in ONNX Runtime at batch 1 (within the timings' spread), +0.0 pt accuracy",
+        "channel l2 layerwise 50% of channels: 3.80× fewer FLOPs, 4.00× smaller (dense file), 1.90× faster in ONNX "
+        "Runtime at batch 1, -0.9 pp accuracy",  # the table's convention: N.NN× = original ÷ this, accuracy in pp
+        "unstructured l1 layerwise 50%: the same FLOPs, 2.00× smaller stored sparse (the dense file is not), no "
+        "faster in ONNX Runtime at batch 1 (within the timings' spread), +0.0 pp accuracy",
     ]
+
+
+def test_each_column_of_the_shown_table_keeps_one_unit_and_fixed_decimals():
+    entries = [cmp.Entry("original", "original · demo:mnist-cnn", "original", _figures(0.99, 3800, 1_690_000, 1_690_000, 1.0)),
+               cmp.Entry("a", "a · channel l2 layerwise 50% of channels", "channel",
+                         _figures(0.98, 1000, 836_890, 836_890, 0.25))]
+    shown = display_table(comparison_table(entries))
+    assert list(shown["dense size"]) == ["1.69 MB (1.00×)", "0.84 MB (2.02×)"]  # not "836.89 kB" beside "1.69 MB"
+    assert list(shown["ONNX Runtime b1"]) == ["1.00 ±0.01 ms (1.00×)", "0.25 ±0.01 ms (4.00×)"]

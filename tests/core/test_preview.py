@@ -78,8 +78,14 @@ def test_comparison_table_reports_measured_figures_and_no_unpaired_speed_up():
     slower = dataclasses.replace(lat, median_ms=143.7)  # timed minutes later, on a busy machine
     pruned = dataclasses.replace(signs, accuracy=0.98, nonzero_params=50, latency={"batch1": slower, "batch64": slower})
     table = comparison_table(signs, pruned, masked=True).set_index("figure")
-    assert table.loc["test accuracy", "change"] == "-1.00 points"
-    assert table.loc["non-zero parameters", "change"] == "x 0.500"
+    # one convention, as on Compare: a cost as N.NN× = original ÷ pruned (above 1: cheaper); accuracy in pp
+    assert table.loc["test accuracy", "change"] == "-1.00 pp"
+    assert table.loc["non-zero parameters", "change"] == "2.00×"
+    assert table.loc["parameters", "change"] == "1.00×"
+    assert table.loc["FLOPs / sample (dense)", "change"] == "1.00×"
+    shrunk = dataclasses.replace(pruned, size_bytes=836_890)
+    sizes = comparison_table(dataclasses.replace(signs, size_bytes=1_690_000), shrunk, masked=False).set_index("figure")
+    assert list(sizes.loc["size (dense safetensors)"]) == ["1.69 MB", "0.84 MB", "2.02×"]  # one unit in a row
     assert "FLOPs / sample (dense)" in table.index
     assert not [f for f in table.index if "latency" in f]  # timed apart: no ratio is shown (Compare times together)
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import json
 
-from pruner_core.present.tables import coupled_groups_table, layer_table, prunability_legend, prunability_table
+from pruner_core.present.tables import (
+    coupled_groups_table,
+    layer_table,
+    preview_metrics,
+    prunability_legend,
+    prunability_table,
+)
 from pruner_core.pruning.describe import LayerInfo
 from pruner_core.pruning.granularities import GRANULARITIES, Reason
 
@@ -66,3 +72,15 @@ def test_coupled_groups_table_lists_only_groups_of_two_or_more():
     table = coupled_groups_table(LAYERS)
     assert table.to_dict("records") == [{"group": 0, "layers": "stem, block.add", "size": 2}]
     assert coupled_groups_table(LAYERS[:2]).empty
+
+
+def test_preview_metrics_give_changes_as_times_fewer_as_the_compare_table_does():
+    totals = {"params_before": 4000, "params_after": 2000, "flops_before": 4000, "flops_after": 1052}
+    shown = {m["label"]: m for m in preview_metrics(totals, masked=False)}
+    assert shown["FLOPs / sample"]["delta"] == "3.80× fewer"  # original ÷ pruned, as "(3.80×)" on Compare
+    assert shown["Parameters removed"]["delta"] == "2.00× fewer: 50.0% of 4,000"
+    masked = {m["label"]: m for m in preview_metrics({**totals, "flops_after": 4000, "nonzero_flops_after": 2000}, True)}
+    assert masked["Non-zero FLOPs / sample"]["delta"] == "2.00× fewer"
+    assert masked["FLOPs / sample (dense)"]["delta"] == "unchanged"
+    none = {m["label"]: m for m in preview_metrics({**totals, "params_after": 4000, "flops_after": 4000}, False)}
+    assert none["FLOPs / sample"]["delta"] == "unchanged" and none["Parameters removed"]["delta"].startswith("unchanged")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -106,6 +107,8 @@ def test_a_short_run_ends_as_a_saved_experiment(prune, runs_root):
     result = next(df.value for df in at.dataframe if "original" in df.value.columns).set_index("figure")
     assert result.loc["parameters", "original"] == result.loc["parameters", "pruned"]  # masks keep every weight
     assert result.loc["non-zero parameters", "pruned"] != result.loc["non-zero parameters", "original"]
+    assert re.fullmatch(r"\d+\.\d\d×", result.loc["non-zero parameters", "change"])  # original ÷ pruned, as on Compare
+    assert re.fullmatch(r"[+-]\d+\.\d\d pp", result.loc["test accuracy", "change"])
     assert any("dense runtimes do not run it faster" in i.value for i in at.info)
     at = at.button(key="prune.compare").click().run()
     assert not at.exception
