@@ -24,7 +24,14 @@ from pages._common import (
 from pages._runs import runs_root, saved_runs
 from pruner_core.compare.compare import forget, original_cache_dir, run_cache_dir
 from pruner_core.errors import PrunerError
-from pruner_core.present.compare_table import comparison_table, display_table, headlines, measurement_notes
+from pruner_core.present.compare_table import (
+    COLUMN_GROUPS,
+    comparison_table,
+    display_table,
+    headlines,
+    measurement_notes,
+    table_notes,
+)
 from pruner_core.present.figures import (
     COMPARE_COSTS,
     finetune_overlay,
@@ -38,6 +45,15 @@ ss = st.session_state
 DEFAULT_RUNS = 3
 LATENCY_COSTS = {"PyTorch eager": "latency", "ONNX Runtime": "latency_ort"}
 SIZE_COSTS = {"dense file": "size", "gzip": "size_gzip", "sparse encoding": "size_sparse"}
+DEFAULT_GROUPS = ["accuracy", "latency ONNX Runtime", "FLOPs / params"]  # fits 1440 px; sizes on request
+TIMES = "(N.NN×) = the original's ÷ this one's: above 1 is cheaper"
+TABLE_COLUMNS = {
+    "model": st.column_config.TextColumn(pinned=True, help="The run's id; the lines above say what each pruned"),
+    **{c: st.column_config.TextColumn(help=f"Median ±half the inter-quartile range; {TIMES}; ≈1×: within the two "
+                                           "timings' spreads") for g in COLUMN_GROUPS if g.startswith("latency")
+       for c in COLUMN_GROUPS[g]},
+    **{c: st.column_config.TextColumn(help=TIMES) for c in (*COLUMN_GROUPS["sizes"], "FLOPs")},
+}
 
 
 def remeasure(entries, runs) -> None:
@@ -125,8 +141,11 @@ for e in entries:
 table = comparison_table(entries)
 for line in headlines(table):
     st.markdown(f"**{line}**")
-st.dataframe(display_table(table), key="compare.table", hide_index=True,
-             column_config={"notes": st.column_config.TextColumn(width="large")})
+groups = st.multiselect("Columns", list(COLUMN_GROUPS), default=DEFAULT_GROUPS, key="compare.groups",
+                        help="Which figures the table shows (the model and its kind always); the default fits a laptop")
+st.dataframe(display_table(table, groups), key="compare.table", hide_index=True, column_config=TABLE_COLUMNS)
+for line in table_notes(table):
+    st.caption(line)
 if any(e.masked for e in entries):
     st.info("Masked runs keep every weight, zeros included: dense runtimes (PyTorch, ONNX Runtime) multiply the zeros"
             " too and do not run them faster. Their latency is measured and shown anyway; the gzip and sparse sizes "

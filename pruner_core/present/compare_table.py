@@ -11,6 +11,14 @@ from pruner_core.measure.metrics import Latency
 
 NOISY = 0.5  # an inter-quartile range wider than this share of the median marks a latency as noisy
 SIZE_LABELS = dict(zip(Sizes.NAMES, ("dense", "gzip", "sparse", "ONNX"), strict=True))  # column "<label> size (B)"
+# The columns of :func:`display_table` a reader picks by group (after model and kind, always shown).
+COLUMN_GROUPS = {
+    "accuracy": ["accuracy"],
+    "latency PyTorch": [f"PyTorch b{b}" for b in BATCHES],
+    "latency ONNX Runtime": [f"ONNX Runtime b{b}" for b in BATCHES],
+    "sizes": [f"{label} size" for label in SIZE_LABELS.values()],
+    "FLOPs / params": ["FLOPs", "non-zero / total params"],
+}
 
 
 def _iqr(lat: Latency) -> float:
@@ -24,7 +32,7 @@ def _noisy(lat: Latency | None) -> bool:
 def comparison_table(entries: list[Entry]) -> pd.DataFrame:
     """The comparison as one row per model, deltas against the first entry (the original).
 
-    Columns: model, kind, accuracy, Δ accuracy (percentage points), latency medians per runtime and batch and
+    Columns: id (the run's, or "original"), model (its label: the id and what it pruned), kind, accuracy, Δ accuracy (percentage points), latency medians per runtime and batch and
     the speed-up of each against the original (original / this; > 1 is faster), the three sizes and ONNX size
     with their ratio to the original, non-zero and total parameters, FLOPs and their reduction, and notes
     (masked models, warnings, errors). Models without figures keep their row with the error in ``notes``.
@@ -32,7 +40,7 @@ def comparison_table(entries: list[Entry]) -> pd.DataFrame:
     base = entries[0].figures if entries and entries[0].figures else None
     rows = []
     for e in entries:
-        row: dict = {"model": e.label, "kind": e.kind}
+        row: dict = {"id": e.key, "model": e.label, "kind": e.kind}
         f = e.figures
         notes = list(e.warnings)
         if e.masked:
@@ -83,7 +91,8 @@ def measurement_notes(entries: list[Entry]) -> list[str]:
             lines.append(f"latency ({RUNTIMES.get(runtime, runtime)}): {lat.label}")
     lines.append(
         "latency cells: median ± half the inter-quartile range of the timed runs; "
-        "speed-up = the original's median / this model's median at the same batch and runtime (> 1: faster); "
+        "speed-up = the original's median / this model's median at the same batch and runtime (> 1: faster), ≈1× "
+        "where the difference is within the two timings' spreads (half their inter-quartile ranges, added); "
         f"the models were timed together, in turn, at {figures.measured or '?'}"
     )
     return lines
@@ -120,13 +129,16 @@ def _decimals(values) -> int:
     return 2 if top < 100 else 1 if top < 1000 else 0
 
 
-def display_table(table: pd.DataFrame) -> pd.DataFrame:
+def display_table(table: pd.DataFrame, groups: list[str] | None = None) -> pd.DataFrame:
     """:func:`comparison_table` as text for people: one column per figure, the delta or ratio beside each value.
 
-    Latency shows ``median ±half the inter-quartile range ms (speed-up×)``, or ``≈1×`` where the difference from the
-    original is within the two spreads (so noise is never shown as a speed-up), sizes ``MB (times smaller×)``, FLOPs
-    ``count (reduction×)``: every × is original / this, so above 1 is cheaper; accuracy moves in percentage points.
-    A column keeps one unit and one number of decimals (its milliseconds fixed, its sizes in the original's unit).
+    ``model`` is the run's id ("original" for the original: the headlines say what each run pruned), then ``kind``
+    and the columns of ``groups`` (:data:`COLUMN_GROUPS`; all of them by default), in that order. Latency shows
+    ``median ±half the inter-quartile range ms (speed-up×)``, or ``≈1×`` where the difference from the original is
+    within the two spreads (so noise is never shown as a speed-up), sizes ``MB (times smaller×)``, FLOPs ``count
+    (reduction×)``: every × is original / this, so above 1 is cheaper; accuracy moves in percentage points. A column
+    keeps one unit and one number of decimals (its milliseconds fixed, its sizes in the original's unit). The notes
+    are not a column: :func:`table_notes` gives them, one line per model.
     """
     decimals = {f"{short} b{batch}": _decimals(table.get(f"{short} b{batch} ms", pd.Series(dtype=float)))
                 for short in ("PyTorch", "ORT") for batch in BATCHES}
@@ -136,7 +148,7 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
         units[label] = byte_unit(sizes.iloc[0]) if len(sizes) else None  # the original's, first
     out = []
     for _, r in table.iterrows():
-        row = {"model": r["model"], "kind": r["kind"]}
+        row = {"model": r.get("id", r["model"]), "kind": r["kind"]}
         if "accuracy" in r and not pd.isna(r.get("accuracy")):
             row["accuracy"] = f"{r['accuracy']:.2%} ({r['Δ accuracy (pp)']:+.1f} pp)"
             for short, name in (("PyTorch", "PyTorch"), ("ORT", "ONNX Runtime")):
@@ -146,7 +158,7 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
                     if ms is None or pd.isna(ms):
                         row[f"{name} b{batch}"] = "—"
                     elif r.get(f"{short} b{batch} within spread") and r["kind"] != "original":
-                        row[f"{name} b{batch}"] = f"{ms:.{d}f} ±{iqr / 2:.{d}f} ms (≈1×, within the spread)"
+                        row[f"{name} b{batch}"] = f"{ms:.{d}f} ±{iqr / 2:.{d}f} ms (≈1×)"  # within the spreads
                     else:
                         row[f"{name} b{batch}"] = _with_ratio(f"{ms:.{d}f} ±{iqr / 2:.{d}f} ms",
                                                               r.get(f"{short} b{batch} speed-up"))
@@ -154,11 +166,19 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
                 size = r.get(f"{label} size (B)")
                 row[f"{label} size"] = "—" if size is None or pd.isna(size) else _with_ratio(
                     format_bytes(size, 2, units[label]), _times(r.get(f"{label} size ratio")))
-            row["non-zero / total params"] = r["non-zero / total"]
             row["FLOPs"] = _with_ratio(f"{r['FLOPs'] / 1e6:.2f} M", r.get("FLOP reduction"))
-        row["notes"] = r.get("notes") or ""
+            row["non-zero / total params"] = r["non-zero / total"]
         out.append(row)
-    return pd.DataFrame(out).fillna("—")
+    picked = groups if groups is not None else list(COLUMN_GROUPS)
+    columns = ["model", "kind", *(c for g in COLUMN_GROUPS if g in picked for c in COLUMN_GROUPS[g])]
+    return pd.DataFrame(out).reindex(columns=columns).fillna("—")
+
+
+def table_notes(table: pd.DataFrame) -> list[str]:
+    """The notes of :func:`comparison_table` (masked runs, warnings, errors), one line per model that has any:
+    ``<id>: <notes>``, said below the table instead of in a column of their own."""
+    return [f"{r.get('id', r['model'])}: {r['notes']}" for _, r in table.iterrows()
+            if isinstance(r.get("notes"), str) and r["notes"]]
 
 
 def headlines(table: pd.DataFrame) -> list[str]:

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from pruner_core.compare.compare import Entry
-from pruner_core.present.compare_table import comparison_table, display_table, headlines, measurement_notes
+from pruner_core.present.compare_table import comparison_table, display_table, headlines, measurement_notes, table_notes
 from pruner_core.present.figures import finetune_overlay, pareto_plot, per_class_change, sparsity_comparison
 
 _STYLE = """
@@ -56,8 +56,7 @@ def html_report(entries: list[Entry], *, title: str = "Pruning report", classes:
                per_class_change(entries, classes)]
     if any(e.history for e in entries):
         figures.append(finetune_overlay(entries))
-    warnings = [f"<li class='warn'><b>{html.escape(e.key)}</b>: {html.escape(w)}</li>" for e in entries for w in e.warnings]
-    errors = [f"<li class='warn'><b>{html.escape(e.key)}</b>: {html.escape(e.error)}</li>" for e in entries if e.error]
+    notes = [f"<li class='warn'>{html.escape(line)}</li>" for line in table_notes(table)]  # one line per model
     recipe_html = "".join(
         f"<h3>{html.escape(key)}</h3><pre>{html.escape(text)}</pre>" for key, text in ((e.key, e.recipe) for e in entries if e.recipe)
     )
@@ -72,7 +71,7 @@ def html_report(entries: list[Entry], *, title: str = "Pruning report", classes:
         "<h2>In one line each</h2><ul class='headlines'>",
         *(f"<li>{html.escape(line)}</li>" for line in headlines(table)), "</ul>",
         "<h2>Comparison</h2>", _table_html(entries),
-        ("<ul>" + "".join(warnings + errors) + "</ul>") if warnings or errors else "",
+        ("<ul class='notes'>" + "".join(notes) + "</ul>") if notes else "",
         "<h2>Plots</h2><div class='grid'>", *(f"<div>{_figure(f)}</div>" for f in figures), "</div>",
         "<h2>How each figure was measured</h2><ul class='how'>", how, "</ul>",
         ("<h2>Recipes</h2><p>Each reproduces its run with <code>pruner prune MODEL --recipe recipe.yaml --out DIR</code>.</p>"

@@ -243,6 +243,8 @@ def test_report_is_self_contained_with_table_plots_recipes_and_how(entries):
     assert 'id="comparison"' in page and page.count("<tr class=") == len(entries)
     assert "granularity: channel" in page and "granularity: unstructured" in page  # each run's recipe
     assert "ONNX Runtime" in page and "thread(s)" in page  # how latency was measured
+    notes = page[page.index("<ul class='notes'>"):].split("</ul>")[0]  # each model's notes, below the table
+    assert "masked: zeros are stored and computed; dense runtimes do not run it faster" in notes
     assert len(page) > 3_000_000  # plotly.js itself is several MB
 
 
@@ -289,7 +291,7 @@ def test_a_difference_within_the_spread_is_never_shown_as_a_speed_up():
                cmp.Entry("masked", "masked run", "masked", _fake(0.96, 0.10)),
                cmp.Entry("channel", "channel run", "channel", _fake(0.50, 0.10))]
     shown = display_table(comparison_table(entries)).set_index("kind")
-    assert shown.loc["masked", "PyTorch b1"] == "0.96 ±0.05 ms (≈1×, within the spread)"
+    assert shown.loc["masked", "PyTorch b1"] == "0.96 ±0.05 ms (≈1×)"  # the notes below the table say what ≈1× means
     assert shown.loc["channel", "PyTorch b1"] == "0.50 ±0.05 ms (2.00×)"  # fixed decimals, not "0.5" beside "0.96"
     assert shown.loc["original", "PyTorch b1"] == "1.00 ±0.05 ms (1.00×)"
 
@@ -421,3 +423,28 @@ def test_each_column_of_the_shown_table_keeps_one_unit_and_fixed_decimals():
     shown = display_table(comparison_table(entries))
     assert list(shown["dense size"]) == ["1.69 MB (1.00×)", "0.84 MB (2.02×)"]  # not "836.89 kB" beside "1.69 MB"
     assert list(shown["ONNX Runtime b1"]) == ["1.00 ±0.01 ms (1.00×)", "0.25 ±0.01 ms (4.00×)"]
+
+
+def test_the_shown_table_names_each_model_by_its_id_shows_the_groups_asked_for_and_notes_below():
+    """The headlines say what each run pruned: the grid names it by id, its notes go below it, and a reader picks
+    the column groups, so the table fits a 1440 px screen without scrolling sideways."""
+    from pruner_core.present.compare_table import COLUMN_GROUPS, table_notes
+
+    entries = [cmp.Entry("original", "original · demo:mnist-cnn", "original", _figures(0.99, 3800, 4000, 4000, 1.0)),
+               cmp.Entry("20260101-a", "20260101-a · unstructured l1 layerwise 50%", "masked",
+                         _figures(0.99, 3800, 4000, 2000, 1.0), warnings=["made from another base model"]),
+               cmp.Entry("c", "c · broken", "channel", None, error="damaged")]
+    table = comparison_table(entries)
+    shown = display_table(table)
+    assert list(shown["model"]) == ["original", "20260101-a", "c"]  # not the recipe again
+    assert "notes" not in shown.columns
+    assert list(shown.columns) == ["model", "kind", *(c for cols in COLUMN_GROUPS.values() for c in cols)]
+    assert list(display_table(table, ["accuracy", "latency ONNX Runtime"]).columns) == [
+        "model", "kind", "accuracy", "ONNX Runtime b1", "ONNX Runtime b64"]
+    assert list(display_table(table, ["FLOPs / params", "accuracy"]).columns)[2:] == [  # in the table's order
+        "accuracy", "FLOPs", "non-zero / total params"]
+    assert table_notes(table) == [
+        "20260101-a: masked: zeros are stored and computed; dense runtimes do not run it faster; made from another "
+        "base model",
+        "c: damaged",
+    ]

@@ -30,8 +30,15 @@ def test_compare_page_shows_the_table_a_pareto_plot_and_an_offline_report(
 
     table = page.locator('[data-testid="stDataFrame"]').first
     expect(table).to_be_visible(timeout=MEASURE_MS)
-    for header in ("model", "accuracy", "PyTorch b1"):  # the grid draws only the columns in view
+    for header in ("model", "accuracy", "ONNX Runtime b1", "FLOPs"):  # the grid draws only the columns in view
         expect(table.locator('th[role="columnheader"]', has_text=header)).to_have_count(1, timeout=UI_MS)
+    scroller = table.locator(".dvn-scroller")  # the default columns fit 1440 px: no scrolling sideways
+    assert scroller.evaluate("e => e.scrollWidth - e.clientWidth") <= 2
+    box = page.locator('[data-testid="stMultiSelect"]').filter(has=page.get_by_role("combobox", name="Columns"))
+    box.get_by_role("combobox", name="Columns").click()
+    page.get_by_role("option", name="latency PyTorch").click()  # a reader adds a group of columns
+    page.keyboard.press("Escape")
+    expect(table.locator('th[role="columnheader"]', has_text="PyTorch b1")).to_have_count(1, timeout=UI_MS)
     pareto = page.locator(".js-plotly-plot", has_text="Accuracy against latency").first
     expect(pareto).to_be_visible(timeout=UI_MS)
     expect(pareto.locator(".scatterlayer .trace .point")).not_to_have_count(0)  # the models as points

@@ -47,12 +47,16 @@ def shown_table(at: AppTest):
 def test_compares_two_runs_with_the_original(compare):
     assert not compare.error and not compare.warning
     assert len(compare.multiselect(key="compare.runs").value) == 2
-    table = shown_table(compare)
+    table = shown_table(compare.multiselect(key="compare.groups").select("sizes").run())
     assert list(table["kind"]) == ["original", "channel", "masked"]
     assert table["accuracy"].iloc[0].startswith("98.90% (+0.0 pp)")
     assert re.search(r"\((3\.9\d|4\.0\d)×\)$", table["dense size"].iloc[1])  # channel pruning: a quarter of the weights
     assert table["dense size"].iloc[2] == table["dense size"].iloc[0]  # masks keep dense shapes
-    assert "dense runtimes do not run it faster" in table["notes"].iloc[2]
+    assert "notes" not in table.columns and list(table["model"])[0] == "original"  # ids: the headlines say the rest
+    masked_id = table["model"].iloc[2]
+    assert not any(" · " in m for m in table["model"])
+    assert any(c.value.startswith(f"{masked_id}: masked: ") and "dense runtimes do not run it faster" in c.value
+               for c in compare.caption)  # the notes, one line per model below the table
     assert all("ms (" in v for v in table["ONNX Runtime b1"])
     assert any("do not run them faster" in i.value for i in compare.info)
     charts = [json.loads(c.proto.spec) for c in compare.get("plotly_chart")]
@@ -63,6 +67,19 @@ def test_compares_two_runs_with_the_original(compare):
     pareto = charts[0]
     front = next(trace for trace in pareto["data"] if trace["name"] == "Pareto front")
     assert len(front["x"]) >= 1
+
+
+def test_the_reader_picks_the_column_groups_and_the_default_fits(compare):
+    picker = compare.multiselect(key="compare.groups")
+    assert picker.value == ["accuracy", "latency ONNX Runtime", "FLOPs / params"]  # fits 1440 px (the e2e test checks)
+    assert list(shown_table(compare).columns) == ["model", "kind", "accuracy", "ONNX Runtime b1", "ONNX Runtime b64",
+                                                  "FLOPs", "non-zero / total params"]
+    at = picker.select("latency PyTorch").unselect("FLOPs / params").run()
+    assert not at.exception
+    table = next(df.value for df in at.dataframe if "PyTorch b1" in df.value.columns)
+    assert list(table.columns) == ["model", "kind", "accuracy", "PyTorch b1", "PyTorch b64", "ONNX Runtime b1",
+                                   "ONNX Runtime b64"]
+    assert all(" ms (" in v for v in table["PyTorch b1"])
 
 
 def test_switching_runtime_and_size_redraws_without_measuring_again(compare, monkeypatch):
@@ -115,7 +132,8 @@ def test_a_run_of_another_base_model_is_shown_with_a_warning(app, runs_root, sav
         picker.select(str(run))
     at = picker.run()
     assert len(at.warning) == 2 and all("another base model" in w.value for w in at.warning)
-    assert "another base model" in shown_table(at)["notes"].iloc[1]
+    run_id = shown_table(at)["model"].iloc[1]
+    assert any(c.value.startswith(f"{run_id}: ") and "another base model" in c.value for c in at.caption)
 
 
 def test_no_runs_yet(app):
