@@ -24,7 +24,7 @@ from pages._prune_state import (
     recipe_from_widgets,
     scan_prediction,
 )
-from pages._prune_tables import RESULT_COLUMNS, layers_editor
+from pages._prune_tables import PREVIEW_COLUMNS, RESULT_COLUMNS, layers_editor, preview_frame
 from pages._runs import runs_root
 from pruner_core.config.options import AUGMENTATIONS, OPTIMIZERS, SCHEDULES, SCOPES, SINGLE_STEP_SCHEDULES
 from pruner_core.errors import PrunerError
@@ -133,7 +133,7 @@ recover.checkbox("Distil from the original model", key="prune.distill")
 recover.number_input("Seed", step=1, key="prune.seed")
 
 st.subheader("Layers")
-st.caption("ratio: this layer's own fraction removed (blank = the slider). Unticked layers are left alone.")
+st.caption("ratio: the fraction each layer loses, the slider's unless set here. Unticked layers are left alone.")
 try:
     ss["prune.current"] = layers_editor(layers, granularity)  # what the table says, for granularity_changed
     recipe = Recipe.from_dict(recipe_from_widgets(*ss["prune.current"]), source="settings")
@@ -149,14 +149,13 @@ right.file_uploader("Upload a recipe", type=["yaml", "yml"], key="prune.recipe_u
 if recipe is not None:
     left.download_button("Download recipe", recipe.to_yaml(), file_name="recipe.yaml", mime="application/x-yaml",
                          key="prune.download", on_click="ignore", icon=":material/download:")
-    left.code(recipe.to_yaml(), language="yaml")
+    left.code(recipe.to_yaml(), language="yaml", wrap_lines=True)
 
 if shown is not None:
     st.subheader("Preview")
     for col, m in zip(st.columns(3), preview_metrics(shown.totals, shown.masked), strict=False):
         col.metric(m["label"], m["value"], m["delta"], delta_color="off", delta_arrow="off", help=m["help"])
-    st.dataframe(shown.table, key="prune.preview", hide_index=True, column_config={
-        "removed": st.column_config.NumberColumn("removed (of params)", format="percent")})
+    st.dataframe(preview_frame(shown.table), key="prune.preview", hide_index=True, column_config=PREVIEW_COLUMNS)
     st.caption(f"Previewed in {shown.seconds:.2f} s. " + (
         f"Masks keep the dense shapes: {MASKED_NOTE}; non-zero FLOPs count only the kept multiply-adds."
         if shown.masked else "Channels are physically removed from a copy; its FLOPs are measured."))

@@ -13,7 +13,6 @@ comparison of a finished run (:func:`comparison_table`).
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -70,41 +69,60 @@ def why_not(info: LayerInfo, granularity: str, m: int) -> Reason | None:
     return info.reason(granularity)
 
 
+def _excluded(layers: list[LayerInfo], exclude: list[str] | None) -> set[str]:
+    """The layers a recipe's ``exclude`` leaves alone (None: the default, the layers whose outputs are the model's)."""
+    return {info.name for info in layers if info.is_output} if exclude is None else set(exclude)
+
+
 def layer_settings(
     layers: list[LayerInfo], granularity: str, overrides: dict[str, float] | None = None,
-    exclude: list[str] | None = None, m: int = 4,
+    exclude: list[str] | None = None, m: int = 4, sparsity: float = 0.0,
 ) -> pd.DataFrame:
     """The per-layer settings table (:data:`SETTINGS_COLUMNS`) for a recipe's ``layers`` and ``exclude``.
 
-    ``ratio`` is the layer's override (NaN = the global sparsity); ``prune`` is False for excluded layers
-    (by default, ``exclude`` None, the layers whose outputs are the model's outputs); ``note`` says in a few words
-    why the granularity does not apply to a layer (empty where it does; :func:`why_not` says it in full).
+    ``ratio`` is the fraction the layer loses when it is pruned: its override, else ``sparsity`` (the global slider's,
+    or N:M's share), so no cell is blank; ``prune`` is False for excluded layers (by default, ``exclude`` None, the
+    layers whose outputs are the model's outputs). A layer the granularity does not apply to does not look prunable:
+    ratio 0, unticked, and ``note`` says in a few words why (empty where it applies; :func:`why_not` says it in full).
+    Read it back with :func:`overrides_from_settings`, given the same ``sparsity`` and ``exclude``.
     """
     overrides = overrides or {}
-    excluded = {info.name for info in layers if info.is_output} if exclude is None else set(exclude)
-    rows = [
-        {
+    excluded = _excluded(layers, exclude)
+    rows = []
+    for info in layers:
+        note = short_reason(why_not(info, granularity, m) or "")
+        rows.append({
             "layer": info.name, "type": info.type, "params": info.params, "FLOPs": info.flops,
-            "ratio": overrides.get(info.name, math.nan), "prune": info.name not in excluded,
-            "note": short_reason(why_not(info, granularity, m) or ""),
-        }
-        for info in layers
-    ]
+            "ratio": 0.0 if note else float(overrides.get(info.name, sparsity)),
+            "prune": not note and info.name not in excluded, "note": note,
+        })
     return pd.DataFrame(rows, columns=SETTINGS_COLUMNS).astype({"ratio": float, "prune": bool})
 
 
-def overrides_from_settings(settings: pd.DataFrame, layers: list[LayerInfo]) -> tuple[dict[str, float], list[str] | None]:
+def overrides_from_settings(
+    settings: pd.DataFrame, layers: list[LayerInfo], sparsity: float = 0.0, exclude: list[str] | None = None,
+    explicit: set[str] | frozenset[str] = frozenset(),
+) -> tuple[dict[str, float], list[str] | None]:
     """The recipe's ``layers`` and ``exclude`` from an edited :func:`layer_settings` table.
 
-    Rows whose ``note`` is set (the granularity does not apply) are skipped. ``exclude`` is None when the
-    unchecked layers are exactly the default ones (the model's output layers), so the recipe stays portable.
+    A ticked row's ratio is an override only where it differs from ``sparsity`` or its layer is in ``explicit`` (set
+    on purpose: by the recipe, a per-layer slider or an edit of the cell), so the recipe's ``layers`` holds only real
+    overrides; a blank cell means the slider's. Rows whose ``note`` is set (the granularity does not apply) are shown
+    unticked but keep the exclusion the table was drawn with (``exclude``), so switching granularity loses nothing.
+    ``exclude`` is returned None when the unchecked layers are exactly the default ones (the model's output layers),
+    so the recipe stays portable.
     """
     overrides: dict[str, float] = {}
     unchecked: list[str] = []
+    before = _excluded(layers, exclude)
     for row in settings.itertuples(index=False):
-        if not bool(row.prune):
+        if row.note:
+            if row.layer in before:
+                unchecked.append(row.layer)
+        elif not bool(row.prune):
             unchecked.append(row.layer)
-        elif not row.note and row.ratio is not None and not pd.isna(row.ratio):
+        elif row.ratio is not None and not pd.isna(row.ratio) and (
+                row.layer in explicit or abs(float(row.ratio) - sparsity) > 1e-9):
             overrides[row.layer] = float(row.ratio)
     default = [info.name for info in layers if info.is_output]
     return overrides, (None if unchecked == default else unchecked)

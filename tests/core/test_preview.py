@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import pytest
 import torch
@@ -64,11 +63,29 @@ def test_layer_settings_round_trip_to_recipe_keys(layers):
     assert overrides_from_settings(settings, layers) == ({}, None)  # the default exclusion stays portable
     settings = layer_settings(layers, "unstructured", {"conv2": 0.3}, ["conv1"])
     assert settings.set_index("layer").loc["conv2", "ratio"] == 0.3
-    assert overrides_from_settings(settings, layers) == ({"conv2": 0.3}, ["conv1"])
+    assert overrides_from_settings(settings, layers, exclude=["conv1"]) == ({"conv2": 0.3}, ["conv1"])
     kernel = layer_settings(layers, "kernel", {"fc1": 0.3}, [])
     assert kernel.set_index("layer").loc["fc1", "note"] == "2-D weight"  # in a few words: the sentence is below
-    assert overrides_from_settings(kernel, layers) == ({}, [])  # a layer the granularity skips has no override
-    assert math.isnan(kernel.set_index("layer").loc["conv1", "ratio"])
+    assert overrides_from_settings(kernel, layers, exclude=[]) == ({}, [])  # a layer the granularity skips has none
+    assert kernel.set_index("layer").loc["conv2", "ratio"] == 0.0  # the slider's (0 here), never a blank "None"
+
+
+def test_every_ratio_cell_holds_the_ratio_applied_and_only_real_overrides_reach_the_recipe(layers):
+    settings = layer_settings(layers, "unstructured", {"fc1": 0.5}, None, sparsity=0.5)
+    assert list(settings["ratio"]) == [0.5, 0.5, 0.5, 0.5]
+    assert overrides_from_settings(settings, layers, 0.5) == ({}, None)  # the prefilled slider values are not
+    assert overrides_from_settings(settings, layers, 0.5, explicit={"fc1"}) == ({"fc1": 0.5}, None)  # set on purpose
+    edited = settings.copy()
+    edited.loc[1, "ratio"] = 0.8  # conv2 typed in
+    edited.loc[0, "ratio"] = None  # conv1 cleared: the slider's
+    assert overrides_from_settings(edited, layers, 0.5) == ({"conv2": 0.8}, None)
+    kernel = layer_settings(layers, "kernel", {}, ["conv2"], sparsity=0.5).set_index("layer")
+    assert list(kernel["ratio"]) == [0.0, 0.5, 0.0, 0.0]  # conv1 depthwise, fc1 and fc2 2-D: nothing to remove
+    assert list(kernel["prune"]) == [False, False, False, False]  # none looks prunable; conv2 is left out
+    ticked = kernel.reset_index().assign(prune=True)  # a tick on a row the granularity skips changes nothing
+    assert overrides_from_settings(ticked, layers, 0.5, exclude=["conv2", "fc1"]) == ({}, ["fc1"])
+    default = layer_settings(layers, "kernel", {}, None, sparsity=0.5)
+    assert overrides_from_settings(default, layers, 0.5) == ({}, None)  # fc2, the classifier, stays out as before
 
 
 def test_comparison_table_reports_measured_figures_and_no_unpaired_speed_up():

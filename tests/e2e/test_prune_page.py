@@ -95,3 +95,27 @@ def test_one_slider_per_layer_moves_the_preview(page: Page, app_url: str) -> Non
     expect(removed).not_to_have_text(before, timeout=UI_MS)
     expect(page.get_by_text("fc1: 0.6").first).to_be_attached(timeout=UI_MS)  # the recipe shown
     wait_until_idle(page)
+
+
+def test_every_ratio_cell_holds_a_ratio_and_one_typed_in_is_the_only_override(page: Page, app_url: str) -> None:
+    """The Layers table showed a grey "None" in every unset ratio cell; now each holds the ratio the layer gets, and
+    only a ratio set on purpose reaches the recipe's layers."""
+    open_prune_page(page, app_url)
+    grid = page.locator('[data-testid="stDataFrame"]').first
+    grid.scroll_into_view_if_needed()
+    cells = grid.locator('td[role="gridcell"][aria-colindex="5"]')  # the ratio column, as the canvas mirrors it
+    expect(cells).to_have_count(4, timeout=UI_MS)
+    assert cells.all_text_contents() == ["0.5"] * 4  # the slider's, no blank
+    code = page.locator('[data-testid="stCode"]').first
+    expect(code).to_contain_text("layers: {}")
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + 40, box["y"] + 36 + 35 + 17)  # conv2's name (header 36 px, rows 35 px)
+    for _ in range(4):
+        page.keyboard.press("ArrowRight")  # to its ratio
+    page.keyboard.press("Enter")
+    editor = page.locator("#portal input, #portal textarea").first
+    expect(editor).to_be_visible(timeout=UI_MS)
+    editor.fill("0.7")
+    page.keyboard.press("Enter")
+    expect(code).to_contain_text("layers: {conv2: 0.7}", timeout=UI_MS)  # that one alone
+    wait_until_idle(page)

@@ -37,7 +37,8 @@ def test_opens_on_the_demo_with_its_layers_and_a_preview(prune):
     settings = table(prune, "prune")
     assert list(settings.index) == ["conv1", "conv2", "fc1", "fc2"]
     assert list(settings["prune"]) == [True, True, True, False]  # the classifier is left alone by default
-    assert settings["ratio"].isna().all()
+    assert list(settings["ratio"]) == [0.5] * 4  # each cell holds the ratio the layer gets (no blank "None")
+    assert "layers: {}" in prune.code[0].value  # ... and none of them is an override
     assert prune.slider(key="prune.sparsity").value == 0.5
     assert len(prune.get("plotly_chart")) == 1  # the mask overlay of the first layer
     overlay = json.loads(prune.get("plotly_chart")[0].proto.spec)
@@ -160,7 +161,9 @@ def test_changing_what_a_ratio_means_clears_the_per_layer_ratios_and_says_so(pru
     at = at.selectbox(key="prune.granularity").set_value("kernel").run()  # fractions of channels -> of kernels
     assert any("Cleared 2 per-layer ratio(s) (conv1, conv2): they were fractions of output channels under channel"
                in w.value for w in at.warning)
-    assert table(at, "prune")["ratio"].isna().all()
+    kernel = table(at, "prune")
+    assert list(kernel["ratio"]) == [0.0] * 4  # the slider's (0) where kernels apply, 0 where they do not
+    assert list(kernel["prune"]) == [False, True, False, False]  # conv1 is depthwise, fc1 and fc2 are 2-D
     assert "layers: {}" in at.code[0].value  # the recipe shown (and run) has no stale ratios
     at = at.selectbox(key="prune.granularity").set_value("unstructured").run()  # kernels -> weights: same meaning
     assert not at.warning
@@ -176,9 +179,10 @@ def test_one_slider_per_prunable_unit_sets_its_ratio_and_the_preview_follows(pru
     assert table(at, "prune").loc["conv2", "ratio"] == 0.9  # the table holds it
     after = table(at, "non-zero FLOPs").loc["conv2", "params after"]
     assert after < before  # the preview follows
-    assert "conv2: 0.9" in at.code[0].value  # and the recipe
+    assert "conv2: 0.9" in at.code[0].value and "conv1" not in at.code[0].value  # and the recipe, only it
     at = at.slider(key="prune.sparsity").set_value(0.3).run()
     assert at.slider(key="prune.slider.conv1").value == 0.3 and at.slider(key="prune.slider.conv2").value == 0.9
+    assert list(table(at, "prune")["ratio"]) == [0.3, 0.9, 0.3, 0.3]  # the others follow the slider
     at = at.selectbox(key="prune.granularity").set_value("nm").run()  # N:M has no ratio per layer: it says so
     assert not [s for s in at.slider if s.key.startswith("prune.slider.")]
     assert any("there is no ratio per layer to set" in c.value for c in at.caption)
@@ -222,3 +226,33 @@ def test_a_layer_the_granularity_skips_says_why_in_a_few_words_and_in_full_below
     legend = next(c.value for c in at.caption if c.value.startswith("Not applicable because"))
     assert "**depthwise**: each filter reads one input channel (a depthwise or single-channel convolution)" in legend
     assert "**2-D weight**: Linear weights have no kernels (use unstructured, nm or channel) — `fc1`, `fc2`" in legend
+
+
+def test_under_n_m_each_ratio_cell_holds_n_m_share_and_is_no_override(prune):
+    at = prune.selectbox(key="prune.granularity").set_value("nm").run()
+    assert not at.exception
+    settings = table(at, "prune")
+    assert list(settings["ratio"]) == [0.0, 0.5, 0.5, 0.5]  # 2:4 removes half; conv1 (1 input channel) is not prunable
+    assert list(settings["prune"]) == [False, True, True, False]  # it does not look prunable; fc2 is the classifier
+    assert "layers: {}\nexclude: null" in at.code[0].value  # no override, and the default exclusion (portable)
+    editor = next(e for e in at.data_editor if "prune" in e.value.columns)
+    assert json.loads(editor.proto.columns)["ratio"]["disabled"] is True  # N:M has no ratio per layer to set
+
+
+def test_tables_localize_counts_fix_percentages_and_pin_whole_layer_names(app):
+    app.selectbox(key="model.demo").set_value("resnet20")
+    at = app.button(key="model.load").click().run()
+    at = at.switch_page("pages/prune.py").run()
+    assert not at.exception
+    preview = next(df for df in at.dataframe if "non-zero FLOPs" in df.value.columns)
+    config = json.loads(preview.proto.columns)
+    for column in ("params before", "params after", "FLOPs before", "FLOPs after (dense)", "non-zero FLOPs"):
+        assert config[column]["type_config"]["format"] == "localized", column  # 18,496 as on the Model page
+    assert config["removed"]["type_config"]["format"] == "%.1f%%"  # 45.0% and 49.8%, not 45% beside 49.83%
+    assert config["layer"]["pinned"] is True and config["layer"]["width"] == "medium"  # layer2.0.shortcut.0 whole
+    removed = preview.value.set_index("layer")["removed"]
+    assert 40 < removed["layer1.0.conv1"] < 60  # in percent, as the format writes it
+    editor = json.loads(next(e for e in at.data_editor if "prune" in e.value.columns).proto.columns)
+    assert editor["layer"]["pinned"] is True and editor["params"]["type_config"]["format"] == "localized"
+    assert at.code[0].proto.wrap_lines  # the recipe wraps instead of scrolling sideways
+
