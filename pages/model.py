@@ -3,7 +3,7 @@
 import streamlit as st
 
 from pages._common import activate, active_vital_signs, exposure, get_model, init_state, save_upload, show_outcome
-from pruner_core.config.text import format_bytes
+from pruner_core.config.text import format_bytes, options_help
 from pruner_core.errors import PrunerError
 from pruner_core.graph.layers import parameter_coverage
 from pruner_core.io.archs import ARCHITECTURES
@@ -89,7 +89,7 @@ with st.expander("Choose model and data", expanded=True):
             st.selectbox(
                 "Demo model", list(ARCHITECTURES), key="model.demo",
                 index=list(ARCHITECTURES).index(active) if active in ARCHITECTURES else 0,
-                format_func=lambda n: f"{n} — {ARCHITECTURES[n].description}",
+                help=options_help({n: a.description for n, a in ARCHITECTURES.items()}),
             )
         else:
             if source == SOURCES[1]:

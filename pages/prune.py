@@ -27,6 +27,7 @@ from pages._prune_state import (
 from pages._prune_tables import PREVIEW_COLUMNS, RESULT_COLUMNS, layers_editor, preview_frame
 from pages._runs import runs_root
 from pruner_core.config.options import AUGMENTATIONS, OPTIMIZERS, SCHEDULES, SCOPES, SINGLE_STEP_SCHEDULES
+from pruner_core.config.text import options_help
 from pruner_core.errors import PrunerError
 from pruner_core.frontends import jobs
 from pruner_core.measure.preview import comparison_table
@@ -106,11 +107,11 @@ except PrunerError as e:
 
 what, how, recover = st.columns(3)
 granularity = what.selectbox("Granularity", list(GRANULARITIES), key="prune.granularity", on_change=granularity_changed,
-                             format_func=lambda g: f"{g} — {GRANULARITIES[g].label}")
+                             help=options_help({g: GRANULARITIES[g].label for g in GRANULARITIES}))
 criteria = [c for c in CRITERIA if granularity in CRITERIA[c].granularities]
 if ss["prune.criterion"] not in criteria:
     ss["prune.criterion"] = criteria[0]
-what.selectbox("Criterion", criteria, key="prune.criterion", format_func=lambda c: f"{c} — {CRITERIA[c].description}")
+what.selectbox("Criterion", criteria, key="prune.criterion", help=options_help({c: CRITERIA[c].description for c in criteria}))
 what.radio("Scope", list(SCOPES), key="prune.scope", horizontal=True,
            help="; ".join(f"{name}: {text}" for name, text in SCOPES.items()))
 of = "output channels" if granularity == "channel" else "weights"
@@ -127,8 +128,8 @@ sched_col.selectbox("Schedule", list(SCHEDULES), key="prune.schedule", help="; "
 steps_col.number_input("Steps", min_value=1, step=1, key="prune.steps", disabled=ss["prune.schedule"] in SINGLE_STEP_SCHEDULES)
 recover.number_input("Fine-tune epochs", min_value=0.0, step=0.05, format="%.2f", key="prune.epochs")
 recover.number_input("Learning rate", min_value=1e-6, format="%.5f", step=1e-4, key="prune.lr")
-recover.selectbox("Optimizer", list(OPTIMIZERS), key="prune.optimizer", format_func=lambda o: f"{o} — {OPTIMIZERS[o]}")
-recover.selectbox("Augmentation", list(AUGMENTATIONS), key="prune.augment", format_func=lambda a: f"{a} — {AUGMENTATIONS[a]}")
+recover.selectbox("Optimizer", list(OPTIMIZERS), key="prune.optimizer", help=options_help(OPTIMIZERS))
+recover.selectbox("Augmentation", list(AUGMENTATIONS), key="prune.augment", help=options_help(AUGMENTATIONS))
 recover.checkbox("Distil from the original model", key="prune.distill")
 recover.number_input("Seed", step=1, key="prune.seed")
 

@@ -7,7 +7,7 @@ import streamlit as st
 from pages._common import active_data, get_model, init_state, model_label, scan_promise
 from pages._recommend import show_recommendation
 from pages._runs import runs_root
-from pruner_core.config.text import parse_fractions
+from pruner_core.config.text import options_help, parse_fractions
 from pruner_core.errors import PrunerError
 from pruner_core.frontends import jobs
 from pruner_core.present.sensitivity_figures import channel_latency, sensitivity_curves, sensitivity_heatmap
@@ -75,11 +75,11 @@ except PrunerError as e:
 
 left, mid, right = st.columns(3)
 granularity = left.selectbox("Granularity", SCAN_GRANULARITIES, key="sens.granularity",
-                             format_func=lambda g: f"{g} — {GRANULARITIES[g].label}")
+                             help=options_help({g: GRANULARITIES[g].label for g in SCAN_GRANULARITIES}))
 criteria = [c for c in CRITERIA if granularity in CRITERIA[c].granularities]
 if ss.get("sens.criterion") not in criteria:
     ss["sens.criterion"] = criteria[0]
-left.selectbox("Criterion", criteria, key="sens.criterion", format_func=lambda c: f"{c} — {CRITERIA[c].description}")
+left.selectbox("Criterion", criteria, key="sens.criterion", help=options_help({c: CRITERIA[c].description for c in criteria}))
 mid.text_input("Ratios", key="sens.ratios", help="Fractions removed, comma-separated, each in [0, 1)")
 right.number_input("Test samples", min_value=1, max_value=len(data.y_test), value=max(1, min(1000, len(data.y_test) // 2)),
                    step=100, key="sens.samples", help="The first test images: the evaluation subset (at most half of "

@@ -74,6 +74,16 @@ def format_times(original: float | None, this: float | None) -> str:
     return f"{original / this:.2f}×"
 
 
+def options_help(options: dict[str, str]) -> str:
+    """Each option with its description, one Markdown line each, for a picker's help (the box shows the name alone).
+
+    >>> print(options_help({"l1": "L1 norm", "l2": "L2 norm"}))
+    - **l1**: L1 norm
+    - **l2**: L2 norm
+    """
+    return "\n".join(f"- **{name}**: {text}" for name, text in options.items())
+
+
 def format_duration(seconds: float) -> str:
     """``45 s``, ``12 min``, ``5.6 h``: a duration as people read it.
 

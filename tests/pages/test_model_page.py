@@ -155,3 +155,11 @@ def test_an_address_naming_code_or_a_bad_file_keeps_the_demo_and_says_why(tmp_pa
         assert not at.exception
         assert at.session_state["active.model"] == DEFAULT_MODEL
         assert any("The address names a model this server cannot open" in e.value and why in e.value for e in at.error)
+
+
+def test_the_demo_picker_shows_names_with_the_descriptions_in_its_help(app):
+    from pruner_core.io.archs import ARCHITECTURES
+
+    picker = app.selectbox(key="model.demo")
+    assert picker.options == list(ARCHITECTURES)  # the name, not "resnet20 — ResNet-20 with BatchNorm and resi…"
+    assert f"- **resnet20**: {ARCHITECTURES['resnet20'].description}" in picker.help

@@ -256,3 +256,15 @@ def test_tables_localize_counts_fix_percentages_and_pin_whole_layer_names(app):
     assert editor["layer"]["pinned"] is True and editor["params"]["type_config"]["format"] == "localized"
     assert at.code[0].proto.wrap_lines  # the recipe wraps instead of scrolling sideways
 
+
+def test_pickers_show_the_short_name_with_the_descriptions_in_their_help(prune):
+    from pruner_core.config.options import OPTIMIZERS
+    from pruner_core.pruning.granularities import GRANULARITIES
+
+    granularity = prune.selectbox(key="prune.granularity")
+    assert granularity.options == list(GRANULARITIES)  # "kernel", not "kernel — whole k x k kernels W[o, i, :, ...…"
+    assert "- **kernel**: whole k x k kernels W[o, i, :, :]" in granularity.help
+    assert all(" — " not in o for key in ("prune.criterion", "prune.optimizer", "prune.augment")
+               for o in prune.selectbox(key=key).options)
+    assert "**l1**: L1 norm of the weights in each group" in prune.selectbox(key="prune.criterion").help
+    assert all(f"**{name}**: {text}" in prune.selectbox(key="prune.optimizer").help for name, text in OPTIMIZERS.items())

@@ -222,3 +222,10 @@ def test_before_a_scan_the_page_says_how_long_it_would_take_timed_now(sensitivit
     at = at.text_input(key="sens.ratios").set_value("0.5").run()
     at = at.selectbox(key="sens.granularity").set_value("channel").run()
     assert any("runs 3 evaluations (3 units x 1 ratio on" in i.value and "channel latency" in i.value for i in at.info)
+
+
+def test_the_pickers_show_short_names_with_the_descriptions_in_their_help(sensitivity):
+    granularity, criterion = sensitivity.selectbox(key="sens.granularity"), sensitivity.selectbox(key="sens.criterion")
+    assert all(" — " not in o for o in [*granularity.options, *criterion.options])  # no name cut to "…" in the box
+    assert "- **unstructured**: single weights" in granularity.help
+    assert "- **l1**: L1 norm of the weights in each group" in criterion.help
