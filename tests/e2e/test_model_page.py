@@ -260,3 +260,16 @@ def test_a_refresh_keeps_the_model_and_the_page(page: Page, app_url: str) -> Non
     expect(page.get_by_role("heading", name="Prune", exact=True)).to_be_visible(timeout=UI_MS)
     expect(page.get_by_text(re.compile(r"^Prune demo:lenet300: choose what goes"))).to_be_visible(timeout=UI_MS)
     expect(sidebar(page).get_by_text("demo:lenet300")).to_be_visible()
+
+
+def test_the_prunability_table_fits_the_screen_and_says_each_reason_once_below(page: Page, app_url: str) -> None:
+    """At 1440 px the table was 1,676 px wide (its channel column off-screen) and cut its reasons short."""
+    open_model_page(page, app_url)
+    page.get_by_role("tab", name="Prunability").click()
+    table = page.locator('[data-testid="stDataFrame"]').filter(
+        has=page.locator('th[role="columnheader"]', has_text="unstructured"))
+    expect(table.locator('th[role="columnheader"]', has_text="channel")).to_have_count(1, timeout=UI_MS)
+    expect(table.locator('td[role="gridcell"]', has_text=re.compile(r"^no: depthwise$"))).to_have_count(1)
+    assert table.locator(".dvn-scroller").evaluate("e => e.scrollWidth - e.clientWidth") <= 2  # no scrolling sideways
+    expect(page.get_by_text(re.compile(r"^no: depthwise \(kernel\): each filter reads one input channel .* conv1$"))
+           ).to_be_visible()
