@@ -214,7 +214,7 @@ def _write_comparison(runs: list[Path], report: Path | None, json_path: Path | N
     writable(report, "--report")
     from pruner_core.compare.compare import compare_saved
     from pruner_core.pipeline.runs import list_runs, load_run
-    from pruner_core.present.compare_table import comparison_table, display_table, measurement_notes
+    from pruner_core.present.compare_table import comparison_table, display_table, measurement_notes, table_notes
     from pruner_core.present.report import write_report
 
     loaded = []
@@ -222,8 +222,11 @@ def _write_comparison(runs: list[Path], report: Path | None, json_path: Path | N
         listed = {r.path.resolve(): r for r in list_runs(path.parent)}
         loaded.append(listed.get(path.resolve()) or load_run(path))  # a damaged run is listed, not raised
     entries, dataset = compare_saved(loaded, data_spec=data)
-    typer.echo(display_table(comparison_table(entries)).to_string(index=False))
-    for line in measurement_notes(entries):
+    for entry in entries:  # the table names each model by its id: what each is, first
+        typer.echo(entry.label)
+    table = comparison_table(entries)
+    typer.echo(display_table(table).to_string(index=False))
+    for line in [*table_notes(table), *measurement_notes(entries)]:
         typer.echo(f"  {line}")
     if json_path is not None:
         json_path.write_text(json.dumps([{"key": e.key, "label": e.label, "kind": e.kind,

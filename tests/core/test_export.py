@@ -163,6 +163,7 @@ def test_pruner_compare_prints_the_table_and_writes_json_and_report_despite_a_da
                                  "--report", str(tmp_path / "c.html")])
     assert result.exit_code == 0, result.output
     assert "original · demo:mnist-cnn" in result.stdout and "ONNX Runtime b64" in result.stdout
+    assert "  broken: " in result.stdout and "status.json" in result.stdout  # each model's notes, below the table
     figures = json.loads((tmp_path / "c.json").read_text())
     assert [f["kind"] for f in figures] == ["original", "channel", "—"]
     assert figures[1]["figures"]["sizes"]["onnx_bytes"] < 0.3 * figures[0]["figures"]["sizes"]["onnx_bytes"]
