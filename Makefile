@@ -60,7 +60,7 @@ test-pages: $(TEST_INSTALLED)
 test-e2e: $(TEST_INSTALLED) chromium
 	$(PY) -m pytest tests/e2e
 
-bench: $(INSTALLED)
+bench: $(TEST_INSTALLED) chromium  # the UI benchmarks drive Chromium with Playwright (a test extra)
 	$(PY) bench/run.py $(if $(ONLY),--only $(ONLY))
 
 # The README tour's screenshots: made by the browser tests (test-output/e2e/), copied into assets/screenshots/.

@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from pruner_core.frontends.serving import answers_healthy, free_port, stop_server
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER_START_TIMEOUT_S = 90
@@ -64,20 +63,6 @@ DEMO_SIGNS_JS = """() => [...document.querySelectorAll('[data-testid="stMetric"]
     && /^\\s*\\d+\\.\\d+%\\s*$/.test(m.querySelector('[data-testid="stMetricValue"]')?.textContent ?? ''))"""
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return r.status == 200 and r.read().decode().strip() == "ok"
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 def _chromium() -> str:
     for found in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
         if found and os.access(found, os.X_OK):
@@ -89,7 +74,7 @@ def _chromium() -> str:
 def streamlit_server(runs_root: Path, log_path: Path, app_dir: Path = ROOT) -> Iterator[tuple[str, int]]:
     """``streamlit run app.py`` (in ``app_dir``, with its .streamlit/config.toml) as ``make run`` starts it, on a free
     loopback port: yields (URL, pid) once healthy, and always stops it (terminate, then kill)."""
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
            "--server.address", "127.0.0.1", "--server.port", str(port)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PRUNER_RUNS": str(runs_root), "PRUNER_FACTORIES": ""}
@@ -98,20 +83,14 @@ def streamlit_server(runs_root: Path, log_path: Path, app_dir: Path = ROOT) -> I
         try:
             health = f"http://127.0.0.1:{port}/_stcore/health"
             deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-            while not _healthy(health):
+            while not answers_healthy(health):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     log.flush()
                     raise RuntimeError(f"the Streamlit server did not start; its output:\n{log_path.read_text(errors='replace')}")
                 time.sleep(0.1)
             yield f"http://127.0.0.1:{port}", proc.pid
         finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=15)
+            stop_server(proc)
 
 
 @contextmanager

@@ -19,6 +19,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
+import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,3 +142,30 @@ class Exposure:
         if not path.is_relative_to(self.path_root):
             raise SpecError(f"'{text}' is outside the folder this app serves; give a path under {self.path_root}")
         return str(path)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a server started next: the browser tests, the benchmarks)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def answers_healthy(url: str) -> bool:
+    """Whether Streamlit's health endpoint at ``url`` answers "ok" now."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status == 200 and r.read().decode().strip() == "ok"
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def stop_server(proc: subprocess.Popen, timeout: float = 15) -> None:
+    """Stop a server process started for a while: terminate, and kill it if it has not ended within ``timeout``."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)

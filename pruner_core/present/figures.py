@@ -120,13 +120,9 @@ def channel_signal_heatmap(
     _check("norm", norm, NORMS)
     chosen = analysis.layers if layers is None else [analysis.layer(name) for name in layers]
     rows = [(la.name, _signal(la, signal, norm)) for la in chosen]
-    shown = [(name, values) for name, values in rows if values is not None]
-    missing = [name for name, values in rows if values is None]
     label = SIGNAL_LABELS[signal] + (f" ({norm.upper()})" if signal == "magnitude" else "")
     title = f"Channel {label} {heading or 'per layer'} (each row divided by its max)"
-    if missing:
-        title += f"<br><sup>{NA}: {', '.join(missing)}</sup>"
-    return _row_heatmap(shown, label, title, colorscale, ("layer", "output channel"))
+    return _row_heatmap(rows, label, title, colorscale, ("layer", "output channel"))
 
 
 def head_heatmap(analysis: Analysis, signal: str = "magnitude", norm: str = "l2", colorscale: str = "Viridis") -> go.Figure:
@@ -141,20 +137,20 @@ def head_heatmap(analysis: Analysis, signal: str = "magnitude", norm: str = "l2"
     _check("norm", norm, NORMS)
     rows = [(h.attention, (h.l1 if norm == "l1" else h.l2) if signal == "magnitude" else h.mean_output)
             for h in analysis.heads]
-    shown = [(name, values) for name, values in rows if values is not None]
-    missing = [name for name, values in rows if values is None]
     label = HEAD_LABELS[signal] + (f" ({norm.upper()})" if signal == "magnitude" else "")
     title = f"Head {label} per attention module (each row divided by its max)"
-    if missing:
-        title += f"<br><sup>{NA}: {', '.join(missing)}</sup>"
-    return _row_heatmap(shown, label, title, colorscale, ("attention", "head"))
+    return _row_heatmap(rows, label, title, colorscale, ("attention", "head"))
 
 
-def _row_heatmap(shown: list[tuple[str, list[float]]], label: str, title: str, colorscale: str,
+def _row_heatmap(rows: list[tuple[str, list[float] | None]], label: str, title: str, colorscale: str,
                  axes: tuple[str, str]) -> go.Figure:
     """Rows of values, each divided by its own maximum (a row whose maximum is 0 stays 0), padded with NaN (drawn
-    blank) to the widest; raw values on hover."""
+    blank) to the widest; raw values on hover. Rows without values (``None``) are left out and named in the title."""
     row, column = axes
+    shown = [(name, values) for name, values in rows if values is not None]
+    missing = [name for name, values in rows if values is None]
+    if missing:
+        title += f"<br><sup>{NA}: {', '.join(missing)}</sup>"
     width = max((len(values) for _, values in shown), default=0)
     z, text = [], []
     for _, values in shown:

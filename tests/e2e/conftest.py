@@ -17,18 +17,16 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
+from pruner_core.frontends.serving import answers_healthy, free_port, stop_server
 from pruner_core.io.data import load_data
 from pruner_core.io.models import load_model
 from pruner_core.pipeline.run import run_experiment
@@ -106,21 +104,6 @@ def context(new_context):
     assert not outside, f"the app asked outside this machine: {sorted(set(outside))[:5]}"
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return r.status == 200 and r.read().decode().strip() == "ok"
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 @pytest.fixture(scope="session")
 def screenshot_dir() -> Path:
     """``<repo>/test-output/e2e/``, created if missing."""
@@ -170,7 +153,7 @@ def app_url(screenshot_dir: Path, e2e_runs_root: Path, server_probe: tuple[str, 
         try:
             health = f"http://127.0.0.1:{port}/_stcore/health"
             deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-            while not _healthy(health):
+            while not answers_healthy(health):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     why = f"exited with code {proc.returncode}" if proc.poll() is not None else (
                         f"did not answer 'ok' at {health} within {SERVER_START_TIMEOUT_S} s")
@@ -179,13 +162,7 @@ def app_url(screenshot_dir: Path, e2e_runs_root: Path, server_probe: tuple[str, 
                 time.sleep(0.25)  # polling a server, not waiting on UI state
             yield f"http://127.0.0.1:{port}"
         finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=15)
+            stop_server(proc)
 
 
 # ---------------------------------------------------------------- helpers shared by the test modules

@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 from playwright.sync_api import Page, expect
 
+from pruner_core.frontends.serving import free_port
 from pruner_core.io.archs import ARCHITECTURES
 from tests.e2e.conftest import (
     MODEL_LOAD_MS,
     UI_MS,
     choose_radio,
     click_load,
-    free_port,
     metric,
     open_model_page,
     save_screenshot,
