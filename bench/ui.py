@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pruner_core.frontends.serving import answers_healthy, free_port, stop_server
+from pruner_core.frontends.serving import free_port, stop_server, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER_START_TIMEOUT_S = 90
@@ -81,13 +81,10 @@ def streamlit_server(runs_root: Path, log_path: Path, app_dir: Path = ROOT) -> I
     with log_path.open("w+b") as log:
         proc = subprocess.Popen(cmd, cwd=app_dir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         try:
-            health = f"http://127.0.0.1:{port}/_stcore/health"
-            deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-            while not answers_healthy(health):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.flush()
-                    raise RuntimeError(f"the Streamlit server did not start; its output:\n{log_path.read_text(errors='replace')}")
-                time.sleep(0.1)
+            why = wait_until_healthy(proc, port, SERVER_START_TIMEOUT_S)
+            if why is not None:
+                log.flush()
+                raise RuntimeError(f"the Streamlit server {why}; its output:\n{log_path.read_text(errors='replace')}")
             yield f"http://127.0.0.1:{port}", proc.pid
         finally:
             stop_server(proc)

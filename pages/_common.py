@@ -254,7 +254,7 @@ def _model_of(model_choice: tuple) -> LoadedModel:
 
 def cached_vital_signs(model_choice: tuple, model_digest: str, data_spec: str, data_digest: str) -> VitalSigns:
     """Vital signs measured once per key, under a progress bar that says what is measured and how long is left."""
-    model = _model_of(model_choice)
+    model = _model_of(model_choice)  # both cached: cheap on a rerun
     data = cached_fit(model_choice, model_digest, data_spec, data_digest)
     return measured_once("vital_signs", (model_choice, model_digest, data_spec, data_digest),
                          f"Measuring the vital signs of {model.label}", lambda report: vital_signs(model, data, progress=report))
@@ -329,11 +329,10 @@ def cached_comparison(model_choice: tuple, model_digest: str, data_spec: str, da
                       stamps: tuple, root: str) -> list[Entry]:
     """:func:`~pruner_core.compare.compare` of the model and the run folders ``runs`` (``stamps``: their states),
     measured once per key under a progress bar (:func:`forget_comparisons` to measure again)."""
-    listed = list_runs_by_path(root)
-    model, data = _model_of(model_choice), cached_fit(model_choice, model_digest, data_spec, data_digest)
-    chosen = [listed[p] for p in runs if p in listed]  # a folder removed meanwhile is left out, not an error
-
-    def work(report):
+    def work(report):  # run only when this key is new: a rerun of the page reads no run folder
+        listed = list_runs_by_path(root)
+        chosen = [listed[p] for p in runs if p in listed]  # a folder removed meanwhile is left out, not an error
+        model, data = _model_of(model_choice), cached_fit(model_choice, model_digest, data_spec, data_digest)
         return compare(model, data, chosen, data_spec=data_spec, root=root,
                        callback=lambda done, total, what: report(done / total, f"{what} ({done + 1} of {total})"))
 

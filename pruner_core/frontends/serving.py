@@ -21,6 +21,7 @@ import ipaddress
 import os
 import socket
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -169,3 +170,17 @@ def stop_server(proc: subprocess.Popen, timeout: float = 15) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=timeout)
+
+
+def wait_until_healthy(proc: subprocess.Popen, port: int, timeout: float) -> str | None:
+    """Wait until the Streamlit server ``proc`` answers on ``port``: None once it does, else why not (it exited, or
+    did not answer within ``timeout`` seconds)."""
+    health = f"http://127.0.0.1:{port}/_stcore/health"
+    deadline = time.monotonic() + timeout
+    while not answers_healthy(health):
+        if proc.poll() is not None:
+            return f"exited with code {proc.returncode}"
+        if time.monotonic() > deadline:
+            return f"did not answer 'ok' at {health} within {timeout} s"
+        time.sleep(0.1)
+    return None

@@ -223,7 +223,9 @@ def _pairs(predictor: Predictor, units, ratios: dict[str, float], step: float) -
 
     givers = sorted((u.name for u in units), key=cost_up)
     takers = sorted((u.name for u in units), key=cost_down, reverse=True)
-    pairs = [(g, t) for i in range(len(units)) for g, t in ((givers[i // 2], takers[(i + 1) // 2]),) if g != t]
+    # a staircase down both rankings, (g0, t0), (g0, t1), (g1, t1), (g1, t2), ..., then the top four of each paired
+    staircase = [(givers[i // 2], takers[(i + 1) // 2]) for i in range(len(units))]
+    pairs = [(g, t) for g, t in staircase if g != t]
     pairs += [(g, t) for g in givers[:4] for t in takers[:4] if g != t]
     return list(dict.fromkeys(pairs))
 

@@ -19,14 +19,13 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from pruner_core.frontends.serving import answers_healthy, free_port, stop_server
+from pruner_core.frontends.serving import free_port, stop_server, wait_until_healthy
 from pruner_core.io.data import load_data
 from pruner_core.io.models import load_model
 from pruner_core.pipeline.run import run_experiment
@@ -151,15 +150,10 @@ def app_url(screenshot_dir: Path, e2e_runs_root: Path, server_probe: tuple[str, 
     with log_path.open("w+b") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         try:
-            health = f"http://127.0.0.1:{port}/_stcore/health"
-            deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-            while not answers_healthy(health):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    why = f"exited with code {proc.returncode}" if proc.poll() is not None else (
-                        f"did not answer 'ok' at {health} within {SERVER_START_TIMEOUT_S} s")
-                    log.flush()
-                    pytest.fail(f"the Streamlit server {why}; its output:\n{log_path.read_text(errors='replace')}")
-                time.sleep(0.25)  # polling a server, not waiting on UI state
+            why = wait_until_healthy(proc, port, SERVER_START_TIMEOUT_S)
+            if why is not None:
+                log.flush()
+                pytest.fail(f"the Streamlit server {why}; its output:\n{log_path.read_text(errors='replace')}")
             yield f"http://127.0.0.1:{port}"
         finally:
             stop_server(proc)

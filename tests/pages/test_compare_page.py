@@ -83,9 +83,11 @@ def test_the_reader_picks_the_column_groups_and_the_default_fits(compare):
 
 
 def test_switching_runtime_and_size_redraws_without_measuring_again(compare, monkeypatch):
+    from pages import _common
     from pruner_core.compare import compare as core
 
     monkeypatch.setattr(core, "measure_static", lambda *a, **k: pytest.fail("measured again"))
+    monkeypatch.setattr(_common, "list_runs_by_path", lambda root: pytest.fail("run folders read again"))
     at = compare.radio(key="compare.latency").set_value("ONNX Runtime").run()
     at = at.radio(key="compare.size").set_value("sparse encoding").run()
     assert not at.exception
