@@ -10,7 +10,8 @@ Two layouts are recognised, as their public counterparts write them:
 A head goes whole: its query, key and value rows together (and the output projection's columns that read it). Whether
 the module's own forward still runs with a head fewer is tried once, on a copy: timm's forward reshapes its output
 to the input's width (``reshape(B, N, C)``) and cannot lose a head; one that reshapes by ``-1`` or by the head count
-can. ``nn.MultiheadAttention`` is recognised too, but its heads are not removed yet.
+can. The first kind, and ``nn.MultiheadAttention``, are opened before channel pruning
+(:mod:`~pruner_core.graph.head_forms`): an equivalent module that can lose heads takes their place in the copy.
 
 :func:`attention_heads` lists every attention module's heads, removable or not (for the Inspect page's per-head
 magnitude); :func:`head_norms` is one number per head over all the weights that make and read it.
@@ -73,12 +74,12 @@ def find_attention(module: nn.Module, names: list[str]) -> tuple[dict[str, Heads
                 if child and prefix + child in prunable:
                     roles[prefix + child] = ("mha", name)
             continue
-        found = _layout(mod)
+        found = layout(mod)
         if found is None or not all(prefix + n in prunable for n in (*found.layers, found.output)):
             continue
         found = replace(found, attention=name, layers=tuple(prefix + n for n in found.layers),
                         output=prefix + found.output)
-        if found.num_heads > 1 and _one_head_less_runs(mod, found, prefix):
+        if found.num_heads > 1 and one_head_less_runs(mod, found, prefix):
             heads[found.layers[0]] = found
             roles.update({layer: ("reads", name) for layer in found.layers})
         else:
@@ -97,7 +98,7 @@ def attention_heads(module: nn.Module) -> list[Heads]:
             if mod._qkv_same_embed_dim and mod.num_heads > 0:
                 found.append(Heads(name, (prefix + "in_proj_weight",), prefix + "out_proj", mod.num_heads, mod.head_dim))
             continue
-        heads = _layout(mod)
+        heads = layout(mod)
         if heads is not None:
             found.append(replace(heads, attention=name, layers=tuple(prefix + n for n in heads.layers),
                                  output=prefix + heads.output))
@@ -121,17 +122,21 @@ def head_norms(weights: dict[str, torch.Tensor], heads: Heads, norm: str = "l2")
     return values
 
 
-def _layout(mod: nn.Module) -> Heads | None:
-    """The module's heads by their local names, if it is attention in one of the two layouts."""
-    output = next((n for n in OUTPUTS if isinstance(getattr(mod, n, None), nn.Linear)), None)
-    if output is None:
+def layout(mod: nn.Module) -> Heads | None:
+    """The module's heads by their local names, if it is attention in one of the two layouts (a fused layer other
+    than ``qkv`` is named by the module's ``unit_name``, as a :class:`~pruner_core.graph.head_forms.HeadAttention`
+    names its own)."""
+    fused = getattr(mod, "unit_name", "qkv")
+    output = getattr(mod, "output_name", None) or next(
+        (n for n in OUTPUTS if isinstance(getattr(mod, n, None), nn.Linear)), None)
+    if output is None or not isinstance(getattr(mod, output, None), nn.Linear):
         return None
     count = next((getattr(mod, a) for a in HEAD_COUNTS if isinstance(getattr(mod, a, None), int)), None)
-    qkv = getattr(mod, "qkv", None)
+    qkv = getattr(mod, fused, None)
     if isinstance(qkv, nn.Linear) and count:
         head_dim = getattr(mod, "head_dim", qkv.out_features // (3 * count))
         if isinstance(head_dim, int) and qkv.out_features == 3 * count * head_dim == 3 * getattr(mod, output).in_features:
-            return Heads("", ("qkv",), output, count, head_dim)
+            return Heads("", (fused,), output, count, head_dim)
     for trio in SEPARATE:
         linears = [getattr(mod, n, None) for n in trio]
         if all(isinstance(q, nn.Linear) for q in linears) and len({q.out_features for q in linears}) == 1:
@@ -143,7 +148,7 @@ def _layout(mod: nn.Module) -> Heads | None:
     return None
 
 
-def _one_head_less_runs(attn: nn.Module, heads: Heads, prefix: str) -> bool:
+def one_head_less_runs(attn: nn.Module, heads: Heads, prefix: str = "") -> bool:
     """Whether a copy of ``attn`` with its last head removed still runs and returns its input's shape."""
     trial = copy.deepcopy(attn).eval()
     local = [layer.removeprefix(prefix) for layer in heads.layers]

@@ -33,6 +33,7 @@ from torch import nn
 
 from pruner_core.errors import SpecError
 from pruner_core.graph.attention import Heads, find_attention
+from pruner_core.graph.head_forms import open_heads
 from pruner_core.graph.layers import evaluating, layer_lookup, prunable_layers
 from pruner_core.io.inputs import example_input
 
@@ -65,7 +66,11 @@ class ModelGraph:
             module's head count follows.
         attention: layer -> (role, attention module) where attention rules out its channels: ``"stream"`` for the
             embedding dimension an attention block reads and reshapes by, ``"mha"`` for a layer inside an
-            ``nn.MultiheadAttention``, ``"fixed"`` for a ``qkv`` whose attention's forward cannot lose a head.
+            ``nn.MultiheadAttention`` that stays one (cross-attention, kdim/vdim), ``"fixed"`` for a ``qkv`` whose
+            attention's forward cannot lose a head; ``"heads"`` marks an in-projection whose heads go once the
+            attention is opened (:func:`~pruner_core.graph.head_forms.open_heads`).
+        form: for a graph of a module that must not change, the traced copy when attention was opened in it (its
+            layers are the ones channel pruning plans on: :meth:`channel_form`); None when the module itself is.
     """
 
     names: list[str]
@@ -77,8 +82,14 @@ class ModelGraph:
     follows: dict[str, tuple[str, ...]] = field(default_factory=dict)
     heads: dict[str, Heads] = field(default_factory=dict)
     attention: dict[str, tuple[str, str]] = field(default_factory=dict)
+    form: nn.Module | None = field(default=None, repr=False, compare=False)  # the opened copy (see channel_form)
     _module: weakref.ref | None = field(default=None, repr=False, compare=False)  # the module it describes
     _dep: object | None = field(default=None, repr=False, compare=False)  # torch-pruning's graph (live graphs only)
+
+    def channel_form(self) -> nn.Module:
+        """The module as channel pruning sees it: the described module, or its copy with attention opened for head
+        removal (the same layer names, the same outputs). Score and plan on this one; never change it."""
+        return self.form if self.form is not None else self.module
 
     @property
     def traced(self) -> bool:
@@ -194,12 +205,18 @@ def _output_shape(module: nn.Module, example: torch.Tensor):
 
 def _build(module: nn.Module, example: torch.Tensor, live: bool, eager: bool) -> ModelGraph:
     """Trace ``module`` with torch-pruning (on a copy unless ``live``) and read its groups by handler identity."""
-    names = [name for name, _, _ in prunable_layers(module)]
+    target = module if live or not eager else copy.deepcopy(module)
+    opened = open_heads(target, example) if eager else {}
+    names = [name for name, _, _ in prunable_layers(target)]
     shape = tuple(example.shape[1:])
-    heads, roles = find_attention(module, names)
+    heads, roles = find_attention(target, names)
     attention = {layer: role for layer, role in roles.items() if role[0] != "reads"}
+    for unit, found in heads.items():  # opened here: an in-projection that is a layer of the copy (see head_forms)
+        if opened.get(found.attention, "") is None:
+            attention[unit] = ("heads", found.attention)
+    form = target if target is not module and any(why is None for why in opened.values()) else None
     fallback = ModelGraph(names, {n: i for i, n in enumerate(names)}, {names[-1]} if names else set(), None, shape,
-                          heads=heads, attention=attention, _module=weakref.ref(module))
+                          heads=heads, attention=attention, form=form, _module=weakref.ref(module))
     if not eager:
         fallback.coupling = "TorchScript / torch.export programs cannot have channels physically removed (mask only)"
         return fallback
@@ -207,7 +224,6 @@ def _build(module: nn.Module, example: torch.Tensor, live: bool, eager: bool) ->
         return fallback
     import torch_pruning as tp
 
-    target = module if live else copy.deepcopy(module)
     try:
         with evaluating(target), torch.enable_grad():  # torch-pruning traces with autograd
             dep_graph = tp.DependencyGraph().build_dependency(target, example_inputs=example)
@@ -267,7 +283,7 @@ def _build(module: nn.Module, example: torch.Tensor, live: bool, eager: bool) ->
             group_of[name] = max(group_of.values()) + 1
     return ModelGraph(names, group_of, outputs, None, shape, multiple_of,
                       {name: tuple(sorted(by, key=names.index)) for name, by in follows.items()}, heads, attention,
-                      weakref.ref(module), dep_graph if live else None)
+                      form, weakref.ref(module), dep_graph if live else None)
 
 
 def graph_of(module: nn.Module, input_shape: Sequence[int], *, eager: bool = True) -> ModelGraph:

@@ -60,7 +60,7 @@ def load_run_model(run: Run | str | Path, *, trust: bool = False) -> LoadedModel
         loaded = load_model(base["spec"], weights=base.get("weights"), trust=trust and bool(base.get("trust")))
     finally:
         _loading.reset(token)
-    if run.structure:
+    if run.structure or (run.recipe is not None and run.recipe.granularity == "channel"):
         shape = base.get("input_shape") or loaded.input_shape
         if not shape:
             raise PrunerError(f"run '{run.id}' removed channels but base.json has no input_shape to trace the model with")

@@ -72,10 +72,13 @@ class Working:
     input_shape: tuple[int, ...]
 
     @classmethod
-    def of(cls, model: LoadedModel, input_shape: tuple[int, ...]) -> Working:
-        """Copy ``model`` (never modified) and build the copy's graph: the run's only torch-pruning trace."""
+    def of(cls, model: LoadedModel, input_shape: tuple[int, ...], *, channels: bool = False) -> Working:
+        """Copy ``model`` (never modified) and build the copy's graph: the run's only torch-pruning trace. With
+        ``channels`` the graph is bound to the copy, which is opened for head removal
+        (:func:`~pruner_core.graph.head_forms.open_heads`); a mask run's copy stays the user's module."""
         work = copy_module(model.module).eval()
-        graph = live_graph(work, input_shape) if model.eager else graph_of(work, input_shape, eager=False)
+        live = model.eager and channels
+        graph = live_graph(work, input_shape) if live else graph_of(work, input_shape, eager=model.eager)
         return cls(replace(model, module=work), graph, tuple(input_shape))
 
     def describe(self) -> list:
@@ -224,7 +227,7 @@ def prune(
     shape = working.input_shape if working is not None else check_data_fits(model, data)
     if recipe.granularity == "channel" and not model.eager:
         raise SpecError(f"channel pruning needs an ordinary nn.Module; '{model.label}' is a {model.fmt} program (mask only)")
-    working = working or Working.of(model, shape)
+    working = working or Working.of(model, shape, channels=recipe.granularity == "channel")
     target = working.target(recipe, layers)
     teacher = copy_module(model.module).eval() if recipe.finetune.distill and recipe.finetune.epochs > 0 else None
     work = working.model.module
@@ -271,7 +274,7 @@ def run_experiment(
     shape = check_data_fits(model, data)
     if recipe.granularity == "channel" and not model.eager:
         raise SpecError(f"channel pruning needs an ordinary nn.Module; '{model.label}' is a {model.fmt} program (mask only)")
-    working = Working.of(model, shape)
+    working = Working.of(model, shape, channels=recipe.granularity == "channel")
     layers = working.describe()
     working.target(recipe, layers)  # refuse a recipe that does not fit, or prunes nothing, before making a folder
     run = create_run(root, base_info(model, data=data_spec, input_shape=shape), recipe, folder=folder)

@@ -48,6 +48,7 @@ def plan_channels(module: nn.Module, target: Target, example: torch.Tensor, data
         raise SpecError(f"plan_channels removes channels; got granularity '{target.granularity}' (use compute_masks)")
     graph = graph or graph_of(module, tuple(example.shape[1:]))
     graph.require_coupling()
+    module = graph.channel_form()  # the same layers, attention opened where its heads can go
     everything = prunable_layers(module)
     group_of, outputs = graph.group_of, graph.outputs
     layers = resolve(module, target, graph)
@@ -88,7 +89,9 @@ def prune_channels(module: nn.Module, plan: list[dict], example: torch.Tensor, *
     pruned model is rebuilt from (base model, plan, pruned state dict) without unpickling anything.
 
     Args:
-        module: the unpruned model the plan was made for; changed in place (its modes are kept).
+        module: the unpruned model the plan was made for; changed in place (its modes are kept), attention
+            opened for head removal first (:func:`~pruner_core.graph.head_forms.open_heads`), even for an empty plan,
+            so a channel run's weights always load into the module this gives.
         plan: from :func:`plan_channels`.
         example: one input batch, for torch-pruning's dependency graph.
         graph: a :func:`~pruner_core.graph.model_graph.live_graph` bound to ``module`` (built here when not given);
@@ -98,6 +101,9 @@ def prune_channels(module: nn.Module, plan: list[dict], example: torch.Tensor, *
         SpecError: a plan naming an unknown layer, channels out of range, or every channel of a layer, or a model
             torch-pruning cannot trace.
     """
+    if graph is None or not graph.bound_to(module):
+        graph = live_graph(module, tuple(example.shape[1:]))  # opens attention in place (graph.head_forms)
+    graph.require_coupling()
     modules = dict(module.named_modules())
     for entry in plan:
         name, chans = entry.get("layer"), entry.get("channels")
@@ -109,9 +115,5 @@ def prune_channels(module: nn.Module, plan: list[dict], example: torch.Tensor, *
             raise SpecError(f"layer '{name}': channels must be a list of indices in [0, {out}); got {chans!r}")
         if len(set(chans)) >= out:
             raise SpecError(f"layer '{name}': the plan removes all {out} output channels")
-    if not plan:
-        return
-    if graph is None or not graph.bound_to(module):
-        graph = live_graph(module, tuple(example.shape[1:]))
-    graph.require_coupling()
-    graph.remove_channels(plan)
+    if plan:
+        graph.remove_channels(plan)

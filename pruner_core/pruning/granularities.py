@@ -164,22 +164,24 @@ class Channel(Granularity):
         if layer.type == "Embedding":
             return Reason("embedding", "an embedding's rows are its vocabulary, not output channels (use unstructured "
                           "or nm)")
-        if layer.type in ("Recurrent", "Attention"):
+        opened = layer.attention[:1] == ("heads",)  # an in-projection whose heads go (see graph.head_forms)
+        if layer.type in ("Recurrent", "Attention") and not opened:
             return Reason("attention matrix" if layer.type == "Attention" else "recurrent matrix",
                           f"a{'n attention in-projection' if layer.type == 'Attention' else ' recurrent weight matrix'} "
                           "is masked only: its rows are gates or heads, not channels (use unstructured or nm)")
         if layer.is_output:
             return Reason("output layer", "its outputs are the model's outputs (the classes)")
-        if layer.attention:
+        if layer.attention and not opened:
             role, module = layer.attention
             if role == "fixed":
-                return Reason("heads fixed", f"attention '{module}' cannot lose a head: its forward reshapes its "
-                              "output to the input's width (as timm's reshape(B, N, C) does) or it has one head; a "
-                              "forward that reshapes by num_heads, or -1, has its heads removed whole")
+                return Reason("heads fixed", f"attention '{module}' cannot lose a head: it has one head, or its "
+                              "forward reshapes its output to the input's width and computes more than plain scaled "
+                              "dot-product attention (a per-head bias, say), so no equivalent module can stand in "
+                              "for it; plain attention has its heads removed whole, timm's reshape(B, N, C) included")
             if role == "mha":
                 return Reason("MultiheadAttention", f"it is part of nn.MultiheadAttention '{module}', whose heads are "
-                              "not removed yet (use unstructured or nm here; timm-style attention, a qkv Linear, has "
-                              "its heads removed)")
+                              "removed only in self-attention (query, key and value one tensor) of one width, without "
+                              "bias_k or add_zero_attn; use unstructured or nm here")
             return Reason("attention width", f"its channels are the embedding dimension that attention '{module}' "
                           "reads and reshapes into heads: channel pruning removes whole attention heads and MLP hidden "
                           "units instead")

@@ -151,7 +151,7 @@ def channel_removals(units: list[Unit], target: Target, fraction: float) -> dict
     removed = {}
     for unit, count in zip(units, counts, strict=True):
         if unit.blocks:
-            removed[unit.name] = _block_removals(unit, count)
+            removed[unit.name] = block_removals(unit, count)
             continue
         step = math.lcm(target.round_to or 1, unit.multiple)
         n = round_channels(unit.scores.numel(), count, step if step > 1 else None)
@@ -159,7 +159,7 @@ def channel_removals(units: list[Unit], target: Target, fraction: float) -> dict
     return removed
 
 
-def _block_removals(unit: Unit, count: int) -> list[int]:
+def block_removals(unit: Unit, count: int) -> list[int]:
     """The channels of the lowest-scoring whole blocks, about ``count`` channels' worth; one block always stays."""
     size = len(unit.blocks[0])
     n = min(round(count / size), len(unit.blocks) - 1)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pruner_core.errors import SpecError
 from pruner_core.graph.fold import fold_batchnorm
 from pruner_core.graph.layers import layer_lookup
+from pruner_core.graph.model_graph import live_graph
 from pruner_core.io.data import Dataset
 from pruner_core.io.fit import check_data_fits
 from pruner_core.io.inputs import example_input
@@ -151,6 +152,7 @@ def scan(
         if unknown:
             raise SpecError(f"no prunable layer named {', '.join(repr(n) for n in unknown)}; prunable: {', '.join(known)}")
     work = copy.deepcopy(model.module).eval()
+    graph = live_graph(work, tuple(shape)) if granularity == "channel" else None  # opens attention (head_forms)
     modules = layer_lookup(work)
     table = layer_table(work, infos, granularity, criterion)
     n = min(samples, len(data.y_test))
@@ -162,7 +164,7 @@ def scan(
                 "adaptive": bool(adaptive)}
 
     if granularity == "channel":
-        units = channel_units(work, infos, table, settings, data, modules, tuple(shape))
+        units = channel_units(work, infos, table, settings, data, modules, graph)
     else:
         units = mask_units(work, infos, table, settings, data, modules)
     if layers is not None:

@@ -17,11 +17,11 @@ from torch import nn
 
 from pruner_core.errors import SpecError
 from pruner_core.graph.layers import prunable_layers
-from pruner_core.graph.model_graph import live_graph
+from pruner_core.graph.model_graph import ModelGraph
 from pruner_core.io.data import Dataset
 from pruner_core.pruning.describe import LayerInfo
 from pruner_core.pruning.granularities import GRANULARITIES
-from pruner_core.pruning.select import compute_masks, keep_lowest_removed, round_channels, scores
+from pruner_core.pruning.select import Unit, block_removals, compute_masks, keep_lowest_removed, round_channels, scores
 from pruner_core.pruning.target import Target
 from pruner_core.sensitivity.result import UnitCurve
 
@@ -94,9 +94,11 @@ def mask_units(work: nn.Module, infos: list[LayerInfo], table: dict, settings: d
 
 
 def channel_units(work: nn.Module, infos: list[LayerInfo], table: dict, settings: dict, data: Dataset,
-                  modules: dict[str, nn.Module], input_shape: tuple[int, ...]) -> list[ScanUnit]:
+                  modules: dict[str, nn.Module], graph: ModelGraph) -> list[ScanUnit]:
     """One unit per coupled group whose members the channel granularity all applies to; applying it at a ratio zeroes
-    the readers' input channels of the group's lowest-scored output channels (scores summed over the members).
+    the readers' input channels of the group's lowest-scored output channels (scores summed over the members); the
+    unit that makes attention heads loses whole heads, as channel pruning removes them. ``graph`` is ``work``'s
+    live graph (``work`` opened for head removal).
 
     Raises:
         SpecError: a reader is a grouped convolution (the emulation zeroes whole input channels: groups=1 only).
@@ -110,7 +112,6 @@ def channel_units(work: nn.Module, infos: list[LayerInfo], table: dict, settings
         return []
     all_members = [m for members in chosen for m in members]
     member_scores = scores(work, Target("channel", c, ratios={m: 0.5 for m in all_members}), data)
-    graph = live_graph(work, input_shape)
     graph.require_coupling()
     units = []
     for members in chosen:
@@ -126,9 +127,15 @@ def channel_units(work: nn.Module, infos: list[LayerInfo], table: dict, settings
 
         readers = list(consumers_of([0]))
 
-        def apply(ratio: float, total=total, out=out, consumers_of=consumers_of) -> int:
-            n = round_channels(out, round(ratio * out), None)
-            chans = torch.nonzero(~keep_lowest_removed(total, n)).flatten().tolist()
+        blocks = graph.head_blocks(members[0])  # an attention's heads: they go whole
+
+        def apply(ratio: float, total=total, out=out, consumers_of=consumers_of, blocks=blocks,
+                  root=members[0]) -> int:
+            if blocks:
+                chans = block_removals(Unit(root, total, ratio, blocks=blocks), round(ratio * out))
+            else:
+                n = round_channels(out, round(ratio * out), None)
+                chans = torch.nonzero(~keep_lowest_removed(total, n)).flatten().tolist()
             if chans:
                 with torch.no_grad():
                     for name, cols in consumers_of(chans).items():

@@ -277,11 +277,31 @@ def test_attention_heads_go_whole_and_num_heads_follows():
     assert rebuilt.attn.num_heads == 3 and torch.equal(rebuilt.attn.qkv.weight, module.attn.qkv.weight)
 
 
-def test_attention_that_cannot_lose_a_head_says_so_before_any_work():
+class BiasedAttention(nn.Module):
+    """Swin-style: timm's attention plus a learned per-head bias on the logits, reshaped to the input's width."""
+
+    def __init__(self, dim: int = 16, num_heads: int = 4, tokens: int = 5) -> None:
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, dim // num_heads
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.bias = nn.Parameter(torch.randn(num_heads, tokens, tokens))
+
+    def forward(self, x):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        attn = ((q @ k.transpose(-2, -1)) * self.head_dim ** -0.5 + self.bias[:, :n, :n]).softmax(-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
+
+
+def test_timm_attention_has_its_heads_removed_and_one_that_cannot_lose_a_head_says_so_before_any_work():
     from tests.zoo.architectures import ZOO, build
 
     layers = {info.name: info for info in describe_model(LoadedModel(build("vit_timm"), "v", "factory", True),
                                                          ZOO["vit_timm"].input_shape)}
-    assert "cannot lose a head: its forward reshapes its output to the input's width" in (
-        layers["blocks.0.attn.qkv"].granularities["channel"])
+    assert layers["blocks.0.attn.qkv"].constraints["channel"].startswith("heads removed whole: 4 heads of 8")
     assert layers["blocks.0.mlp.fc1"].granularities["channel"] is None  # MLP hidden units still go
+    module = TinyTransformer().eval()
+    module.attn = BiasedAttention()
+    layers = {info.name: info for info in describe_model(LoadedModel(module, "t", "factory", True), (5, 6))}
+    assert "'attn' cannot lose a head" in layers["attn.qkv"].granularities["channel"]
+    assert "a per-head bias" in layers["attn.qkv"].granularities["channel"]

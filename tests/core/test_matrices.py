@@ -72,8 +72,10 @@ def test_the_granularities_that_do_not_apply_to_a_matrix_say_why():
     assert lstm["unstructured"] is None and lstm["nm"] is None
     assert lstm["kernel"] == "Recurrent weights have no kernels (use unstructured, nm)"
     assert lstm["channel"].startswith("a recurrent weight matrix is masked only")
-    assert layers["attn.in_proj_weight"].granularities["channel"].startswith("an attention in-projection is masked")
-    assert "nn.MultiheadAttention 'attn'" in layers["attn.out_proj"].granularities["channel"]
+    # self-attention: its heads go whole (graph.head_forms); its output projection, read only by fc, is a layer
+    assert layers["attn.in_proj_weight"].granularities["channel"] is None
+    assert layers["attn.in_proj_weight"].constraints["channel"].startswith("heads removed whole: 2 heads of 8")
+    assert layers["attn.out_proj"].granularities["channel"] is None
     assert layers["embedding"].granularities["channel"].startswith("an embedding's rows are its vocabulary")
 
 

@@ -22,7 +22,7 @@ from tests.zoo.architectures import ZOO
 from tests.zoo.cells import single_thread
 
 ARCHS = ["resnet18", "resnet50", "mobilenet_v2", "efficientnet", "googlenet", "densenet", "dwsep_concat",
-         "conv1d_seq", "text_cnn"]
+         "conv1d_seq", "text_cnn", "vit_timm", "vit_mha"]
 
 
 def inputs(arch: str, n: int = 8) -> torch.Tensor:
