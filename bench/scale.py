@@ -1,0 +1,68 @@
+"""Benchmarks at the size users bring: the ResNet-50-sized network (bench/resnet50.py) scanned layer by layer.
+
+A randomly initialised ResNet-50 sends every input to one class (its post-ReLU features share one large mean), so
+random labels and self-labels would both measure nothing. :func:`self_labelled` centres the classifier on the
+data's mean feature (``fc.bias = -W @ mean``) and labels each image with the network's own answer: the dense
+accuracy is 100%, and pruning a layer costs accuracy exactly as far as it changes the network's answers, as a
+trained network's would. The scan's timing is then that of a real scan: the adaptive evaluation stops where the
+answer is clear, not everywhere at once.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def self_labelled(module: torch.nn.Module, shape: tuple[int, ...], n_train: int, n_test: int, seed: int = 0):
+    """``module`` with its classifier centred on the data, and a Dataset labelled by it (see the module's docstring)."""
+    from pruner_core.io.data import Dataset
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n_train + n_test, *shape, generator=g)
+    features = []
+    hook = module.avgpool.register_forward_hook(lambda _m, _i, out: features.append(torch.flatten(out, 1)))
+    with torch.no_grad():
+        for i in range(0, len(x), 64):
+            module(x[i : i + 64])
+        hook.remove()
+        mean = torch.cat(features).mean(0)
+        module.fc.bias.copy_(-module.fc.weight @ mean)
+        y = torch.cat([module(x[i : i + 64]).argmax(1) for i in range(0, len(x), 64)])
+    classes = [str(c) for c in range(module.fc.out_features)]
+    return Dataset("self-labelled random", x[:n_train], y[:n_train], x[n_train:], y[n_train:], classes, "given")
+
+
+def bench_sensitivity_resnet50() -> dict:
+    """``sensitivity_seconds.resnet50`` (target <= 300 s): the ResNet-50-sized net at 3 x 96 x 96, every prunable
+    layer (54: 53 convolutions and the classifier) x 9 ratios, unstructured L1, adaptive evaluation on up to
+    ``samples`` self-labelled images, after a one-ratio warm-up scan of one layer. Also recorded: the units, the
+    samples the cells used in all (``sensitivity_samples_used.resnet50``) against the full evaluation's
+    (units x ratios x samples), the number of distinct labels, and the same scan at channel granularity
+    (``.channel``: coupled groups, no latency timing)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from resnet50 import INPUT_SHAPE, resnet50
+
+    from pruner_core.io.models import LoadedModel
+    from pruner_core.sensitivity.scan import scan
+
+    samples = 128
+    module = resnet50()
+    data = self_labelled(module, INPUT_SHAPE, 64, samples)
+    model = LoadedModel(module, "resnet50 (bench)", "factory", True)
+    scan(model, data, ratios=[0.5], samples=8, layers=["fc"])
+    figures: dict = {"sensitivity_seconds.resnet50.samples": samples,
+                     "sensitivity_seconds.resnet50.labels": int(data.y_test.unique().numel())}
+    for granularity, suffix in (("unstructured", ""), ("channel", ".channel")):
+        start = time.perf_counter()
+        sens = scan(model, data, granularity=granularity, samples=samples, latency=False, adaptive=True)
+        figures[f"sensitivity_seconds.resnet50{suffix}"] = round(time.perf_counter() - start, 1)
+        figures[f"sensitivity_units.resnet50{suffix}"] = len(sens.units)
+        figures[f"sensitivity_samples_used.resnet50{suffix}"] = sum(sum(u.samples) for u in sens.units)
+        figures[f"sensitivity_samples_full.resnet50{suffix}"] = len(sens.units) * 9 * samples
+    return figures
