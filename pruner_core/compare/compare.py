@@ -43,16 +43,11 @@ from pruner_core.io.inputs import example_input, random_input
 from pruner_core.io.models import LoadedModel
 from pruner_core.measure.metrics import PYTORCH_RUNTIME, Latency, count_parameters, device_name, latency_of
 from pruner_core.pipeline.replay import load_run_model
-from pruner_core.pipeline.runs import Run, default_root
+from pruner_core.pipeline.runs import Run, default_root, run_cache_dir
 
 VERSION = 2  # bump when the cached figures change: older caches are measured again
 BATCHES = (1, 64)
 RUNTIMES = {"pytorch": "PyTorch eager", "onnxruntime": "ONNX Runtime"}
-
-
-def run_cache_dir(run: Run) -> Path:
-    """Where a run's comparison measurements and its ONNX file live: ``RUN/compare``."""
-    return run.path / "compare"
 
 
 def original_cache_dir(model: LoadedModel, root: str | Path | None = None, *, fingerprint: str | None = None) -> Path:

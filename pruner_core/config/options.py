@@ -29,3 +29,20 @@ AUGMENTATIONS: dict[str, str] = {
     "none": "the training images as they are",
     "mnist": "small rotation (+-10 deg), scale (0.9-1.1) and shift (+-2 px) of image batches",
 }
+
+QUANTIZE_KINDS: dict[str, str] = {
+    "none": "stay in FP32",
+    "int8_static": "INT8 weights and activations, activation ranges calibrated on training images (ONNX Runtime)",
+    "int8_dynamic": "INT8 weights; activation ranges computed at run time, no calibration (ONNX Runtime)",
+}
+
+CALIBRATION_METHODS: dict[str, str] = {
+    "minmax": "each activation's observed minimum and maximum (the default: fast, no outliers clipped)",
+    "entropy": "the range that keeps the INT8 histogram closest to FP32's (KL divergence)",
+    "percentile": "the 99.999th percentile of |activation| (clips rare outliers)",
+}
+
+QUANT_FORMATS: dict[str, str] = {
+    "qdq": "QuantizeLinear/DequantizeLinear pairs around each operator, fused by ONNX Runtime",
+    "qoperator": "QLinearConv / QLinearMatMul operators",
+}

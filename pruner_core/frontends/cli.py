@@ -238,6 +238,51 @@ def _write_comparison(runs: list[Path], report: Path | None, json_path: Path | N
                         data_label=dataset.name)
 
 
+@app.command()
+@user_errors
+def quantize(
+    run: Annotated[Path, typer.Argument(help="a finished run folder (from pruner prune or the Prune page)")],
+    calibration: Annotated[int, typer.Option("--calibration", help="training images that set the INT8 activation "
+                                             "ranges (static)")] = 256,
+    dynamic: Annotated[bool, typer.Option("--dynamic", help="dynamic INT8: no calibration, ranges at run time")] = False,
+    method: Annotated[str, typer.Option("--method", help="calibration: minmax, entropy or percentile")] = "minmax",
+    per_tensor: Annotated[bool, typer.Option("--per-tensor", help="one weight scale per tensor, not per channel")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="qdq (QuantizeLinear/DequantizeLinear) or qoperator")] = "qdq",
+    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="a layer to keep in FP32 (repeat it)")] = None,
+    data: Annotated[str | None, typer.Option("--data", help="calibrate and measure on this data (default: the "
+                                             "run's)")] = None,
+    json_out: JsonOpt = None,
+) -> None:
+    """INT8 in ONNX Runtime for a run: writes RUN/model.int8.onnx and measures it beside the run's own FP32 ONNX."""
+    writable(json_out, "--json")
+    from pruner_core.pipeline.quantize import quantize_run
+    from pruner_core.pipeline.replay import load_run_model
+    from pruner_core.pipeline.runs import load_run
+    from pruner_core.pruning.recipe import Quantize
+
+    settings = Quantize(kind="int8_dynamic" if dynamic else "int8_static", calibration_samples=calibration,
+                        per_channel=not per_tensor, format=fmt, method=method, exclude=list(exclude or []))
+    loaded = load_run(run)
+    spec = data or loaded.base.get("data")
+    if not spec:
+        raise PrunerError(f"run '{loaded.id}' does not record its data; pass --data")
+    figures = quantize_run(loaded, data_for(load_run_model(loaded), spec), settings)
+    typer.echo(f"int8     {run / 'model.int8.onnx'} ({figures.bytes_int8:,} bytes; FP32 ONNX {figures.bytes_fp32:,}; "
+               f"{figures.qdq_nodes} quantize/dequantize nodes)")
+    typer.echo(f"accuracy FP32 {figures.accuracy_fp32:.2%} -> INT8 {figures.accuracy_int8:.2%} "
+               f"on {figures.test_samples:,} test samples")
+    for batch in (1, 64):
+        a, b = figures.latency_fp32[f"batch{batch}"], figures.latency_int8[f"batch{batch}"]
+        typer.echo(f"batch {batch:<3} FP32 {a.median_ms:.3f} ms, INT8 {b.median_ms:.3f} ms: "
+                   f"{figures.speedup(batch):.2f}x ({b.runtime}, {b.runs} runs each, in turn)")
+    fp32_layers = [name for name, layer in figures.layers.items() if not layer["int8"]]
+    typer.echo(f"layers   {figures.int8_layers} of {len(figures.layers)} run in INT8"
+               + (f"; FP32: {', '.join(fp32_layers)}" if fp32_layers else ""))
+    typer.echo(figures.verdict())
+    if json_out is not None:
+        json_out.write_text(json.dumps(figures.to_json(), indent=1))
+
+
 @app.command("compare")
 @user_errors
 def compare_cmd(

@@ -305,5 +305,13 @@ def run_experiment(
     except BaseException as e:
         fail_run(run, str(e) if isinstance(e, PrunerError) else f"{type(e).__name__}: {e or 'no message'}")
         raise
+    if recipe.quantize.kind != "none":  # the INT8 stage: the run is done and kept whatever happens here
+        from pruner_core.pipeline.quantize import quantize_run
+
+        report(Update("quantizing", 0.98, f"INT8: {recipe.quantize.summary()}", history=pruned.history))
+        try:
+            quantize_run(run, data, recipe.quantize, latency_runs=latency_runs)
+        except PrunerError as e:
+            raise PrunerError(f"run '{run.id}' is saved, but its INT8 stage failed: {e}") from e
     report(Update("done", 1.0, f"saved {run.path}", history=pruned.history))
     return run

@@ -54,7 +54,13 @@ SHOWN_STATUSES = (*STATUSES, "interrupted", "damaged")  # what list_runs can rep
 ARTIFACTS = (
     "recipe.yaml", "base.json", "status.json", "history.json",
     "weights.safetensors", "masks.safetensors", "structure.json", "metrics.json",
+    "model.int8.onnx", "int8.json",  # written by pipeline.quantize
 )
+
+
+def run_cache_dir(run: Run) -> Path:
+    """Where a run's comparison measurements and its FP32 ONNX file live: ``RUN/compare``."""
+    return run.path / "compare"
 
 
 def default_root() -> Path:
@@ -369,8 +375,12 @@ def _write_status(run: Run, status: str, *, started: str | None, error: str | No
     return finished
 
 
-def _write(run: Run, name: str, payload: bytes) -> None:
+def write_artifact(run: Run, name: str, payload: bytes) -> None:
+    """Write one of the run's :data:`ARTIFACTS` atomically (a temp file beside it, then ``os.replace``)."""
     _atomic(run, name, lambda tmp: tmp.write_bytes(payload))
+
+
+_write = write_artifact
 
 
 def _write_tensors(run: Run, name: str, tensors: dict[str, torch.Tensor]) -> None:

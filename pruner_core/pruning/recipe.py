@@ -17,6 +17,8 @@ resolves it against one described model into a :class:`~pruner_core.pruning.targ
     schedule: {kind: oneshot, steps: 1}
     finetune: {epochs: 1, lr: 0.001, optimizer: adamw, batch_size: 64, distill: false, temperature: 4.0, alpha: 0.5,
                augment: auto}          # auto: the MNIST preset on the demo data, none on yours (none | mnist)
+    quantize: {kind: none, calibration_samples: 256, per_channel: true, format: qdq, method: minmax, exclude: []}
+                                # int8_static | int8_dynamic: the run's ONNX in INT8 too (pipeline.quantize)
     seed: 0
 
 Every unknown key, wrong type, out-of-range value or impossible combination raises
@@ -28,115 +30,37 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
-from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any
 
 import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_serializer,
-    model_validator,
-)
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, model_validator
 
-from pruner_core.config.options import AUGMENTATIONS, OPTIMIZERS, SCHEDULES, SCOPES, SINGLE_STEP_SCHEDULES
+from pruner_core.config.options import SCOPES
 from pruner_core.config.yaml_text import UniqueKeyLoader, yaml_shape_problem
 from pruner_core.errors import SpecError
 from pruner_core.pruning.criteria import CRITERIA, check_pair
-from pruner_core.pruning.granularities import GRANULARITIES, check_nm
+from pruner_core.pruning.granularities import GRANULARITIES
+from pruner_core.pruning.recipe_sections import (
+    CONFIG,
+    NM,
+    SOURCE,
+    Finetune,
+    Fraction,
+    Quantize,
+    RecipeError,
+    Schedule,
+    clip,
+    flatten,
+    one_of,
+)
 from pruner_core.pruning.target import Target
 
-_CONFIG = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-Fraction = Annotated[float, Field(ge=0, lt=1)]
-_SOURCE: ContextVar[str] = ContextVar("recipe_source", default="recipe")  # named in messages from __init__
-
-
-def _one_of(registry: dict, what: str) -> Callable[[str], str]:
-    """A field validator accepting only the keys of ``registry`` (the message lists them)."""
-
-    def check(value: str) -> str:
-        if value not in registry:
-            raise ValueError(f"unknown {what}; valid: {', '.join(registry)}")
-        return value
-
-    return check
-
-
-class RecipeError(SpecError):
-    """A recipe that cannot be read, or that does not fit the model it is applied to."""
-
-
-class _Section(BaseModel):
-    """A section of the recipe; constructing one directly refuses bad values with a :class:`RecipeError` too."""
-
-    _key: ClassVar[str] = ""
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as e:
-            raise RecipeError(_flatten(e, _SOURCE.get(), prefix=(self._key,))) from None
+__all__ = ["NM", "Finetune", "NothingToPrune", "Quantize", "Recipe", "RecipeError", "Schedule"]
 
 
 class NothingToPrune(RecipeError):
     """A recipe that, resolved against a model, prunes no layer (every one excluded, at ratio 0 or not applicable)."""
-
-
-class NM(_Section):
-    """N:M sparsity: at most ``n`` non-zero weights in every ``m`` consecutive ones along the input dimension."""
-
-    model_config = _CONFIG
-    _key = "nm"
-    n: Annotated[int, Field(ge=1)] = 2
-    m: Annotated[int, Field(ge=2)] = 4
-
-    @model_validator(mode="after")
-    def _n_below_m(self) -> NM:
-        try:
-            check_nm(self.n, self.m)
-        except SpecError as e:
-            raise ValueError(str(e)) from None
-        return self
-
-
-class Schedule(_Section):
-    """When to prune: at once, in ``steps`` rounds with fine-tuning between, or gradually (GMP)."""
-
-    model_config = _CONFIG
-    _key = "schedule"
-    kind: Annotated[str, AfterValidator(_one_of(SCHEDULES, "schedule"))] = "oneshot"
-    steps: Annotated[int, Field(ge=1, le=1000)] = 1
-
-    @model_validator(mode="after")
-    def _oneshot_is_one_step(self) -> Schedule:
-        if self.kind in SINGLE_STEP_SCHEDULES and self.steps != 1:
-            raise ValueError(f"oneshot prunes in 1 step; got steps={self.steps} (use kind: iterative or gmp for more)")
-        return self
-
-
-class Finetune(_Section):
-    """Fine-tuning after (or, for iterative and gmp, during) pruning; ``epochs`` may be fractional."""
-
-    model_config = _CONFIG
-    _key = "finetune"
-    epochs: Annotated[float, Field(ge=0, le=1000)] = 1
-    lr: Annotated[float, Field(gt=0)] = 0.001
-    optimizer: Annotated[str, AfterValidator(_one_of(OPTIMIZERS, "optimizer"))] = "adamw"
-    batch_size: Annotated[int, Field(ge=1, le=65536)] = 64
-    checks_per_epoch: Annotated[int, Field(ge=1, le=100)] = 5  # test accuracy this often: a curve, not one point
-    distill: bool = False
-    temperature: Annotated[float, Field(gt=0)] = 4.0
-    alpha: Annotated[float, Field(ge=0, le=1)] = 0.5
-    augment: Annotated[str, AfterValidator(_one_of(AUGMENTATIONS, "augmentation"))] = "auto"
-
-    @field_serializer("epochs")
-    def _epochs_plain(self, epochs: float) -> int | float:
-        return int(epochs) if epochs == int(epochs) else epochs  # "epochs: 1", not "epochs: 1.0"
 
 
 class Recipe(BaseModel):
@@ -151,10 +75,10 @@ class Recipe(BaseModel):
     True
     """
 
-    model_config = _CONFIG
-    granularity: Annotated[str, AfterValidator(_one_of(GRANULARITIES, "granularity"))] = "unstructured"
-    criterion: Annotated[str, AfterValidator(_one_of(CRITERIA, "criterion"))] = "l1"
-    scope: Annotated[str, AfterValidator(_one_of(SCOPES, "scope"))] = "layerwise"
+    model_config = CONFIG
+    granularity: Annotated[str, AfterValidator(one_of(GRANULARITIES, "granularity"))] = "unstructured"
+    criterion: Annotated[str, AfterValidator(one_of(CRITERIA, "criterion"))] = "l1"
+    scope: Annotated[str, AfterValidator(one_of(SCOPES, "scope"))] = "layerwise"
     sparsity: Fraction = 0.5
     layers: dict[str, Fraction] = Field(default_factory=dict)
     exclude: list[str] | None = None
@@ -162,13 +86,14 @@ class Recipe(BaseModel):
     round_to: Annotated[int, Field(ge=1, le=65536)] | None = None
     schedule: Schedule = Field(default_factory=Schedule)
     finetune: Finetune = Field(default_factory=Finetune)
+    quantize: Quantize = Field(default_factory=Quantize)
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
 
     def __init__(self, **data: Any) -> None:
         try:
             super().__init__(**data)
         except ValidationError as e:
-            raise RecipeError(_flatten(e, _SOURCE.get())) from None
+            raise RecipeError(flatten(e, SOURCE.get(), Recipe)) from None
 
     @model_validator(mode="after")
     def _consistent(self) -> Recipe:
@@ -200,13 +125,13 @@ class Recipe(BaseModel):
         if not isinstance(data, dict):
             kind = "empty" if data is None else f"a {type(data).__name__}"
             raise RecipeError(f"{source}: a recipe is a mapping of keys ({', '.join(cls.model_fields)}); got {kind}")
-        token = _SOURCE.set(source)
+        token = SOURCE.set(source)
         try:
             return cls.model_validate(data)  # pydantic runs our __init__, which flattens the errors
         except ValidationError as e:
-            raise RecipeError(_flatten(e, source)) from None
+            raise RecipeError(flatten(e, source, Recipe)) from None
         finally:
-            _SOURCE.reset(token)
+            SOURCE.reset(token)
 
     @classmethod
     def from_yaml(cls, text: str, source: str = "recipe") -> Recipe:
@@ -296,7 +221,8 @@ class Recipe(BaseModel):
             tune = "no fine-tune"
         else:
             tune = f"{ft.epochs:g} epoch{'' if ft.epochs == 1 else 's'} fine-tune" + (" + distill" if ft.distill else "")
-        return f"{what}, {when}, {tune}"
+        quant = self.quantize.summary()
+        return f"{what}, {when}, {tune}" + (f", then {quant}" if quant else "")
 
     # --- resolving against a model -------------------------------------------------------------------
 
@@ -324,7 +250,7 @@ class Recipe(BaseModel):
             unknown = [n for n in names if n not in by_name]
             if unknown:
                 raise RecipeError(
-                    f"recipe: {key}: no prunable layer named {_some(repr(_clip(n)) for n in unknown)}; valid:"
+                    f"recipe: {key}: no prunable layer named {_some(repr(clip(n)) for n in unknown)}; valid:"
                     f" {_some(by_name) or '(none)'}"
                 )
         if self.exclude is None:
@@ -395,10 +321,6 @@ class Recipe(BaseModel):
         return info.granularities.get(self.granularity)
 
 
-def _clip(text: str, most: int = 60) -> str:
-    return text if len(text) <= most else text[: most - 3] + "..."
-
-
 def _some(items, most: int = 12) -> str:
     """The first ``most`` items, comma-separated, and how many more (an error line stays a line)."""
     items = list(items)
@@ -410,49 +332,3 @@ def _percent(fraction: float) -> str:
     return f"{round(fraction * 100, 2):g}%"
 
 
-def _loc(loc: tuple) -> str:
-    parts = [str(p) for p in loc if p != "[key]"]
-    return ".".join(parts)
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _fields_at(loc: tuple) -> list[str]:
-    """The keys allowed in the mapping that holds ``loc`` (for 'unknown key' messages)."""
-    model: type[BaseModel] = Recipe
-    for part in loc[:-1]:
-        field = model.model_fields.get(part) if isinstance(part, str) else None
-        ann = field.annotation if field else None
-        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
-            return []
-        model = ann
-    return list(model.model_fields)
-
-
-def _flatten(error: ValidationError, source: str, prefix: tuple = ()) -> str:
-    """One line from pydantic's errors: ``SOURCE: key.path: what is wrong; got VALUE`` (``prefix``: the section)."""
-    parts = []
-    for err in error.errors():
-        loc, kind = tuple(p for p in prefix if p) + tuple(err["loc"]), err["type"]
-        path = _loc(loc)
-        if kind == "extra_forbidden":
-            valid = _fields_at(loc)
-            parts.append(f"unknown key '{path}'" + (f"; valid keys here: {', '.join(valid)}" if valid else ""))
-            continue
-        msg = err["msg"].removeprefix("Value error, ")
-        msg = msg[:1].lower() + msg[1:]
-        if kind == "string_type" and isinstance(err["input"], int | float) and loc and loc[0] in ("layers", "exclude"):
-            msg += " (layer names are strings: quote a numeric name, e.g. '0')"
-        if "[key]" in loc:
-            parts.append(f"{_loc(loc[:-2])}: key {_short(err['input'])}: {msg}")
-            continue
-        if not loc or (kind == "value_error" and isinstance(err["input"], dict)):
-            parts.append(f"{path}: {msg}" if path else msg)  # a cross-field rule names its keys and values itself
-        else:
-            parts.append(f"{path}: {msg}; got {_short(err['input'])}")
-    shown = [_clip(part, 1000) for part in parts[:5]]
-    more = f"; and {len(parts) - 5} more problems" if len(parts) > 5 else ""
-    return f"{_clip(source, 200)}: " + "; ".join(shown) + more
