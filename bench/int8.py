@@ -11,16 +11,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNS = (30, 10)  # timed rounds at batch 1 and 64
 
 
-def _accuracy(path, data) -> float:
-    import numpy as np
-
-    from pruner_core.io.export import session
-
-    sess, x = session(path), data.x_test.float().numpy()
-    pred = np.concatenate([sess.run(None, {"input": x[i : i + 256]})[0].argmax(1) for i in range(0, len(x), 256)])
-    return float((pred == data.y_test.numpy()).mean())
-
-
 def bench_int8() -> dict:
     """``int8_speedup.<model>.b1/.b64`` (FP32 ONNX median / INT8 ONNX median, dense; targets resnet20 >= 1.8 at
     batch 1, >= 1.5 at 64), ``channel50_int8_speedup.resnet20.b1/.b64`` (dense FP32 / channel-50% (no fine-tuning)
@@ -31,7 +21,7 @@ def bench_int8() -> dict:
     import torch
 
     from pruner_core.io.data import load_data
-    from pruner_core.io.export import export_onnx
+    from pruner_core.io.export import export_onnx, onnx_accuracy
     from pruner_core.io.models import load_model
     from pruner_core.io.quantize import quantize_onnx
     from pruner_core.pipeline.quantize import time_in_turn
@@ -42,6 +32,10 @@ def bench_int8() -> dict:
     from resnet50 import INPUT_SHAPE, resnet50
 
     data = load_data("demo:mnist5k")
+
+    def acc(path) -> float:
+        return onnx_accuracy(path, data.x_test.float().numpy(), data.y_test.numpy())
+
     calibration = data.x_train[:256].float().numpy()
     figures: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench-int8-") as tmp:
@@ -67,7 +61,7 @@ def bench_int8() -> dict:
                 figures[f"int8_latency_ms.{name}.b{b}"] = {"fp32": round(med[0][b], 3), "int8": round(med[1][b], 3)}
             figures[f"int8_size_ratio.{name}"] = round(int8.stat().st_size / fp32.stat().st_size, 3)
             if name != "resnet50":
-                figures[f"int8_accuracy_drop.{name}"] = round((_accuracy(fp32, data) - _accuracy(int8, data)) * 100, 2)
+                figures[f"int8_accuracy_drop.{name}"] = round((acc(fp32) - acc(int8)) * 100, 2)
             if name == "resnet20":
                 label = timed[0]["batch1"].runtime + " on " + timed[0]["batch1"].device
                 for b in (1, 64):

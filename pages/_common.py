@@ -28,6 +28,7 @@ from pruner_core.measure.analysis import Analysis, analyze
 from pruner_core.measure.metrics import VitalSigns, vital_signs
 from pruner_core.measure.preview import Preview, preview
 from pruner_core.pipeline.estimate import Estimate, estimate, time_step
+from pruner_core.pipeline.quantize import INT8_FILE
 from pruner_core.pipeline.runs import Run
 from pruner_core.pruning.describe import LayerInfo, describe_model
 from pruner_core.pruning.recipe import Recipe
@@ -432,8 +433,14 @@ def active_comparison(runs: list[Run]) -> list[Entry]:
     Raises:
         PrunerError: the active data does not fit the active model.
     """
-    stamps = tuple((r.status, r.finished, r.error) for r in runs)
+    stamps = tuple((r.status, r.finished, r.error, _int8_stamp(r)) for r in runs)
     return cached_comparison(*_active_key(), tuple(str(r.path) for r in runs), stamps, str(runs_root()))
+
+
+def _int8_stamp(run: Run) -> float | None:
+    """When the run's INT8 file was written (None: never quantized): quantizing a run changes its comparison."""
+    path = run.path / INT8_FILE
+    return path.stat().st_mtime if path.is_file() else None
 
 
 def model_label(choice: dict) -> str:

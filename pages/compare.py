@@ -21,9 +21,11 @@ from pages._common import (
     other_label,
     runs_for_this_session,
 )
+from pages._int8 import int8_controls
 from pages._runs import runs_root, saved_runs
 from pruner_core.compare.compare import forget, original_cache_dir, run_cache_dir
 from pruner_core.errors import PrunerError
+from pruner_core.pipeline.quantize import INT8_FILE
 from pruner_core.present.compare_table import (
     COLUMN_GROUPS,
     comparison_table,
@@ -93,6 +95,10 @@ def downloads(entries, runs_by_id, classes) -> None:
     if onnx.is_file():
         cols[2].download_button("ONNX", file_bytes(onnx), file_name=f"{run.id}.onnx", key="compare.onnx", on_click="ignore",
                                 mime="application/octet-stream", icon=":material/download:")
+    if (run.path / INT8_FILE).is_file():
+        left.download_button("INT8 ONNX", file_bytes(run.path / INT8_FILE), file_name=f"{run.id}.int8.onnx",
+                             key="compare.int8_onnx", on_click="ignore", mime="application/octet-stream",
+                             icon=":material/download:")
 
 
 init_state()  # also when Streamlit runs this file before app.py's first run (a fresh server)
@@ -156,6 +162,7 @@ with st.expander("How these figures were measured"):
                + " (a model read back from its cache takes well under a second).")
 st.button("Measure again", key="compare.remeasure", on_click=remeasure, args=(entries, runs), icon=":material/refresh:",
           help="Forget the cached figures of the models shown and measure them again, one after another")
+int8_controls(runs)
 
 st.subheader("Trade-offs")
 left, right = st.columns(2)

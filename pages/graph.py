@@ -17,6 +17,7 @@ from pages._runs import saved_runs
 from pruner_core.compare import compare
 from pruner_core.errors import PrunerError
 from pruner_core.frontends import netron_server as netron_view
+from pruner_core.pipeline.quantize import INT8_FILE
 from pruner_core.pipeline.runs import Run
 
 VIEW_HEIGHT = 640
@@ -99,12 +100,17 @@ else:
             " are of different models.",
             icon=":material/warning:",
         )
-    run_path = run_onnx(run)
+    int8 = run.path / INT8_FILE
+    as_int8 = int8.is_file() and st.toggle("Its INT8 file (model.int8.onnx)", key="graph.int8",
+                                           help="The run quantized on the Compare page or by pruner quantize: "
+                                                "QuantizeLinear/DequantizeLinear around each layer")
+    run_path = int8 if as_int8 else run_onnx(run)
     left, right = st.columns(2)
     with left:
         original = show("Original", model_label(st.session_state["active.model"]), original_path)
     with right:
-        show("Pruned", f"run {run.id}", run_path, reference=original)
+        show("Pruned + INT8" if as_int8 else "Pruned", f"run {run.id}" + (" + INT8" if as_int8 else ""), run_path,
+             reference=original)
     shown = [original_path, run_path]
 
 if skipped:

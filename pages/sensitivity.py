@@ -5,6 +5,7 @@ cached on disk per model, data and settings (:func:`~pruner_core.sensitivity.cac
 import streamlit as st
 
 from pages._common import active_data, get_model, init_state, model_label, scan_promise
+from pages._int8 import int8_scan_section
 from pages._recommend import show_recommendation
 from pages._runs import runs_root
 from pruner_core.config.text import options_help, parse_fractions
@@ -118,3 +119,4 @@ if result is not None and not busy:
 elif not busy:
     st.info("Choose what to scan and press Run scan. " + scan_promise(granularity, ss["sens.ratios"], int(ss["sens.samples"])),
             icon=":material/info:")
+int8_scan_section()

@@ -42,6 +42,7 @@ from pruner_core.io.fit import check_data_fits, fit_data
 from pruner_core.io.inputs import example_input, random_input
 from pruner_core.io.models import LoadedModel
 from pruner_core.measure.metrics import PYTORCH_RUNTIME, Latency, count_parameters, device_name, latency_of
+from pruner_core.pipeline.quantize import INT8_FILE
 from pruner_core.pipeline.replay import load_run_model
 from pruner_core.pipeline.runs import Run, default_root, run_cache_dir
 
@@ -83,8 +84,10 @@ def data_digest(data: Dataset) -> str:
 
 
 @torch.inference_mode()
-def per_class_accuracy(module: nn.Module, data: Dataset, batch_size: int = 256) -> tuple[float, list[float | None]]:
-    """Top-1 accuracy overall and per class (``None`` for a class absent from the test split)."""
+def per_class_accuracy(module: Callable[[torch.Tensor], torch.Tensor], data: Dataset,
+                       batch_size: int = 256) -> tuple[float, list[float | None]]:
+    """Top-1 accuracy overall and per class (``None`` for a class absent from the test split); ``module`` is a
+    model, or any callable from a batch to its logits (an ONNX Runtime session's, say)."""
     classes = max(data.num_classes, int(data.y_test.max()) + 1 if len(data.y_test) else 0)
     correct = torch.zeros(classes, dtype=torch.long)
     seen = torch.zeros(classes, dtype=torch.long)
@@ -134,6 +137,41 @@ def measure_static(module: nn.Module, input_shape: tuple[int, ...], data: Datase
                         sizes=sizes, sparsity=sparsity, how=how, onnx_error=onnx_error)
 
 
+def measure_int8(module: nn.Module, input_shape: tuple[int, ...], int8: Path, data: Dataset,
+                 folder: str | Path) -> ModelFigures:
+    """The figures of a run's INT8 ONNX file (:mod:`~pruner_core.pipeline.quantize`) but latency: accuracy in ONNX
+    Runtime, the run's parameters and FLOPs (INT8 makes each multiply-add cheaper, not fewer), and the file's bytes:
+    as it is, gzip-compressed, and as a bitmask of its non-zero initializer values plus those values."""
+    import gzip
+
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from pruner_core.io.export import session
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    sess = session(int8)
+    accuracy, per_class = per_class_accuracy(
+        lambda xb: torch.from_numpy(sess.run(None, {"input": xb.float().numpy()})[0]), data)
+    params, nonzero = count_parameters(module)
+    flops, _ = layer_flops(module, example_input(module, input_shape))
+    raw = int8.read_bytes()
+    sparse = 0
+    for tensor in onnx.load(str(int8)).graph.initializer:
+        values = numpy_helper.to_array(tensor)
+        sparse += (values.size + 7) // 8 + int(np.count_nonzero(values)) * values.itemsize
+    sizes = Sizes(len(raw), len(gzip.compress(raw, compresslevel=9, mtime=0)), sparse, len(raw))
+    how = {"dense_bytes": "bytes of the INT8 ONNX file (its weights are the model's file)",
+           "gzip_bytes": "bytes of that file compressed with gzip (level 9)",
+           "sparse_bytes": "a bitmask of the non-zero initializer values (1 bit each) plus those values",
+           "onnx_bytes": "bytes of the INT8 ONNX file (QuantizeLinear/DequantizeLinear, INT8 weights)",
+           "accuracy": f"top-1 in ONNX Runtime on the {len(data.y_test):,} test samples of {data.name}",
+           "latency": "ONNX Runtime only: INT8 runs there, not in PyTorch eager"}
+    return ModelFigures(accuracy=accuracy, per_class=per_class, params=params, nonzero_params=nonzero, flops=flops, sizes=sizes, sparsity={}, how=how)
+
+
 @dataclass
 class Subject:
     """A model to time: its module, one sample's shape, and its ONNX file (None: PyTorch only)."""
@@ -141,6 +179,7 @@ class Subject:
     module: nn.Module
     input_shape: tuple[int, ...]
     onnx: Path | None = None
+    pytorch: bool = True  # False: an ONNX-only model (INT8), timed in ONNX Runtime alone (module: for its inputs)
 
 
 def time_together(subjects: list[Subject], *, latency_runs: tuple[int, int] = (30, 10),
@@ -160,11 +199,12 @@ def time_together(subjects: list[Subject], *, latency_runs: tuple[int, int] = (3
     """
     from pruner_core.io.export import ort_runtime, session
 
-    out: list[dict[str, dict[str, Latency]]] = [{"pytorch": {}} | ({"onnxruntime": {}} if s.onnx else {}) for s in subjects]
+    out: list[dict[str, dict[str, Latency]]] = [({"pytorch": {}} if s.pytorch else {}) | (
+        {"onnxruntime": {}} if s.onnx else {}) for s in subjects]
     threads = torch.get_num_threads()
     inputs = {b: [random_input(s.module, s.input_shape, b) for s in subjects]
               for b in BATCHES}
-    phases = [("pytorch", PYTORCH_RUNTIME, {i: s.module for i, s in enumerate(subjects)})]
+    phases = [("pytorch", PYTORCH_RUNTIME, {i: s.module for i, s in enumerate(subjects) if s.pytorch})]
     sessions = {i: session(s.onnx, spinning=False) for i, s in enumerate(subjects) if s.onnx}
     if sessions:
         phases.append(("onnxruntime", ort_runtime() + ", worker threads not spinning",
@@ -242,7 +282,7 @@ class Entry:
 
     key: str
     label: str
-    kind: str  # "original", "masked", "channel" or "dense" (a run that removed nothing)
+    kind: str  # "original", "masked", "channel", "dense" (a run that removed nothing) or "int8" (a run's INT8 ONNX)
     figures: ModelFigures | None = None
     history: list = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -250,6 +290,7 @@ class Entry:
     status: str = "done"
     seconds: float = 0.0
     recipe: str | None = None  # the run's recipe as YAML
+    of: str | None = None  # for an "int8" entry: the key of the run it quantizes
 
     @property
     def masked(self) -> bool:
@@ -311,25 +352,32 @@ def compare(
     shape = check_data_fits(original, data)
     entries = [Entry("original", f"original · {original.label}", "original")]
     folders = [original_cache_dir(original, root)]
+    sources: list[Run | None] = [None]  # the run each entry measures (None: the original)
     for run in runs:
         entries.append(Entry(run.id, run.label, _kind(run) if run.status == "done" else "—", status=run.status,
                              history=list(run.history or []), recipe=run.recipe.to_yaml() if run.recipe else None))
         folders.append(run_cache_dir(run))
+        sources.append(run)
         if run.status != "done":
             entries[-1].error = run.status + (f": {run.error}" if run.error else "")
-        else:
-            entries[-1].warnings = _run_warnings(run, original, data_spec)
+            continue
+        entries[-1].warnings = _run_warnings(run, original, data_spec)
+        if (run.path / INT8_FILE).is_file():  # quantized: its INT8 ONNX is a model of the table too
+            entries.append(Entry(f"{run.id}+int8", f"{run.label} + INT8", "int8", recipe=entries[-1].recipe,
+                                 warnings=list(entries[-1].warnings), of=run.id))
+            folders.append(run_cache_dir(run) / "int8")
+            sources.append(run)
     for entry, folder in zip(entries, folders, strict=True):
         if entry.error is None:
             entry.figures = read_cached(folder, data)
     measured = [e.figures for e in entries if e.error is None]
     if all(f is not None for f in measured) and len({f.measured for f in measured}) <= 1:
         return entries  # every figure cached, and every latency from one sitting
-    _measure_missing(original, shape, data, runs, entries, folders, latency_runs, callback)
+    _measure_missing(original, shape, data, sources, entries, folders, latency_runs, callback)
     return entries
 
 
-def _measure_missing(original, shape, data, runs, entries, folders, latency_runs, callback) -> None:
+def _measure_missing(original, shape, data, sources, entries, folders, latency_runs, callback) -> None:
     """Measure the entries without figures, then time every measurable entry together and cache all."""
     subjects: dict[int, Subject] = {}
     total = len(entries) + 1
@@ -339,21 +387,27 @@ def _measure_missing(original, shape, data, runs, entries, folders, latency_runs
         if callback:
             callback(i, total, entry.label)
         start = time.perf_counter()
+        run = sources[i]
         try:
-            model = original if i == 0 else load_run_model(runs[i - 1])
-            model_shape = shape if i == 0 else check_data_fits(model, data)
-            if entry.figures is None:
-                onnx = i > 0 or original.fmt not in ("torchscript", "export")
-                if i > 0 and not runs[i - 1].path.is_dir():
-                    raise PrunerError(f"run '{runs[i - 1].id}' is no longer on disk at {runs[i - 1].path}")
+            if run is not None and not run.path.is_dir():
+                raise PrunerError(f"run '{run.id}' is no longer on disk at {run.path}")
+            model = original if run is None else load_run_model(run)
+            model_shape = shape if run is None else check_data_fits(model, data)
+            if entry.figures is None and entry.kind == "int8":
+                entry.figures = measure_int8(model.module, model_shape, run.path / INT8_FILE, data, folders[i])
+            elif entry.figures is None:
+                onnx = run is not None or original.fmt not in ("torchscript", "export")
                 entry.figures = measure_static(model.module, model_shape, data, folders[i], onnx=onnx)
         except PrunerError as e:
             entry.error, entry.figures = str(e), None
         except (OSError, RuntimeError, ValueError) as e:  # a folder changed on disk under us: report, do not crash
             entry.error, entry.figures = f"{type(e).__name__}: {e}", None
         else:
-            has_onnx = entry.figures.sizes.onnx_bytes is not None
-            subjects[i] = Subject(model.module, model_shape, folders[i] / "model.onnx" if has_onnx else None)
+            if entry.kind == "int8":
+                subjects[i] = Subject(model.module, model_shape, run.path / INT8_FILE, pytorch=False)
+            else:
+                has_onnx = entry.figures.sizes.onnx_bytes is not None
+                subjects[i] = Subject(model.module, model_shape, folders[i] / "model.onnx" if has_onnx else None)
         entry.seconds = time.perf_counter() - start
     if callback:
         callback(total - 1, total, "timing every model together")

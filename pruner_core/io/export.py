@@ -83,6 +83,15 @@ def onnx_max_diff(path: str | Path, module: nn.Module, x: torch.Tensor, batch_si
     return worst
 
 
+def onnx_accuracy(path: str | Path, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
+    """Top-1 accuracy of an ONNX file (input ``input``) in ONNX Runtime on ``x`` (float32) against labels ``y``."""
+    if not len(y):
+        return float("nan")
+    sess = session(path)
+    pred = [sess.run(None, {"input": x[i : i + batch_size]})[0].argmax(1) for i in range(0, len(x), batch_size)]
+    return float((np.concatenate(pred) == y).mean())
+
+
 def sparse_bytes(tensors: dict[str, torch.Tensor]) -> int:
     """Bytes of a bitmask + values encoding: one bit per element, then the non-zero values at their own width."""
     total = 0

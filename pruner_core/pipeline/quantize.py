@@ -24,7 +24,7 @@ import torch
 
 from pruner_core.errors import PrunerError
 from pruner_core.io.data import Dataset
-from pruner_core.io.export import ensure_onnx, ort_runtime, session
+from pruner_core.io.export import ensure_onnx, onnx_accuracy, ort_runtime, session
 from pruner_core.io.fit import check_data_fits
 from pruner_core.io.quantize import int8_operators, quantize_onnx
 from pruner_core.measure.metrics import Latency, latency_of
@@ -131,7 +131,7 @@ def quantize_run(run: Run | str, data: Dataset, settings: Quantize, *, latency_r
                               per_channel=settings.per_channel, fmt=settings.format, method=settings.method,
                               exclude=list(settings.exclude))
     x, y = data.x_test.float().numpy(), data.y_test.numpy()
-    accuracy = {name: _accuracy(path, x, y) for name, path in (("fp32", fp32), ("int8", quantized.path))}
+    accuracy = {name: onnx_accuracy(path, x, y) for name, path in (("fp32", fp32), ("int8", quantized.path))}
     latency = time_in_turn([fp32, quantized.path], (1, *shape), latency_runs, warmup)
     figures = Int8Figures(
         settings.model_dump(mode="json"), accuracy["fp32"], accuracy["int8"], fp32.stat().st_size,
@@ -157,12 +157,6 @@ def read_int8(run: Run) -> Int8Figures | None:
         return Int8Figures.from_json(json.loads(path.read_text()))
     except (OSError, ValueError):
         return None
-
-
-def _accuracy(path, x: np.ndarray, y: np.ndarray, batch: int = 256) -> float:
-    sess = session(path)
-    predictions = [sess.run(None, {"input": x[i : i + batch]})[0].argmax(1) for i in range(0, len(x), batch)]
-    return float((np.concatenate(predictions) == y).mean()) if len(y) else float("nan")
 
 
 def time_in_turn(paths, sample: tuple[int, ...], latency_runs: tuple[int, int] = (30, 10),

@@ -38,6 +38,7 @@ def comparison_table(entries: list[Entry]) -> pd.DataFrame:
     (masked models, warnings, errors). Models without figures keep their row with the error in ``notes``.
     """
     base = entries[0].figures if entries and entries[0].figures else None
+    figures_of = {e.key: e.figures for e in entries}
     rows = []
     for e in entries:
         row: dict = {"id": e.key, "model": e.label, "kind": e.kind}
@@ -52,6 +53,8 @@ def comparison_table(entries: list[Entry]) -> pd.DataFrame:
             continue
         if f.onnx_error:
             notes.append(f"no ONNX: {f.onnx_error}")
+        if e.kind == "int8":
+            notes.insert(0, against_own_fp32(f, figures_of.get(e.of)))
         noisy = [f"{RUNTIMES[rt]} b{b}" for rt in RUNTIMES for b in BATCHES if _noisy(f.latency_at(rt, b))]
         if noisy:
             notes.append(f"latency noisy (inter-quartile range over {NOISY:.0%} of the median; re-measure on a quiet"
@@ -78,6 +81,21 @@ def comparison_table(entries: list[Entry]) -> pd.DataFrame:
         row["notes"] = "; ".join(notes)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def against_own_fp32(int8, fp32) -> str:
+    """A run's INT8 row against the run itself (its FP32 ONNX), both timed in this sitting: the speed INT8 adds."""
+    if fp32 is None:
+        return "INT8 in ONNX Runtime only (no PyTorch timing); its FP32 run is not in this table"
+    parts = []
+    for batch in BATCHES:
+        lat, ref = int8.latency_at("onnxruntime", batch), fp32.latency_at("onnxruntime", batch)
+        if lat and ref:
+            parts.append(f"{ref.median_ms / lat.median_ms:.2f}× at batch {batch}")
+    size = f", {fp32.sizes.onnx_bytes / int8.sizes.onnx_bytes:.2f}× smaller ONNX file" if fp32.sizes.onnx_bytes else ""
+    return (f"INT8 in ONNX Runtime only (no PyTorch timing); against its own FP32 run: "
+            f"{', '.join(parts) or 'not timed'} in ONNX Runtime{size}, "
+            f"{(int8.accuracy - fp32.accuracy) * 100:+.1f} pp accuracy")
 
 
 def measurement_notes(entries: list[Entry]) -> list[str]:
@@ -198,8 +216,10 @@ def headlines(table: pd.DataFrame) -> list[str]:
         reduction = r.get("FLOP reduction")
         if reduction and not pd.isna(reduction):
             parts.append(f"{reduction:.2f}× fewer FLOPs" if reduction > 1.005 else "the same FLOPs")
-        dense, sparse = r.get("dense size ratio"), r.get("sparse size ratio")
-        if dense and not pd.isna(dense) and dense < 0.99:
+        dense, sparse, onnx = r.get("dense size ratio"), r.get("sparse size ratio"), r.get("ONNX size ratio")
+        if r["kind"] == "int8" and onnx and not pd.isna(onnx):  # the combined effect: pruning and INT8, file to file
+            parts.append(f"{1 / onnx:.2f}× smaller ONNX file")
+        elif dense and not pd.isna(dense) and dense < 0.99:
             parts.append(f"{1 / dense:.2f}× smaller (dense file)")
         elif sparse and not pd.isna(sparse) and sparse < 0.99:
             parts.append(f"{1 / sparse:.2f}× smaller stored sparse (the dense file is not)")

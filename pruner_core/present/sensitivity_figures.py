@@ -124,3 +124,18 @@ def unit_curve(unit, dense_accuracy: float, ratio: float, predicted: float | Non
                       xaxis={"range": [0, 1], "tickformat": ".0%", "nticks": 5},
                       yaxis={"range": [0, max(1.0, *ys)], "tickformat": ".0%", "nticks": 3})
     return fig
+
+
+def int8_layer_bars(result) -> go.Figure:
+    """Points lost with each layer alone in INT8 (:class:`~pruner_core.sensitivity.int8.Int8Sensitivity`), in graph
+    order, the whole model in INT8 drawn as a line: the tall bars are the layers to keep in FP32."""
+    drops = result.drops()
+    names = list(drops)
+    fig = go.Figure([go.Bar(x=names, y=[drops[n] for n in names], name="this layer alone in INT8",
+                            hovertemplate="%{x}: %{y:+.2f} points<extra></extra>")])
+    whole = (result.fp32_accuracy - result.int8_accuracy) * 100
+    fig.add_hline(y=whole, line_dash="dot", annotation_text=f"every layer in INT8: {whole:+.2f} points")
+    fig.update_layout(title=f"Accuracy lost per layer alone in INT8 (ONNX Runtime, {result.samples} test images; "
+                            f"FP32 {result.fp32_accuracy:.2%})", yaxis_title="points lost", height=360,
+                      margin={"t": 50, "l": 60, "r": 20, "b": 90})
+    return fig

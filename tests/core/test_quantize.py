@@ -111,3 +111,49 @@ def test_bad_settings_are_refused_naming_the_valid_values(runs):
                                              ("/blocks/blocks.0/attn/qkv/MatMul", "blocks.0.attn.qkv")])
 def test_exported_nodes_are_named_by_their_layer(node, layer):
     assert layer_of_node(node) == layer
+
+
+def test_compare_shows_a_quantized_run_as_its_own_row_timed_in_onnx_runtime(runs, demo_data):
+    from pruner_core.compare.compare import compare
+    from pruner_core.present.compare_table import comparison_table, headlines, table_notes
+
+    run = runs["mnist-cnn"]
+    quantize_run(run, demo_data, Quantize(kind="int8_static"), latency_runs=(2, 1))
+    entries = compare(load_model("demo:mnist-cnn"), demo_data, [run], root=run.path.parent, latency_runs=(3, 2))
+    assert [e.kind for e in entries] == ["original", "masked", "int8"]
+    int8 = entries[2]
+    assert int8.key == f"{run.id}+int8" and int8.of == run.id and int8.label.endswith("+ INT8")
+    assert set(int8.figures.latency) == {"onnxruntime"}  # INT8 runs in ONNX Runtime, never in PyTorch
+    assert int8.figures.measured == entries[1].figures.measured  # timed in the same sitting as the others
+    assert int8.figures.sizes.onnx_bytes == (run.path / INT8_FILE).stat().st_size
+    assert abs(int8.figures.accuracy - entries[1].figures.accuracy) <= 0.01
+    table = comparison_table(entries)
+    assert any(line.startswith(f"{run.id}+int8: INT8 in ONNX Runtime only") and "against its own FP32 run" in line
+               for line in table_notes(table))
+    assert any("+ INT8: " in line and "smaller ONNX file" in line for line in headlines(table))
+
+
+def test_each_layer_alone_in_int8_is_measured(demo_data):
+    from pruner_core.sensitivity.int8 import int8_sensitivity
+
+    seen = []
+    result = int8_sensitivity(load_model("demo:mnist-cnn"), demo_data, samples=300,
+                              callback=lambda done, total, what: seen.append((done, total, what)))
+    assert list(result.layers) == ["conv1", "conv2", "fc1", "fc2"] and result.samples == 300
+    assert all(0 <= a <= 1 for a in result.layers.values())
+    assert abs(result.fp32_accuracy - result.int8_accuracy) <= 0.02
+    assert all(abs(d) <= 2 for d in result.drops().values())  # points: one layer in INT8 costs little here
+    assert seen[0] == (0, 6, "FP32") and seen[-1] == (5, 6, "fc2 alone in INT8")
+    assert len(result.worst(2)) == 2
+
+
+def test_the_report_has_the_int8_row_and_its_plots_draw(runs, demo_data, tmp_path):
+    from pruner_core.compare.compare import compare
+    from pruner_core.present.report import write_report
+
+    run = runs["resnet20"]
+    quantize_run(run, demo_data, Quantize(kind="int8_static"), latency_runs=(2, 1))
+    entries = compare(load_model("demo:resnet20"), demo_data, [run], root=run.path.parent, latency_runs=(2, 1))
+    path = write_report(tmp_path / "r.html", entries, title="t", classes=demo_data.classes, data_label="d")
+    html = path.read_text()
+    assert f"{run.id}+int8" in html and "against its own FP32 run" in html and "smaller ONNX file" in html
