@@ -25,7 +25,7 @@ def prune_widget_state(recipe: Recipe) -> dict:
         "prune.round_to": recipe.round_to or 0, "prune.schedule": recipe.schedule.kind, "prune.steps": recipe.schedule.steps,
         "prune.epochs": float(ft.epochs), "prune.lr": ft.lr, "prune.optimizer": ft.optimizer, "prune.distill": ft.distill,
         "prune.augment": ft.augment,
-        "prune.seed": recipe.seed,
+        "prune.seed": recipe.seed, "prune.int8": recipe.quantize.kind != "none",
     }
 
 
@@ -41,8 +41,16 @@ def recipe_from_widgets(layers: dict, exclude: list | None) -> dict:
         "finetune": {**ss.get("prune.finetune_rest", {}),  # what a loaded recipe set that no widget shows
                      "epochs": ss["prune.epochs"], "lr": ss["prune.lr"], "optimizer": ss["prune.optimizer"],
                      "distill": ss["prune.distill"], "augment": ss["prune.augment"]},
+        "quantize": _quantize(ss.get("prune.quantize_rest", {})) if ss.get("prune.int8") else {"kind": "none"},
         "seed": ss["prune.seed"],
     }
+
+
+def _quantize(loaded: dict) -> dict:
+    """The INT8 section when the toggle is on: a loaded recipe's settings (kind included, if it had one), else the
+    defaults (static INT8)."""
+    kind = loaded.get("kind") if loaded.get("kind") not in (None, "none") else "int8_static"
+    return {**loaded, "kind": kind}
 
 
 def granularity_changed() -> None:
@@ -69,6 +77,7 @@ def show_in_prune(recipe: Recipe) -> None:
     st.session_state.update(prune_widget_state(recipe))
     shown = {"epochs", "lr", "optimizer", "distill", "augment"}  # the fine-tuning widgets; the rest is kept as it is
     st.session_state["prune.finetune_rest"] = {k: v for k, v in recipe.to_dict()["finetune"].items() if k not in shown}
+    st.session_state["prune.quantize_rest"] = recipe.to_dict()["quantize"]
     st.session_state["prune.granularity_was"] = recipe.granularity
     st.session_state["prune.overrides"] = {"layers": dict(recipe.layers), "exclude": recipe.exclude}
     st.session_state.pop("prune.layers", None)

@@ -132,6 +132,8 @@ recover.selectbox("Optimizer", list(OPTIMIZERS), key="prune.optimizer", help=opt
 recover.selectbox("Augmentation", list(AUGMENTATIONS), key="prune.augment", help=options_help(AUGMENTATIONS))
 recover.checkbox("Distil from the original model", key="prune.distill")
 recover.number_input("Seed", step=1, key="prune.seed")
+recover.toggle("Then INT8 (ONNX Runtime)", key="prune.int8", help="End the run with its INT8 ONNX, calibrated on 256 "
+               "training images and timed beside its FP32 (the recipe's quantize section); Compare shows it")
 
 st.subheader("Layers")
 st.caption("ratio: the fraction each layer loses, the slider's unless set here. Unticked layers are left alone.")

@@ -268,3 +268,19 @@ def test_pickers_show_the_short_name_with_the_descriptions_in_their_help(prune):
                for o in prune.selectbox(key=key).options)
     assert "**l1**: L1 norm of the weights in each group" in prune.selectbox(key="prune.criterion").help
     assert all(f"**{name}**: {text}" in prune.selectbox(key="prune.optimizer").help for name, text in OPTIMIZERS.items())
+
+
+def test_the_int8_toggle_puts_the_quantize_section_in_the_recipe_and_a_loaded_one_is_kept(prune):
+    from pages._prune_state import prune_widget_state
+    from pruner_core.pruning.recipe import Recipe
+
+    assert Recipe.from_yaml(prune.code[0].value).quantize.kind == "none"
+    at = prune.toggle(key="prune.int8").set_value(True).run()
+    assert not at.exception
+    assert Recipe.from_yaml(at.code[0].value).quantize.kind == "int8_static"  # the run will end with INT8
+    recipe = Recipe.from_dict({"quantize": {"kind": "int8_dynamic", "exclude": ["fc2"], "method": "entropy"}})
+    for key, value in prune_widget_state(recipe).items():  # what show_in_prune leaves
+        at.session_state[key] = value
+    at.session_state["prune.quantize_rest"] = recipe.to_dict()["quantize"]
+    shown = Recipe.from_yaml(at.run().code[0].value).quantize
+    assert (shown.kind, shown.exclude, shown.method) == ("int8_dynamic", ["fc2"], "entropy")
