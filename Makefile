@@ -30,7 +30,7 @@ $(INSTALLED): pyproject.toml | $(PY)
 	touch $@
 
 $(TEST_INSTALLED): $(INSTALLED)
-	$(PY) -m pip install --quiet -e '.[test]' $(TORCH)
+	$(PY) -m pip install --quiet -e '.[test,mlflow]' $(TORCH)
 	touch $@
 
 run: $(INSTALLED)

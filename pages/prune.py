@@ -30,6 +30,7 @@ from pruner_core.config.options import AUGMENTATIONS, OPTIMIZERS, SCHEDULES, SCO
 from pruner_core.config.text import options_help
 from pruner_core.errors import PrunerError
 from pruner_core.frontends import jobs
+from pruner_core.frontends.tracking import tracked
 from pruner_core.measure.preview import comparison_table
 from pruner_core.pipeline.run import run_experiment
 from pruner_core.present.figures import mask_overlay_heatmap, training_curves
@@ -45,8 +46,9 @@ MASKED_NOTE = "masked weights are still stored and multiplied densely: dense run
 def start_run(recipe: Recipe) -> None:
     choice, data_spec, root = dict(ss["active.model"]), ss["active.data"], runs_root()
     model, data = get_model(choice), get_data(data_spec, choice)
-    job = jobs.start(recipe.summary(), lambda report, cancel: run_experiment(
-        model, data, recipe, data_spec=data_spec, root=root, callback=report, cancel=cancel))
+    uri = ss.get("prune.mlflow", "").strip()
+    job = jobs.start(recipe.summary(), lambda report, cancel: tracked(run_experiment(
+        model, data, recipe, data_spec=data_spec, root=root, callback=report, cancel=cancel), uri))
     ss["prune.job"], ss["prune.job_base"] = job.id, (choice, data_spec)
 
 
@@ -132,6 +134,9 @@ recover.selectbox("Optimizer", list(OPTIMIZERS), key="prune.optimizer", help=opt
 recover.selectbox("Augmentation", list(AUGMENTATIONS), key="prune.augment", help=options_help(AUGMENTATIONS))
 recover.checkbox("Distil from the original model", key="prune.distill")
 recover.number_input("Seed", step=1, key="prune.seed")
+recover.text_input("MLflow tracking URI (optional)", key="prune.mlflow", placeholder="sqlite:///mlruns.db",
+                   help="Also log the finished run there: recipe as parameters, history as metrics, its files as "
+                        "artifacts (the run folder stays the record; pruner prune --mlflow does the same)")
 recover.toggle("Then INT8 (ONNX Runtime)", key="prune.int8", help="End the run with its INT8 ONNX, calibrated on 256 "
                "training images and timed beside its FP32 (the recipe's quantize section); Compare shows it")
 

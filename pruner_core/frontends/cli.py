@@ -141,6 +141,9 @@ def prune(
     data: DataOpt = "demo:mnist5k",
     trust: TrustOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="no progress lines")] = False,
+    mlflow: Annotated[str | None, typer.Option("--mlflow", help="also log the run to this MLflow tracking URI, e.g. "
+                                               "sqlite:///mlruns.db or http://host:5000 (the run folder stays the "
+                                               "record)")] = None,
 ) -> None:
     """Prune and fine-tune MODEL with a recipe; write the experiment folder (weights, masks, metrics, history)."""
     from pruner_core.pipeline.estimate import estimate
@@ -171,6 +174,14 @@ def prune(
         f"{m.flops:,} FLOPs, latency {m.latency_ms['batch1']:.3f} ms (batch 1) / {m.latency_ms['batch64']:.3f} ms (batch 64)"
     )
     typer.echo(f"wrote {run.path}")
+    if mlflow:
+        import tempfile
+
+        from pruner_core.frontends.tracking import log_run
+
+        with tempfile.TemporaryDirectory(prefix="pruner-report-") as tmp:
+            report = _write_comparison([run.path], Path(tmp) / "report.html", None, None)
+            typer.echo(f"mlflow   run {log_run(run, mlflow, report=report)} in {mlflow}")
 
 
 @app.command()
