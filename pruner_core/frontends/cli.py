@@ -165,9 +165,26 @@ def prune(
             typer.echo(line)
             last[0] = line
 
+    from pruner_core.pipeline import distributed
+
+    if distributed.init_from_env():  # under torchrun: every rank prunes and fine-tunes; rank 0 writes the folder
+        rank, size = distributed.world()
+        if rank != 0:
+            from pruner_core.pipeline.run import prune as prune_model
+
+            done = prune_model(loaded, dataset, plan)
+            typer.echo(f"rank {rank} of {size}: pruned {distributed.digest(done.masks, done.structure)}")
+            distributed.close()
+            return
     if not quiet:
         typer.echo(estimate(loaded, dataset, plan).sentence().replace("cancelled at any step", "stopped with Ctrl-C"))
     run = run_experiment(loaded, dataset, plan, data_spec=data, folder=out, callback=show)
+    rank, size = distributed.world()
+    if size > 1:
+        from pruner_core.pipeline.replay import load_run_masks
+
+        typer.echo(f"rank 0 of {size}: pruned {distributed.digest(load_run_masks(run), run.structure)}")
+        distributed.close()
     m = run.signs
     typer.echo(
         f"done: accuracy {m.accuracy:.2%}, {m.nonzero_params:,} of {m.params:,} parameters non-zero, "

@@ -25,6 +25,7 @@ from pruner_core.errors import PrunerError
 from pruner_core.graph.layers import layer_lookup
 from pruner_core.io.data import Dataset, batches
 from pruner_core.measure.metrics import accuracy
+from pruner_core.pipeline.distributed import local_batch, local_samples, shard_batches, trainer, world
 from pruner_core.pipeline.train import augment as augment_batch
 from pruner_core.pruning.recipe import Finetune
 
@@ -236,8 +237,10 @@ def finetune(
     n = len(data.y_train)
     if n == 0:
         raise ValueError(f"{data.name} has no training samples to fine-tune on")
-    per_epoch = math.ceil(n / batch_size)
-    steps = step_count(epochs, n, batch_size)
+    sharded = world()[1] > 1  # under torchrun: this rank's share of each step (pipeline.distributed)
+    local = local_batch(batch_size) if sharded else batch_size
+    per_epoch = math.ceil((local_samples(n) if sharded else n) / local)
+    steps = step_count(epochs, local_samples(n) if sharded else n, local)
     every = max(1, per_epoch // config.checks_per_epoch)  # steps between test-accuracy checks
 
     teacher_was_training = teacher.training if teacher is not None else False
@@ -248,6 +251,7 @@ def finetune(
             torch.manual_seed(seed)
             gen = torch.Generator().manual_seed(seed)
             opt = OPTIMIZERS[optimizer]([p for p in module.parameters() if p.requires_grad], lr)
+            forward = trainer(module)  # the module, or DistributedDataParallel around it
             if teacher is not None:
                 teacher.eval()
             module.train()
@@ -255,10 +259,13 @@ def finetune(
                 if weights:
                     torch._foreach_mul_(weights, float_masks)
             mask_sparsity = _mask_sparsity(float_masks)
-            step = 0
+            step, epoch = 0, 0
             while step < steps:
                 epoch_loss, epoch_count = 0.0, 0
-                for xb, yb in batches(data.x_train, data.y_train, batch_size, shuffle=True, generator=gen):
+                stream = (shard_batches(data.x_train, data.y_train, batch_size, seed, epoch) if sharded else
+                          batches(data.x_train, data.y_train, batch_size, shuffle=True, generator=gen))
+                epoch += 1
+                for xb, yb in stream:
                     if step == steps:
                         break
                     if cancel is not None and cancel.is_set():
@@ -274,7 +281,7 @@ def finetune(
                         group["lr"] = step_lr
                     if augment and xb.dim() == 4:
                         xb = augment_batch(xb, gen)
-                    logits = module(xb)
+                    logits = forward(xb)
                     if teacher is None:
                         loss = F.cross_entropy(logits, yb)
                     else:

@@ -31,6 +31,7 @@ from pruner_core.io.data import Dataset
 from pruner_core.io.fit import check_data_fits
 from pruner_core.io.inputs import example_input
 from pruner_core.io.models import LoadedModel, copy_module
+from pruner_core.pipeline.distributed import same_masks, same_object, world
 from pruner_core.pipeline.finetune import Cancelled, EpochRecord, Progress, finetune
 from pruner_core.pruning.channels import plan_channels, prune_channels
 from pruner_core.pruning.describe import describe_model
@@ -121,11 +122,11 @@ def _prune_to(ctx: _Context, target: Target) -> None:
     if ctx.cancel is not None and ctx.cancel.is_set():
         raise Cancelled("cancelled before pruning")
     if target.granularity == "channel":
-        plan = plan_channels(ctx.work, target, ctx.example, ctx.data, graph=ctx.graph)
+        plan = same_object(plan_channels(ctx.work, target, ctx.example, ctx.data, graph=ctx.graph))  # rank 0's
         prune_channels(ctx.work, plan, ctx.example, graph=ctx.graph)
         ctx.structure.extend(plan)
         return
-    masks = compute_masks(ctx.work, target, ctx.data)
+    masks = same_masks(compute_masks(ctx.work, target, ctx.data))  # under torchrun: rank 0's, on every rank
     if ctx.masks is not None:
         masks = {k: m & ctx.masks[k] if k in ctx.masks else m for k, m in masks.items()}
     apply_masks(ctx.work, masks)
@@ -277,7 +278,10 @@ def run_experiment(
     working = Working.of(model, shape, channels=recipe.granularity == "channel")
     layers = working.describe()
     working.target(recipe, layers)  # refuse a recipe that does not fit, or prunes nothing, before making a folder
-    run = create_run(root, base_info(model, data=data_spec, input_shape=shape), recipe, folder=folder)
+    if world()[0] != 0:
+        raise PrunerError("under torchrun only rank 0 writes the run folder: the other ranks call prune()")
+    base = base_info(model, data=data_spec, input_shape=shape) | {"world_size": world()[1]}
+    run = create_run(root, base, recipe, folder=folder)
     written = [0]
 
     def report(update: Update) -> None:
