@@ -286,6 +286,7 @@ def quantize(
     from pruner_core.pipeline.quantize import quantize_run
     from pruner_core.pipeline.replay import load_run_model
     from pruner_core.pipeline.runs import load_run
+    from pruner_core.present.tables import int8_lines
     from pruner_core.pruning.recipe import Quantize
 
     settings = Quantize(kind="int8_dynamic" if dynamic else "int8_static", calibration_samples=calibration,
@@ -295,18 +296,8 @@ def quantize(
     if not spec:
         raise PrunerError(f"run '{loaded.id}' does not record its data; pass --data")
     figures = quantize_run(loaded, data_for(load_run_model(loaded), spec), settings)
-    typer.echo(f"int8     {run / 'model.int8.onnx'} ({figures.bytes_int8:,} bytes; FP32 ONNX {figures.bytes_fp32:,}; "
-               f"{figures.qdq_nodes} quantize/dequantize nodes)")
-    typer.echo(f"accuracy FP32 {figures.accuracy_fp32:.2%} -> INT8 {figures.accuracy_int8:.2%} "
-               f"on {figures.test_samples:,} test samples")
-    for batch in (1, 64):
-        a, b = figures.latency_fp32[f"batch{batch}"], figures.latency_int8[f"batch{batch}"]
-        typer.echo(f"batch {batch:<3} FP32 {a.median_ms:.3f} ms, INT8 {b.median_ms:.3f} ms: "
-                   f"{figures.speedup(batch):.2f}x ({b.runtime}, {b.runs} runs each, in turn)")
-    fp32_layers = [name for name, layer in figures.layers.items() if not layer["int8"]]
-    typer.echo(f"layers   {figures.int8_layers} of {len(figures.layers)} run in INT8"
-               + (f"; FP32: {', '.join(fp32_layers)}" if fp32_layers else ""))
-    typer.echo(figures.verdict())
+    for line in int8_lines(figures, run / "model.int8.onnx"):
+        typer.echo(line)
     if json_out is not None:
         json_out.write_text(json.dumps(figures.to_json(), indent=1))
 

@@ -118,6 +118,7 @@ def quantize_onnx(fp32: str | Path, out: str | Path, *, kind: str = "int8_static
                                 per_channel=per_channel, weight_type=QuantType.QInt8,
                                 activation_type=QuantType.QUInt8, calibrate_method=methods[method],
                                 nodes_to_exclude=nodes)
+            _drop_shape_notes(written)
             onnx.checker.check_model(str(written))
         except SpecError:
             raise
@@ -150,6 +151,17 @@ def int8_operators(path: str | Path, threads: int = 1) -> dict[str, dict]:
             layer = layer_of_node(node.name.split("_quant")[0]) or node.name
             found[layer] = {"op": node.op_type, "int8": node.op_type not in COMPUTE_OPS}
     return found
+
+
+def _drop_shape_notes(path: Path) -> None:
+    """Remove the intermediate shape annotations (``value_info``) the pre-processing's shape inference added: ONNX
+    Runtime infers them again at load, and the exported FP32 file carries none, so the two files' sizes compare
+    like for like."""
+    import onnx
+
+    model = onnx.load(str(path))
+    del model.graph.value_info[:]
+    onnx.save(model, str(path))
 
 
 class _Reader:

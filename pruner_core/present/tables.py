@@ -153,3 +153,19 @@ def coverage_sentence(prunable: int, total: int, unreached: dict[str, tuple[str,
         text += f" Not reached (no granularity supports them yet): {shown}{' and more' if len(unreached) > 5 else ''}."
     return text
 
+
+def int8_lines(figures, path) -> list[str]:
+    """A run's INT8 stage (:class:`~pruner_core.pipeline.quantize.Int8Figures`) for people, one figure a line: the file,
+    accuracy, each batch's latency against FP32 (timed in turn), which layers run in INT8, then the verdict."""
+    lines = [f"int8     {path} ({figures.bytes_int8:,} bytes; FP32 ONNX {figures.bytes_fp32:,}; "
+             f"{figures.qdq_nodes} quantize/dequantize nodes)",
+             f"accuracy FP32 {figures.accuracy_fp32:.2%} -> INT8 {figures.accuracy_int8:.2%} "
+             f"on {figures.test_samples:,} test samples"]
+    for batch in (1, 64):
+        a, b = figures.latency_fp32[f"batch{batch}"], figures.latency_int8[f"batch{batch}"]
+        lines.append(f"batch {batch:<3} FP32 {a.median_ms:.3f} ms, INT8 {b.median_ms:.3f} ms: "
+                     f"{figures.speedup(batch):.2f}x ({b.runtime}, {b.runs} runs each, in turn)")
+    fp32_layers = [name for name, layer in figures.layers.items() if not layer["int8"]]
+    lines.append(f"layers   {figures.int8_layers} of {len(figures.layers)} run in INT8"
+                 + (f"; FP32: {', '.join(fp32_layers)}" if fp32_layers else ""))
+    return [*lines, figures.verdict()]
