@@ -62,6 +62,7 @@ def remeasure(entries, runs) -> None:
     """Button callback: forget the cached figures of every model shown, so they are measured again, together."""
     for run in runs:
         forget(run_cache_dir(run))
+        forget(run_cache_dir(run) / "int8")
     forget(original_cache_dir(get_model(ss["active.model"]), runs_root(), fingerprint=active_fingerprint()))
     forget_comparisons()
 

@@ -69,7 +69,7 @@ class HeadAttention(nn.Module):
         if self.dropout and self.training:
             dropped = nn.functional.dropout(dropped, self.dropout)
         out = (dropped @ v).transpose(1, 2).reshape(b, n, -1)
-        return self._part("proj_drop")(getattr(self, self.output_name)(out)), weights
+        return self._part("proj_drop")(getattr(self, self.output_name)(out)), dropped  # after dropout, as torch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.attend(x)[0]
@@ -157,18 +157,27 @@ def open_heads(module: nn.Module, example: torch.Tensor) -> dict[str, str | None
     Returns:
         ``{attention module: None}`` for each one swapped, ``{attention module: why not}`` for each one kept.
     """
-    calls = _self_attention_calls(module, example)
+    candidates = {name for name, mod in module.named_modules() if name and (
+        isinstance(mod, nn.MultiheadAttention) or _timm_like(mod))}
+    calls = _calls(module, example, candidates)
     found: dict[str, str | None] = {}
     for name, mod in list(module.named_modules()):
-        if not name:
+        if name not in candidates:
             continue
+        new = None
         if isinstance(mod, nn.MultiheadAttention):
             why = _mha_why_not(mod, calls.get(name))
-            new = HeadMultiheadAttention(mod) if why is None else None
-        elif _timm_like(mod):
-            new, why = _timm_replacement(mod), None
+        elif calls.get(name) is None:
+            why = "the model's forward never calls it"
+        elif calls[name] != "x":
+            why = "its forward is called with more than its input (a mask, say), which the replacement does not take"
         else:
-            continue
+            why = None
+        try:
+            if why is None:
+                new = HeadMultiheadAttention(mod) if isinstance(mod, nn.MultiheadAttention) else _timm_replacement(mod)
+        except Exception as e:  # noqa: BLE001 - a module we cannot rebuild stays as it is, named
+            why = f"an equivalent head-removable module could not be built ({type(e).__name__})"
         if new is not None:
             new.train(mod.training)
             why = _differs(mod, new)
@@ -176,46 +185,59 @@ def open_heads(module: nn.Module, example: torch.Tensor) -> dict[str, str | None
             parent, _, child = name.rpartition(".")
             setattr(module.get_submodule(parent) if parent else module, child, new)
         found[name] = why
+    for mod in module.modules():  # an encoder would hand opened layers NestedTensors, which they do not take
+        if isinstance(mod, nn.TransformerEncoder) and any(isinstance(m, HeadAttention) for m in mod.modules()):
+            mod.use_nested_tensor = False
     return found
 
 
 def _timm_like(mod: nn.Module) -> bool:
-    """A fused ``qkv``/``proj`` attention with ``num_heads`` whose own forward cannot lose a head."""
+    """A fused ``qkv``/``proj`` attention (``num_heads`` or ``num_attention_heads``) whose own forward cannot lose a
+    head."""
     heads = layout(mod)
     return heads is not None and heads.layers == ("qkv",) and heads.output == "proj" and heads.num_heads > 1 and (
         not one_head_less_runs(mod, heads))
 
 
 def _timm_replacement(mod: nn.Module) -> HeadAttention:
-    heads = mod.num_heads
-    head_dim = getattr(mod, "head_dim", mod.proj.in_features // heads)
+    heads = layout(mod)
     parts = {p: getattr(mod, p) for p in TIMM_PARTS if isinstance(getattr(mod, p, None), nn.Module)}
-    return HeadAttention(mod.qkv, mod.proj, heads, head_dim, getattr(mod, "scale", head_dim ** -0.5), parts=parts)
+    scale = getattr(mod, "scale", heads.head_dim ** -0.5)
+    return HeadAttention(mod.qkv, mod.proj, heads.num_heads, heads.head_dim,
+                         scale if isinstance(scale, int | float) else heads.head_dim ** -0.5, parts=parts)
 
 
-def _mha_why_not(mha: nn.MultiheadAttention, self_attention: bool | None) -> str | None:
+def _mha_why_not(mha: nn.MultiheadAttention, self_attention: str | None) -> str | None:
     if not mha._qkv_same_embed_dim:
         return "its key and value have their own widths (kdim/vdim)"
     if mha.bias_k is not None or mha.add_zero_attn:
         return "it has bias_k/bias_v or add_zero_attn"
     if self_attention is None:
         return "the model's forward never calls it"
-    if not self_attention:
+    if self_attention != "self":
         return "it is cross-attention (its key or value is not its query)"
     return None
 
 
-def _self_attention_calls(module: nn.Module, example: torch.Tensor) -> dict[str, bool]:
-    """For each ``nn.MultiheadAttention`` the forward calls: whether every call passed one tensor as query, key and
-    value."""
-    seen: dict[str, bool] = {}
+def _calls(module: nn.Module, example: torch.Tensor, names: set[str]) -> dict[str, str]:
+    """How the forward calls each module of ``names``: ``"self"`` for an ``nn.MultiheadAttention`` given one tensor
+    as query, key and value (``"cross"`` otherwise), ``"x"`` for any other module called with its input alone
+    (``"more"`` otherwise); a module never called is absent."""
+    seen: dict[str, str] = {}
     handles = []
     for name, mod in module.named_modules():
+        if name not in names:
+            continue
         if isinstance(mod, nn.MultiheadAttention):
             def hook(_, args, kwargs, name=name):
                 given = [*args[:3], *(kwargs.get(p) for p in ("query", "key", "value")[len(args[:3]):])]
-                seen[name] = seen.get(name, True) and given[0] is given[1] and given[1] is given[2]
-            handles.append(mod.register_forward_pre_hook(hook, with_kwargs=True))
+                same = given[0] is given[1] and given[1] is given[2]
+                seen[name] = "self" if same and seen.get(name, "self") == "self" else "cross"
+        else:
+            def hook(_, args, kwargs, name=name):
+                alone = len(args) == 1 and not kwargs
+                seen[name] = "x" if alone and seen.get(name, "x") == "x" else "more"
+        handles.append(mod.register_forward_pre_hook(hook, with_kwargs=True))
     if not handles:
         return seen
     try:

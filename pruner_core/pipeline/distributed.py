@@ -2,7 +2,7 @@
 
 ``torchrun --nproc_per_node=N --no-python .venv/bin/pruner prune MODEL --data D --recipe R --out DIR`` starts N
 processes with ``RANK``/``WORLD_SIZE``/``MASTER_ADDR`` set; :func:`init_from_env` joins them into one process group
-(gloo on CPU, NCCL on a GPU). Then, in every process:
+(gloo, on CPU). Then, in every process:
 
 - pruning decisions are rank 0's: the masks (:func:`same_masks`) and channel plans (:func:`same_object`) are
   broadcast from it, so every rank prunes identically even where a data-dependent criterion (Taylor gradients,
@@ -10,8 +10,8 @@ processes with ``RANK``/``WORLD_SIZE``/``MASTER_ADDR`` set; :func:`init_from_env
 - fine-tuning is :class:`~torch.nn.parallel.DistributedDataParallel` over a
   :class:`~torch.utils.data.DistributedSampler` (``set_epoch`` each epoch), each rank taking ``batch_size /
   world_size`` samples a step so a step still sees ``batch_size`` samples in all; gradients are averaged, and
-  BatchNorm buffers follow rank 0 (DDP broadcasts them each step; ``SyncBatchNorm`` where a GPU runs it: torch has no
-  CPU kernel for it);
+  BatchNorm buffers follow rank 0 (DDP broadcasts them each step; ``SyncBatchNorm`` would need a GPU: torch has no
+  CPU kernel for it, and GPUs are not wired in yet);
 - only rank 0 writes the run folder (atomically, as always), recording the world size.
 
 Outside ``torchrun`` (or with one process) nothing here changes anything.
@@ -45,16 +45,16 @@ def init_from_env() -> bool:
 
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         return dist.is_initialized()
-    dist.init_process_group("nccl" if torch.cuda.is_available() and os.environ.get("PRUNER_DEVICE") == "cuda"
-                            else "gloo")
+    dist.init_process_group("gloo")  # CPU; GPUs (NCCL, a device per rank) are not wired in yet
     return True
 
 
 def close() -> None:
+    """Leave the group, without waiting for the others: the last collective is fine-tuning's, and rank 0 still
+    measures and writes the run after it (a barrier here would make the others wait on that, up to gloo's timeout)."""
     import torch.distributed as dist
 
     if dist.is_initialized():
-        dist.barrier()
         dist.destroy_process_group()
 
 

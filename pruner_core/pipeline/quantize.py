@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from pruner_core.errors import PrunerError
+from pruner_core.errors import PrunerError, SpecError
 from pruner_core.io.data import Dataset
 from pruner_core.io.export import ensure_onnx, onnx_accuracy, ort_runtime, session
 from pruner_core.io.fit import check_data_fits
@@ -53,6 +55,7 @@ class Int8Figures:
     test_samples: int
     qdq_nodes: int
     measured: str = ""
+    sha256: str = ""  # of the INT8 file these figures are of
     how: dict = field(default_factory=dict)
 
     def speedup(self, batch: int) -> float:
@@ -117,17 +120,20 @@ def quantize_run(run: Run | str, data: Dataset, settings: Quantize, *, latency_r
         CompatibilityError: ``data`` does not fit the run's model.
         PrunerError: the run is not done, or cannot be exported or quantized.
     """
-    from pruner_core.errors import SpecError
-
     run = load_run(run) if not isinstance(run, Run) else run
     if settings.kind == "none":
         raise SpecError("quantize kind is none: nothing to do (use int8_static or int8_dynamic)")
+    if not data.x_train.is_floating_point():
+        raise SpecError(f"INT8 here quantizes models whose inputs are floating-point (images, sequences, tables); "
+                        f"'{data.name}' holds integer ids ({data.x_train.dtype}), which need an embedding-aware "
+                        "quantization not built yet")
     model = load_run_model(run)
     shape = check_data_fits(model, data)
     fp32 = ensure_onnx(model.module, shape, run_cache_dir(run))
+    pending = run.path / f".{INT8_FILE}.pending"  # measured first; it and its figures replace the old ones together
     n_cal = min(settings.calibration_samples, len(data.x_train)) if settings.kind == "int8_static" else 0
     calibration = data.x_train[:n_cal].float().numpy() if n_cal else None
-    quantized = quantize_onnx(fp32, run.path / INT8_FILE, kind=settings.kind, calibration=calibration,
+    quantized = quantize_onnx(fp32, pending, kind=settings.kind, calibration=calibration,
                               per_channel=settings.per_channel, fmt=settings.format, method=settings.method,
                               exclude=list(settings.exclude))
     x, y = data.x_test.float().numpy(), data.y_test.numpy()
@@ -136,7 +142,7 @@ def quantize_run(run: Run | str, data: Dataset, settings: Quantize, *, latency_r
     figures = Int8Figures(
         settings.model_dump(mode="json"), accuracy["fp32"], accuracy["int8"], fp32.stat().st_size,
         quantized.path.stat().st_size, latency[0], latency[1], int8_operators(quantized.path), n_cal, len(y),
-        quantized.qdq_nodes, time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        quantized.qdq_nodes, time.strftime("%Y-%m-%dT%H:%M:%S%z"), _sha256(pending),
         {"accuracy": f"top-1 in ONNX Runtime on the {len(y):,} test samples (not used to calibrate)",
          "calibration": f"activation ranges from the first {n_cal} training samples ({settings.method})"
                         if calibration is not None else "dynamic: ranges computed at run time",
@@ -145,18 +151,27 @@ def quantize_run(run: Run | str, data: Dataset, settings: Quantize, *, latency_r
          "layers": "the operator ONNX Runtime runs for each layer after fusing the QDQ pairs"},
     )
     write_artifact(run, FIGURES_FILE, json.dumps(figures.to_json(), indent=2).encode())
+    os.replace(pending, run.path / INT8_FILE)
+    (run_cache_dir(run) / "int8" / "compare.json").unlink(missing_ok=True)  # Compare measures the new file again
     return figures
 
 
 def read_int8(run: Run) -> Int8Figures | None:
     """The run's stored INT8 figures, or None when it was never quantized (or its INT8 file is gone)."""
-    path = run.path / FIGURES_FILE
-    if not path.is_file() or not (run.path / INT8_FILE).is_file():
+    path, int8 = run.path / FIGURES_FILE, run.path / INT8_FILE
+    if not path.is_file() or not int8.is_file():
         return None
     try:
-        return Int8Figures.from_json(json.loads(path.read_text()))
-    except (OSError, ValueError):
+        figures = Int8Figures.from_json(json.loads(path.read_text()))
+    except (OSError, ValueError, PrunerError):
         return None
+    return figures if figures.sha256 == _sha256(int8) else None  # figures of another file (interrupted): none
+
+
+def _sha256(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def time_in_turn(paths, sample: tuple[int, ...], latency_runs: tuple[int, int] = (30, 10),

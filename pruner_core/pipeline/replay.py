@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from pruner_core.errors import PrunerError, SpecError
+from pruner_core.graph.head_forms import HeadMultiheadAttention
 from pruner_core.io.inputs import example_input
 from pruner_core.io.models import (
     LoadedModel,
@@ -60,13 +61,19 @@ def load_run_model(run: Run | str | Path, *, trust: bool = False) -> LoadedModel
         loaded = load_model(base["spec"], weights=base.get("weights"), trust=trust and bool(base.get("trust")))
     finally:
         _loading.reset(token)
+    weights = run.path / "weights.safetensors"
+    state = read_state_dict(weights)
     if run.structure or (run.recipe is not None and run.recipe.granularity == "channel"):
         shape = base.get("input_shape") or loaded.input_shape
         if not shape:
             raise PrunerError(f"run '{run.id}' removed channels but base.json has no input_shape to trace the model with")
         prune_channels(loaded.module, run.structure, example_input(loaded.module, shape))
-    weights = run.path / "weights.safetensors"
-    apply_state_dict(loaded.module, read_state_dict(weights), f"{run.id}/{weights.name}", loaded.arch or base["spec"])
+        opened = {n for n, m in loaded.module.named_modules() if isinstance(m, HeadMultiheadAttention)}
+        closed = [k for k in state if k.endswith(".in_proj_weight") and k.rsplit(".", 1)[0] in opened]
+        if closed:  # saved before nn.MultiheadAttention was opened for head removal
+            raise PrunerError(f"run '{run.id}' was saved before nn.MultiheadAttention could lose heads (its weights "
+                              f"keep '{closed[0]}' as one parameter); run its recipe again to rebuild it")
+    apply_state_dict(loaded.module, state, f"{run.id}/{weights.name}", loaded.arch or base["spec"])
     card = {"run": run.id, "recipe": run.recipe.summary() if run.recipe else None, "base": loaded.label}
     return dataclasses.replace(loaded, module=loaded.module.eval(), spec=str(run.path), fmt="run", weights=None, card=card)
 

@@ -278,6 +278,10 @@ def run_experiment(
     working = Working.of(model, shape, channels=recipe.granularity == "channel")
     layers = working.describe()
     working.target(recipe, layers)  # refuse a recipe that does not fit, or prunes nothing, before making a folder
+    unknown = [n for n in recipe.quantize.exclude if n not in {info.name for info in layers}]
+    if recipe.quantize.kind != "none" and unknown:  # said now, not after fine-tuning
+        raise SpecError(f"recipe: quantize.exclude: no layer named {', '.join(repr(n) for n in unknown)}; layers: "
+                        f"{', '.join(info.name for info in layers[:20])}")
     if world()[0] != 0:
         raise PrunerError("under torchrun only rank 0 writes the run folder: the other ranks call prune()")
     base = base_info(model, data=data_spec, input_shape=shape) | {"world_size": world()[1]}

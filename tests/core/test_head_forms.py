@@ -146,3 +146,61 @@ def test_the_channel_scan_removes_whole_heads_of_multihead_attention_as_a_run_do
         with torch.no_grad():
             want = nn.functional.cross_entropy(pruned.module(data.x_test[:32]), data.y_test[:32]).item()
         assert loss == pytest.approx(want, abs=1e-4)
+
+
+class NamedHeads(nn.Module):
+    """timm's layout with the head count as Hugging Face names it, reshaped to the input's width."""
+
+    def __init__(self, dim: int = 16, heads: int = 4, masked: bool = False) -> None:
+        super().__init__()
+        self.num_attention_heads, self.head_dim, self.masked = heads, dim // heads, masked
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+
+    def forward(self, x, attn_mask=None):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_attention_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        logits = (q @ k.transpose(-2, -1)) * self.head_dim ** -0.5
+        if attn_mask is not None:
+            logits = logits + attn_mask
+        return self.proj((logits.softmax(-1) @ v).transpose(1, 2).reshape(b, n, c))
+
+
+class Wrapper(nn.Module):
+    def __init__(self, masked: bool) -> None:
+        super().__init__()
+        self.embed, self.attn, self.head, self.masked = nn.Linear(6, 16), NamedHeads(), nn.Linear(16, 3), masked
+
+    def forward(self, x):
+        h = self.embed(x)
+        h = h + (self.attn(h, attn_mask=torch.zeros(x.shape[1], x.shape[1])) if self.masked else self.attn(h))
+        return self.head(h.mean(1))
+
+
+def test_attention_that_counts_heads_as_num_attention_heads_opens_and_one_called_with_a_mask_is_left_traced():
+    model = Wrapper(masked=False).eval()
+    opened = copy.deepcopy(model)
+    assert open_heads(opened, probe(1, 5, 6)) == {"attn": None}
+    with torch.no_grad():
+        assert torch.allclose(model(probe(3, 5, 6)), opened(probe(3, 5, 6)), atol=1e-5)
+    masked = Wrapper(masked=True).eval()
+    why = open_heads(copy.deepcopy(masked), probe(1, 5, 6))["attn"]
+    assert why.startswith("its forward is called with more than its input")
+    from pruner_core.graph.model_graph import graph_of
+
+    graph = graph_of(masked, (5, 6))
+    assert graph.traced  # the model is still traced: its other layers keep channel pruning
+    assert graph.attention["attn.qkv"][0] == "fixed"
+
+
+def test_an_opened_encoder_takes_a_padding_mask_in_eval_without_nested_tensors():
+    layer = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, batch_first=True)
+    encoder = nn.TransformerEncoder(layer, 2).eval()  # enable_nested_tensor defaults to True
+    opened = copy.deepcopy(encoder)
+    open_heads(opened, probe(1, 7, 16))
+    assert opened.use_nested_tensor is False
+    x, pad = probe(3, 7, 16), torch.zeros(3, 7, dtype=torch.bool)
+    pad[0, 5:] = True
+    with torch.no_grad():
+        want, got = encoder(x, src_key_padding_mask=pad), opened(x, src_key_padding_mask=pad)
+    keep = ~pad  # torch's nested path leaves padded positions at 0
+    assert torch.allclose(want[keep], got[keep], atol=1e-5)

@@ -157,3 +157,33 @@ def test_the_report_has_the_int8_row_and_its_plots_draw(runs, demo_data, tmp_pat
     path = write_report(tmp_path / "r.html", entries, title="t", classes=demo_data.classes, data_label="d")
     html = path.read_text()
     assert f"{run.id}+int8" in html and "against its own FP32 run" in html and "smaller ONNX file" in html
+
+
+def test_quantizing_again_replaces_the_file_and_compare_measures_the_new_one(runs, demo_data):
+    from pruner_core.compare.compare import compare
+
+    run = runs["mnist-cnn"]
+    quantize_run(run, demo_data, Quantize(kind="int8_static"), latency_runs=(2, 1))
+    first = compare(load_model("demo:mnist-cnn"), demo_data, [run], root=run.path.parent, latency_runs=(2, 1))[2]
+    figures = quantize_run(run, demo_data, Quantize(kind="int8_static", exclude=["conv1", "conv2", "fc1"]),
+                           latency_runs=(2, 1))
+    assert read_int8(run).sha256 == figures.sha256  # the figures are of the file now in the folder
+    again = compare(load_model("demo:mnist-cnn"), demo_data, [run], root=run.path.parent, latency_runs=(2, 1))[2]
+    assert again.figures.sizes.onnx_bytes == (run.path / INT8_FILE).stat().st_size != first.figures.sizes.onnx_bytes
+    (run.path / INT8_FILE).write_bytes(b"not the file the figures are of")
+    assert read_int8(run) is None
+
+
+def test_a_model_on_integer_ids_is_refused_before_any_work(runs, demo_data):
+    import dataclasses
+
+    ids = dataclasses.replace(demo_data, x_train=demo_data.x_train.long(), x_test=demo_data.x_test.long())
+    with pytest.raises(SpecError, match=r"holds integer ids \(torch.int64\), which need an embedding-aware"):
+        quantize_run(runs["mnist-cnn"], ids, Quantize(kind="int8_dynamic"))
+
+
+def test_a_recipe_excluding_an_unknown_layer_from_int8_is_refused_before_any_work(demo_data, tmp_path):
+    recipe = Recipe.from_dict({**PRUNE, "quantize": {"kind": "int8_static", "exclude": ["conv9"]}})
+    with pytest.raises(SpecError, match=r"quantize.exclude: no layer named 'conv9'; layers: conv1, conv2, fc1, fc2"):
+        run_experiment(load_model("demo:mnist-cnn"), demo_data, recipe, data_spec="demo:mnist5k", root=tmp_path)
+    assert not any(tmp_path.iterdir())  # no run folder was made
