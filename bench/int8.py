@@ -54,7 +54,7 @@ def bench_int8() -> dict:
                     {"granularity": "channel", "sparsity": 0.5, "finetune": {"epochs": 0}})).module
                 c50 = export_onnx(pruned, shape, tmp / "c50.onnx")
                 paths += [c50, quantize_onnx(c50, tmp / "c50.int8.onnx", calibration=cal).path]
-            timed = time_in_turn(paths, (1, *shape), RUNS if name != "resnet50" else (10, 3))
+            timed = time_in_turn(paths, shape, RUNS if name != "resnet50" else (10, 3))
             med = [{b: t[f"batch{b}"].median_ms for b in (1, 64)} for t in timed]
             for b in (1, 64):
                 figures[f"int8_speedup.{name}.b{b}"] = round(med[0][b] / med[1][b], 3)

@@ -24,6 +24,12 @@ from pruner_core.sensitivity.int8 import int8_sensitivity
 ss = st.session_state
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def onnx_layers(path: str, mtime: float) -> list[str]:
+    """The compute layers of an ONNX file, read once per version of it (not on every rerun of the page)."""
+    return list(compute_layers(path))
+
+
 def quantize(run: Run, samples: int, method: str, exclude: list[str]) -> None:
     """Button callback: quantize ``run``; the verdict (or the error) waits in ``compare.int8_outcome``."""
     try:
@@ -54,7 +60,7 @@ def int8_controls(runs: list[Run]) -> None:
         method = right.selectbox("Calibration", list(CALIBRATION_METHODS), key="compare.int8_method",
                                  help="; ".join(f"{k}: {v}" for k, v in CALIBRATION_METHODS.items()))
         fp32 = run_cache_dir(run) / "model.onnx"
-        layers = list(compute_layers(fp32)) if fp32.is_file() else []
+        layers = onnx_layers(str(fp32), fp32.stat().st_mtime) if fp32.is_file() else []
         exclude = st.multiselect("Keep in FP32", layers, key="compare.int8_exclude",
                                  help="Layers that quantize badly (often the first and the last) stay in FP32")
         st.button("Quantize to INT8", key="compare.int8", icon=":material/bolt:", on_click=quantize,

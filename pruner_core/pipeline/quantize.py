@@ -138,7 +138,7 @@ def quantize_run(run: Run | str, data: Dataset, settings: Quantize, *, latency_r
                               exclude=list(settings.exclude))
     x, y = data.x_test.float().numpy(), data.y_test.numpy()
     accuracy = {name: onnx_accuracy(path, x, y) for name, path in (("fp32", fp32), ("int8", quantized.path))}
-    latency = time_in_turn([fp32, quantized.path], (1, *shape), latency_runs, warmup)
+    latency = time_in_turn([fp32, quantized.path], shape, latency_runs, warmup)
     figures = Int8Figures(
         settings.model_dump(mode="json"), accuracy["fp32"], accuracy["int8"], fp32.stat().st_size,
         quantized.path.stat().st_size, latency[0], latency[1], int8_operators(quantized.path), n_cal, len(y),
@@ -174,7 +174,7 @@ def _sha256(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def time_in_turn(paths, sample: tuple[int, ...], latency_runs: tuple[int, int] = (30, 10),
+def time_in_turn(paths, input_shape: tuple[int, ...], latency_runs: tuple[int, int] = (30, 10),
                  warmup: int = 3) -> list[dict[str, Latency]]:
     """Latency of each file at batch 1 and 64, timed round by round in turn (a load that comes and goes is shared)."""
     sessions = [session(p, spinning=False) for p in paths]
@@ -182,7 +182,7 @@ def time_in_turn(paths, sample: tuple[int, ...], latency_runs: tuple[int, int] =
     label = ort_runtime() + ", worker threads not spinning"
     out: list[dict[str, Latency]] = [{} for _ in paths]
     for batch, runs in zip(BATCHES, latency_runs, strict=True):
-        x = np.random.default_rng(0).random((batch, *sample[1:]), dtype=np.float32)
+        x = np.random.default_rng(0).random((batch, *input_shape), dtype=np.float32)
         calls = [functools.partial(s.run, None, {"input": x}) for s in sessions]
         times: list[list[float]] = [[] for _ in calls]
         for call in calls:

@@ -166,8 +166,8 @@ def create_run(
     path = _claim(root, stem) if folder is None else _claim_exact(Path(folder))
     run = Run(path, path.name, "running", recipe, json.loads(base_text), None, [], None, base["created"])
     try:
-        _write(run, "recipe.yaml", recipe.to_yaml().encode())
-        _write(run, "base.json", (base_text + "\n").encode())
+        write_artifact(run, "recipe.yaml", recipe.to_yaml().encode())
+        write_artifact(run, "base.json", (base_text + "\n").encode())
         _write_status(run, "running", started=now.isoformat())
     except BaseException:
         for child in path.iterdir():  # only the folder we just made
@@ -181,7 +181,7 @@ def create_run(
 def write_history(run: Run, history: list[EpochRecord]) -> None:
     """Replace ``history.json`` with ``history`` (call it as often as a page should refresh its curves)."""
     rows = _jsonable([record.to_json() for record in history])
-    _write(run, "history.json", json.dumps(rows).encode())
+    write_artifact(run, "history.json", json.dumps(rows).encode())
     run.history = list(history)
 
 
@@ -218,9 +218,9 @@ def finish_run(
     else:
         (run.path / "masks.safetensors").unlink(missing_ok=True)
     run.structure = _jsonable(list(structure or []))
-    _write(run, "structure.json", json.dumps(run.structure).encode())
+    write_artifact(run, "structure.json", json.dumps(run.structure).encode())
     run.metrics = _jsonable(metrics)
-    _write(run, "metrics.json", json.dumps(run.metrics, indent=2).encode())
+    write_artifact(run, "metrics.json", json.dumps(run.metrics, indent=2).encode())
     run.finished = _write_status(run, "done", started=current.get("started"))
     run.status, run.error = "done", None
     return run
@@ -371,7 +371,7 @@ def _write_status(run: Run, status: str, *, started: str | None, error: str | No
         "status": status, "pid": os.getpid(), "host": socket.gethostname(),
         "started": started, "finished": finished, "error": error,
     }
-    _write(run, "status.json", json.dumps(payload, indent=2).encode())
+    write_artifact(run, "status.json", json.dumps(payload, indent=2).encode())
     return finished
 
 
@@ -379,8 +379,6 @@ def write_artifact(run: Run, name: str, payload: bytes) -> None:
     """Write one of the run's :data:`ARTIFACTS` atomically (a temp file beside it, then ``os.replace``)."""
     _atomic(run, name, lambda tmp: tmp.write_bytes(payload))
 
-
-_write = write_artifact
 
 
 def _write_tensors(run: Run, name: str, tensors: dict[str, torch.Tensor]) -> None:

@@ -252,7 +252,7 @@ def test_writes_are_atomic_and_leave_no_temp_files(tmp_path, monkeypatch):
 def test_only_run_artifacts_can_be_written(tmp_path):
     run = create_run(tmp_path, CNN_BASE, Recipe())
     with pytest.raises(ValueError, match="not a run artifact"):
-        experiments._write(run, "../escape.json", b"{}")
+        experiments.write_artifact(run, "../escape.json", b"{}")
     assert not (tmp_path / "escape.json").exists()
 
 
