@@ -34,7 +34,7 @@ def bench_int8() -> dict:
     data = load_data("demo:mnist5k")
 
     def acc(path) -> float:
-        return onnx_accuracy(path, data.x_test.float().numpy(), data.y_test.numpy())
+        return onnx_accuracy(path, data.x_test, data.y_test)
 
     calibration = data.x_train[:256].float().numpy()
     figures: dict = {}

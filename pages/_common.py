@@ -22,8 +22,10 @@ from pruner_core.frontends.serving import Exposure
 from pruner_core.io.data import Dataset, load_data
 from pruner_core.io.export import ensure_onnx
 from pruner_core.io.fit import check_data_fits, fit_data
+from pruner_core.io.image_folder import folder_stamp
 from pruner_core.io.models import LoadedModel, allow_factories, load_model
 from pruner_core.io.outputs import split_output
+from pruner_core.io.preprocess import join_spec, split_spec
 from pruner_core.measure.analysis import Analysis, analyze
 from pruner_core.measure.metrics import VitalSigns, vital_signs
 from pruner_core.measure.preview import Preview, preview
@@ -88,7 +90,8 @@ def restore_from_url() -> None:
     try:
         weights, data = st.query_params.get("weights"), st.query_params.get("data") or DEFAULT_DATA
         choice = {"spec": _url_path(spec), "weights": _url_path(weights) if weights else None, "trust": False}
-        activate(choice, _url_path(data))
+        source, pre = split_spec(data)  # a data spec may carry its preprocessing after '|'
+        activate(choice, join_spec(_url_path(source), pre))
     except PrunerError as e:
         st.session_state["model.outcome"] = ("error", str(e))
     kind, message = st.session_state.get("model.outcome", ("", ""))
@@ -151,6 +154,12 @@ def file_digest(path: str | None) -> str:
 def _hash_file(path: str, size: int, mtime_ns: int) -> str:
     """Hash a file once per (size, mtime): page reruns do not re-read large models."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def data_digest(spec: str) -> str:
+    """:func:`file_digest` of a data spec's file, or a folder's :func:`~pruner_core.io.image_folder.folder_stamp`."""
+    source = split_spec(spec)[0]
+    return folder_stamp(source) if Path(source).is_dir() else file_digest(source)
 
 
 def save_upload(upload) -> str:
@@ -245,7 +254,7 @@ def _key_of(choice: dict, data_spec: str) -> tuple:
         (choice["spec"], choice["weights"], choice["trust"]),
         file_digest(choice["spec"]) + file_digest(choice["weights"]),
         data_spec,
-        file_digest(data_spec),
+        data_digest(data_spec),
     )
 
 
@@ -449,7 +458,10 @@ def model_label(choice: dict) -> str:
 
 
 def data_label(spec: str) -> str:
-    return spec if spec.startswith("demo:") else Path(spec).name
+    """The data's name, with its preprocessing when it has one ('photos · imagenet,size=224')."""
+    source, pre = split_spec(spec)
+    name = source if source.startswith("demo:") else Path(source).name
+    return f"{name} · {pre.token()}" if not pre.identity else name
 
 
 def sidebar() -> None:

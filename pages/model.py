@@ -3,10 +3,12 @@
 import streamlit as st
 
 from pages._common import activate, active_vital_signs, exposure, get_model, init_state, save_upload, show_outcome
+from pages._data import picked_preprocess, preprocess_picker
 from pruner_core.config.text import format_bytes, options_help
 from pruner_core.errors import PrunerError
 from pruner_core.graph.layers import parameter_coverage
 from pruner_core.io.archs import ARCHITECTURES
+from pruner_core.io.preprocess import join_spec
 from pruner_core.present.tables import (
     coupled_groups_table,
     coverage_sentence,
@@ -61,7 +63,7 @@ def picked() -> tuple[dict, str | None]:
     else:
         data = server_path("model.data_path")
     trust = bool(ss.get("model.trust")) and source != SOURCES[0]
-    return {"spec": spec, "weights": weights, "trust": trust}, data
+    return {"spec": spec, "weights": weights, "trust": trust}, join_spec(data, picked_preprocess()) if data else None
 
 
 def load_picked() -> None:
@@ -118,8 +120,10 @@ with st.expander("Choose model and data", expanded=True):
                 f"up to {EXPOSURE.upload_mb} MB",
             )
         elif data_source == DATA_SOURCES[2]:
-            st.text_input("Data file path", key="model.data_path", placeholder="/path/to/data.npz",
-                          help=PATH_HELP)
+            st.text_input("Data file or folder path", key="model.data_path", placeholder="/path/to/images/",
+                          help=f"{PATH_HELP}: a .npz, a .zip of an image folder, or an image folder itself (one "
+                          "sub-folder per class, optionally under train/ and test/ or val/), read as it streams")
+        preprocess_picker(st.session_state["active.data"])
     st.button("Load", key="model.load", type="primary", on_click=load_picked)
     show_outcome()
 

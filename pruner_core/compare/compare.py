@@ -36,7 +36,7 @@ from pruner_core.compare.result import ModelFigures, Sizes
 from pruner_core.errors import PrunerError
 from pruner_core.graph.flops import layer_flops
 from pruner_core.graph.layers import weight_sparsity
-from pruner_core.io.data import Dataset, batches
+from pruner_core.io.data import Dataset, batches, sample_digest
 from pruner_core.io.export import ensure_onnx, size_figures
 from pruner_core.io.fit import check_data_fits, fit_data
 from pruner_core.io.inputs import example_input, random_input
@@ -76,11 +76,7 @@ def run_onnx(run: Run) -> Path:
 
 def data_digest(data: Dataset) -> str:
     """A short hash of the test split (inputs and labels): measurements are only reused on the same data."""
-    h = hashlib.sha256()
-    for t in (data.x_test, data.y_test):
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+    return sample_digest(data.x_test, data.y_test)
 
 
 @torch.inference_mode()

@@ -46,3 +46,16 @@ QUANT_FORMATS: dict[str, str] = {
     "qdq": "QuantizeLinear/DequantizeLinear pairs around each operator, fused by ONNX Runtime",
     "qoperator": "QLinearConv / QLinearMatMul operators",
 }
+
+PREPROCESS_PRESETS: dict[str, str] = {
+    "unit": "pixels / 255, in [0, 1] (the default; what the demo models were trained on)",
+    "imagenet": "RGB, pixels / 255, then ImageNet's mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225)",
+    "inception": "pixels / 255 * 2 - 1, in [-1, 1] (mean 0.5, std 0.5: Inception, many ViTs)",
+    "mnist": "grey, pixels / 255, then MNIST's mean 0.1307 and std 0.3081",
+}
+
+IMAGE_CHANNELS: dict[str, str] = {
+    "auto": "as the files are (grey stays grey, colour becomes RGB), unless the preset says otherwise",
+    "grey": "one channel (colour converted by ITU-R 601-2 luma)",
+    "rgb": "three channels (grey repeated)",
+}

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from pruner_core.config.text import format_bytes, parse_fractions
+from pruner_core.config.text import parse_fractions
 from pruner_core.errors import PrunerError
 from pruner_core.pruning.criteria import CRITERIA
 from pruner_core.pruning.granularities import GRANULARITIES
@@ -36,6 +36,13 @@ def data_for(loaded, spec: str):
     return fit_data(loaded, load_data(spec))
 
 
+def data_spec(data: str, preprocess: str | None, size: int | None) -> str:
+    """``--data`` with ``--preprocess`` and ``--size`` as one data spec (``SOURCE|TOKEN``), which a run records."""
+    from pruner_core.io.preprocess import respec
+
+    return respec(data, preprocess, size)
+
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Pruning Explorer: inspect and prune PyTorch models.")
 
 ModelArg = Annotated[str, typer.Argument(
@@ -43,7 +50,13 @@ ModelArg = Annotated[str, typer.Argument(
 WeightsOpt = Annotated[
     Path | None, typer.Option("--weights", help="state_dict file (.safetensors/.pt/.pth) for the architecture")
 ]
-DataOpt = Annotated[str, typer.Option("--data", help="demo:mnist5k, a .npz (x, y[, x_test, y_test]) or an image-folder .zip")]
+DataOpt = Annotated[str, typer.Option("--data", help="demo:mnist5k, a .npz (x, y[, x_test, y_test]), an image folder "
+                                      "(one sub-folder per class; streamed) or its .zip")]
+PreprocessOpt = Annotated[str | None, typer.Option(
+    "--preprocess", help="how pixels become inputs: a preset (unit, imagenet, inception, mnist), "
+    "'imagenet,resize=256' or a YAML file (preset, size, resize, channels, mean, std)")]
+SizeOpt = Annotated[int | None, typer.Option("--size", help="resize the shorter side and centre-crop to this side",
+                                             min=1, max=4096)]
 TrustOpt = Annotated[bool, typer.Option("--trust", help="allow unpickling a whole model (runs code from the file)")]
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="also write the figures as JSON to this path")]
 
@@ -72,51 +85,27 @@ def user_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-def format_info(signs) -> str:
-    """Human-readable :class:`~pruner_core.measure.metrics.VitalSigns`, as printed by ``pruner info``."""
-    data = signs.data
-    lines = [
-        f"model      {signs.model} ({signs.format})",
-        f"data       {data['name']}: {data['test']} test samples, shape {data['sample_shape']}",
-        f"params     {signs.params:,} ({signs.nonzero_params:,} non-zero, sparsity {signs.sparsity:.1%})",
-        f"FLOPs      {signs.flops:,} per sample",
-        f"size       {format_bytes(signs.size_bytes, 2)} ({signs.size_bytes:,} bytes, dense safetensors)",
-        f"accuracy   {signs.accuracy:.2%}",
-    ]
-    for key, m in signs.latency.items():
-        lines.append(f"latency    {key}: {m.median_ms:.3f} ms median (IQR {m.p25_ms:.3f}-{m.p75_ms:.3f}), {m.runs} runs")
-    lines.append(f"measured   {signs.how['latency']}")
-    lines.append("")
-    lines.append(f"{'layer':<24}{'type':<8}{'shape':<18}{'params':>10}{'FLOPs':>12}  group  granularities")
-    for layer in signs.layers:
-        ok = [g for g, why in layer.granularities.items() if why is None]
-        flops = f"{layer.flops:,}" if layer.flops is not None else "n/a"
-        shape = "x".join(map(str, layer.shape))
-        lines.append(
-            f"{layer.name:<24}{layer.type:<8}{shape:<18}{layer.params:>10,}{flops:>12}  {layer.group:>5}  {', '.join(ok)}"
-        )
-    return "\n".join(lines)
-
-
 @app.command()
 @user_errors
 def info(
     model: ModelArg,
     weights: WeightsOpt = None,
     data: Annotated[str | None, typer.Option("--data", help="as for prune; default: a run's own data, else demo:mnist5k")] = None,
+    preprocess: PreprocessOpt = None,
+    size: SizeOpt = None,
     trust: TrustOpt = False,
     json_path: JsonOpt = None,
     runs: Annotated[int, typer.Option(help="timed runs at batch 1 (batch 64 uses a third)", min=1, max=10_000)] = 30,
 ) -> None:
     """Measure and print a model's vital signs: parameters, FLOPs, size, accuracy, latency, layers."""
     from pruner_core.measure.metrics import vital_signs
+    from pruner_core.present.tables import info_lines
 
     writable(json_path, "--json")
     loaded = load_any_model(model, weights, trust)
-    if data is None:
-        data = _run_data(model) or "demo:mnist5k"
+    data = data_spec(data or _run_data(model) or "demo:mnist5k", preprocess, size)
     signs = vital_signs(loaded, data_for(loaded, data), latency_runs=(runs, max(3, runs // 3)))
-    typer.echo(format_info(signs))
+    typer.echo(info_lines(signs))
     if json_path:
         json_path.write_text(json.dumps(signs.to_json(), indent=2) + "\n")
         typer.echo(f"\nwrote {json_path}")
@@ -139,6 +128,8 @@ def prune(
     out: Annotated[Path, typer.Option("--out", help="the run folder to create (must not exist or be empty)")],
     weights: WeightsOpt = None,
     data: DataOpt = "demo:mnist5k",
+    preprocess: PreprocessOpt = None,
+    size: SizeOpt = None,
     trust: TrustOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="no progress lines")] = False,
     mlflow: Annotated[str | None, typer.Option("--mlflow", help="also log the run to this MLflow tracking URI, e.g. "
@@ -151,6 +142,7 @@ def prune(
     from pruner_core.pruning.recipe import Recipe
 
     plan = Recipe.load(recipe)
+    data = data_spec(data, preprocess, size)
     loaded = load_any_model(model, weights, trust)
     dataset = data_for(loaded, data)
     last = [""]
@@ -323,6 +315,8 @@ def analyze(
     json_path: Annotated[Path, typer.Option("--json", help="write the per-layer statistics as JSON to this path")],
     weights: WeightsOpt = None,
     data: DataOpt = "demo:mnist5k",
+    preprocess: PreprocessOpt = None,
+    size: SizeOpt = None,
     trust: TrustOpt = False,
     samples: Annotated[int, typer.Option(help="calibration samples for APoZ and mean activation", min=1)] = 256,
 ) -> None:
@@ -330,6 +324,7 @@ def analyze(
     writable(json_path, "--json")
     from pruner_core.measure.analysis import analyze as run_analysis
 
+    data = data_spec(data, preprocess, size)
     loaded = load_any_model(model, weights, trust)
     dataset = data_for(loaded, data)
     result = run_analysis(loaded, dataset, samples=samples)
@@ -359,6 +354,8 @@ def sensitivity(
     json_path: Annotated[Path, typer.Option("--json", help="write the curves as JSON to this path")],
     weights: WeightsOpt = None,
     data: DataOpt = "demo:mnist5k",
+    preprocess: PreprocessOpt = None,
+    size: SizeOpt = None,
     trust: TrustOpt = False,
     granularity: GranularityOpt = "unstructured",
     criterion: CriterionOpt = "l1",
@@ -370,6 +367,7 @@ def sensitivity(
     writable(json_path, "--json")
     from pruner_core.sensitivity.scan import scan
 
+    data = data_spec(data, preprocess, size)
     loaded = load_any_model(model, weights, trust)
     result = scan(loaded, data_for(loaded, data), granularity=granularity, criterion=criterion, ratios=parse_fractions(ratios, "--ratios"),
                   samples=samples, latency=latency)
@@ -391,6 +389,8 @@ def recommend(
     out: Annotated[Path, typer.Option("--out", help="write the recommended recipe (YAML) here")],
     weights: WeightsOpt = None,
     data: DataOpt = "demo:mnist5k",
+    preprocess: PreprocessOpt = None,
+    size: SizeOpt = None,
     trust: TrustOpt = False,
     granularity: GranularityOpt = "unstructured",
     criterion: CriterionOpt = "l1",
@@ -417,6 +417,7 @@ def recommend(
     if len(given) != 1:
         raise SpecError("give exactly one target: --target-sparsity S, --target-flops F or --max-drop D"
                         + (f"; got {len(given)}" if given else ""))
+    data = data_spec(data, preprocess, size)
     loaded = load_any_model(model, weights, trust)
     dataset = data_for(loaded, data)
     if scan_path is not None:

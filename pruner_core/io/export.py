@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from pruner_core.errors import PrunerError
+from pruner_core.io.data import Samples, batches
 from pruner_core.io.inputs import example_input
 
 OPSET = 17
@@ -70,26 +71,27 @@ def session(path: str | Path, threads: int | None = None, *, spinning: bool = Tr
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def onnx_max_diff(path: str | Path, module: nn.Module, x: torch.Tensor, batch_size: int = 256) -> float:
-    """Largest absolute difference between ONNX Runtime's and PyTorch's outputs over ``x``."""
+def onnx_max_diff(path: str | Path, module: nn.Module, x: Samples, batch_size: int = 256) -> float:
+    """Largest absolute difference between ONNX Runtime's and PyTorch's outputs over ``x`` (streamed in batches)."""
     sess = session(path)
     worst = 0.0
     module.eval()
     with torch.no_grad():
-        for i in range(0, len(x), batch_size):
-            xb = x[i : i + batch_size]
+        for xb, _ in batches(x, torch.zeros(len(x), dtype=torch.long), batch_size):
             ours = sess.run(None, {"input": xb.numpy()})[0]
             worst = max(worst, float(np.abs(ours - module(xb).numpy()).max()))
     return worst
 
 
-def onnx_accuracy(path: str | Path, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
-    """Top-1 accuracy of an ONNX file (input ``input``) in ONNX Runtime on ``x`` (float32) against labels ``y``."""
+def onnx_accuracy(path: str | Path, x: Samples, y: torch.Tensor, batch_size: int = 256) -> float:
+    """Top-1 accuracy of an ONNX file (input ``input``) in ONNX Runtime on samples ``x`` (streamed in batches, as
+    :func:`~pruner_core.io.data.batches` gives them) against labels ``y``."""
     if not len(y):
         return float("nan")
     sess = session(path)
-    pred = [sess.run(None, {"input": x[i : i + batch_size]})[0].argmax(1) for i in range(0, len(x), batch_size)]
-    return float((np.concatenate(pred) == y).mean())
+    correct = sum(int((sess.run(None, {"input": xb.float().numpy()})[0].argmax(1) == yb.numpy()).sum())
+                  for xb, yb in batches(x, y, batch_size))
+    return correct / len(y)
 
 
 def sparse_bytes(tensors: dict[str, torch.Tensor]) -> int:

@@ -106,12 +106,14 @@ def trainer(module: nn.Module) -> nn.Module:
 
 def shard_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int, epoch: int):
     """This rank's share of one epoch, as a DistributedSampler deals it: ``batch_size / world size`` a step."""
-    from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+    from torch.utils.data import DistributedSampler
+
+    from pruner_core.io.data import loader
 
     rank, size = world()
-    sampler = DistributedSampler(TensorDataset(x, y), num_replicas=size, rank=rank, shuffle=True, seed=seed)
+    sampler = DistributedSampler(range(len(y)), num_replicas=size, rank=rank, shuffle=True, seed=seed)
     sampler.set_epoch(epoch)
-    return DataLoader(TensorDataset(x, y), batch_size=local_batch(batch_size), sampler=sampler)
+    return loader(x, y, local_batch(batch_size), sampler)
 
 
 def local_batch(batch_size: int) -> int:

@@ -136,7 +136,7 @@ def quantize_run(run: Run | str, data: Dataset, settings: Quantize, *, latency_r
     quantized = quantize_onnx(fp32, pending, kind=settings.kind, calibration=calibration,
                               per_channel=settings.per_channel, fmt=settings.format, method=settings.method,
                               exclude=list(settings.exclude))
-    x, y = data.x_test.float().numpy(), data.y_test.numpy()
+    x, y = data.x_test, data.y_test
     accuracy = {name: onnx_accuracy(path, x, y) for name, path in (("fp32", fp32), ("int8", quantized.path))}
     latency = time_in_turn([fp32, quantized.path], shape, latency_runs, warmup)
     figures = Int8Figures(

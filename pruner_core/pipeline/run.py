@@ -31,6 +31,7 @@ from pruner_core.io.data import Dataset
 from pruner_core.io.fit import check_data_fits
 from pruner_core.io.inputs import example_input
 from pruner_core.io.models import LoadedModel, copy_module
+from pruner_core.io.preprocess import Preprocess
 from pruner_core.pipeline.distributed import same_masks, same_object, world
 from pruner_core.pipeline.finetune import Cancelled, EpochRecord, Progress, finetune
 from pruner_core.pruning.channels import plan_channels, prune_channels
@@ -284,7 +285,8 @@ def run_experiment(
                         f"{', '.join(info.name for info in layers[:20])}")
     if world()[0] != 0:
         raise PrunerError("under torchrun only rank 0 writes the run folder: the other ranks call prune()")
-    base = base_info(model, data=data_spec, input_shape=shape) | {"world_size": world()[1]}
+    base = base_info(model, data=data_spec, input_shape=shape) | {
+        "world_size": world()[1], "preprocess": Preprocess.from_token(data.preprocess).to_dict()}  # as applied
     run = create_run(root, base, recipe, folder=folder)
     written = [0]
 

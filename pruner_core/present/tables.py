@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from pruner_core.config.text import format_times
+from pruner_core.config.text import format_bytes, format_times
 from pruner_core.measure.preview import why_not
 from pruner_core.pruning.describe import LayerInfo
 from pruner_core.pruning.granularities import GRANULARITIES, Reason
@@ -169,3 +169,29 @@ def int8_lines(figures, path) -> list[str]:
     lines.append(f"layers   {figures.int8_layers} of {len(figures.layers)} run in INT8"
                  + (f"; FP32: {', '.join(fp32_layers)}" if fp32_layers else ""))
     return [*lines, figures.verdict()]
+
+
+def info_lines(signs) -> str:
+    """Human-readable :class:`~pruner_core.measure.metrics.VitalSigns`, as printed by ``pruner info``."""
+    data = signs.data
+    lines = [
+        f"model      {signs.model} ({signs.format})",
+        f"data       {data['name']}: {data['test']} test samples, shape {data['sample_shape']}",
+        f"params     {signs.params:,} ({signs.nonzero_params:,} non-zero, sparsity {signs.sparsity:.1%})",
+        f"FLOPs      {signs.flops:,} per sample",
+        f"size       {format_bytes(signs.size_bytes, 2)} ({signs.size_bytes:,} bytes, dense safetensors)",
+        f"accuracy   {signs.accuracy:.2%}",
+    ]
+    for key, m in signs.latency.items():
+        lines.append(f"latency    {key}: {m.median_ms:.3f} ms median (IQR {m.p25_ms:.3f}-{m.p75_ms:.3f}), {m.runs} runs")
+    lines.append(f"measured   {signs.how['latency']}")
+    lines.append("")
+    lines.append(f"{'layer':<24}{'type':<8}{'shape':<18}{'params':>10}{'FLOPs':>12}  group  granularities")
+    for layer in signs.layers:
+        ok = [g for g, why in layer.granularities.items() if why is None]
+        flops = f"{layer.flops:,}" if layer.flops is not None else "n/a"
+        shape = "x".join(map(str, layer.shape))
+        lines.append(
+            f"{layer.name:<24}{layer.type:<8}{shape:<18}{layer.params:>10,}{flops:>12}  {layer.group:>5}  {', '.join(ok)}"
+        )
+    return "\n".join(lines)

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from pruner_core.errors import SpecError
-from pruner_core.io.data import Dataset
+from pruner_core.io.data import Dataset, sample_digest
 from pruner_core.io.models import LoadedModel
 from pruner_core.sensitivity.engine import BATCH_SIZE
 from pruner_core.sensitivity.result import Sensitivity
@@ -29,8 +29,8 @@ def cache_key(model: LoadedModel, data: Dataset, settings: dict) -> str:
     h.update(model.fingerprint().encode())
     h.update(data.name.encode())
     n = min(int(full["samples"]), len(data.y_test))
-    for t in (data.x_test[:n], data.y_test[:n], data.x_train[:256], data.y_train[:256]):  # eval + calibration
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    h.update(sample_digest(data.x_test, data.y_test, n).encode())  # evaluation samples
+    h.update(sample_digest(data.x_train, data.y_train, 256).encode())  # calibration samples
     h.update(json.dumps(full, sort_keys=True, default=str).encode())
     return h.hexdigest()[:20]
 

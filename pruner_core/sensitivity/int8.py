@@ -56,7 +56,7 @@ def int8_sensitivity(model: LoadedModel, data: Dataset, *, samples: int = 500, c
     n = min(samples, len(data.y_test))
     if n < 1 or len(data.x_train) < 1:
         raise SpecError(f"data '{data.name}' needs test samples to score and training samples to calibrate on")
-    x, y = data.x_test[:n].float().numpy(), data.y_test[:n].numpy()
+    x, y = data.x_test[:n].float(), data.y_test[:n]
     calibration = data.x_train[:calibration_samples].float().numpy()
     with tempfile.TemporaryDirectory(prefix="int8-sensitivity-") as tmp:
         fp32 = export_onnx(model.module, shape, Path(tmp) / "fp32.onnx")

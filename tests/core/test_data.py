@@ -33,7 +33,7 @@ def test_demo_mnist5k_is_the_documented_split(demo_data):
     assert torch.bincount(demo_data.y_test, minlength=10).tolist() == [100] * 10
     assert demo_data.summary() == {
         "name": "demo:mnist5k", "sample_shape": [1, 28, 28], "classes": 10, "train": 4000, "test": 1000,
-        "split": demo_data.split,
+        "split": demo_data.split, "preprocess": "unit: pixels / 255",
     }
 
 
