@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from bench.int8 import bench_int8  # noqa: E402
-from bench.scale import bench_ddp, bench_sensitivity_resnet50  # noqa: E402
+from bench.scale import bench_ddp, bench_sensitivity_resnet50, bench_stream  # noqa: E402
 from bench.ui import bench_idle_server_cpu, bench_page_first_paint  # noqa: E402
 from pruner_core.io.archs import ARCHITECTURES  # noqa: E402
 from pruner_core.io.data import Dataset, load_data  # noqa: E402
@@ -490,6 +490,7 @@ BENCHMARKS: dict[str, Callable[[], dict]] = {
     "sensitivity_resnet50": bench_sensitivity_resnet50,
     "int8": bench_int8,
     "ddp": bench_ddp,
+    "stream": bench_stream,
     "coverage": bench_coverage,
     "idle_server_cpu": bench_idle_server_cpu,
     "page_first_paint": bench_page_first_paint,

@@ -95,3 +95,65 @@ def bench_ddp() -> dict:
     return {"ddp_step_ratio": round(seconds[2] / seconds[1], 3),
             "ddp_finetune_seconds": {"1 process": round(seconds[1], 2), "2 processes": round(seconds[2], 2)},
             "ddp.how": "mnist-cnn, 1 epoch of 4,000 images at batch 64 (32 per rank under torchrun), gloo on CPU"}
+
+
+def write_image_folder(root: Path, n: int, *, side: int = 28, fmt: str = "PNG", distinct: int = 500) -> Path:
+    """``n`` MNIST digits in class folders (every 5th under test/): 28x28 grey PNGs, or at ``side`` upscaled and
+    tinted RGB (a photo-sized stand-in). ``distinct`` images are encoded once and their bytes written again."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    z = np.load(ROOT / "assets" / "mnist5k.npz")
+    x, y = z["x"][:, 0], z["y"]
+    blobs = []
+    for i in range(min(n, distinct)):
+        im = Image.fromarray(x[i])
+        if side != 28:
+            tint = np.array([1.0, 0.7, 0.4]) * (0.5 + (i % 7) / 12)
+            im = Image.fromarray((np.asarray(im.resize((side, side)))[..., None] * tint).astype(np.uint8), "RGB")
+        buf = io.BytesIO()
+        im.save(buf, fmt)
+        blobs.append((int(y[i]), buf.getvalue()))
+    for i in range(n):
+        label, blob = blobs[i % len(blobs)]
+        folder = root / ("test" if i % 5 == 0 else "train") / str(label)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{i:06d}.{fmt.lower()}").write_bytes(blob)
+    return root
+
+
+def bench_stream() -> dict:
+    """``stream_images_per_second``: one pass over a folder of 20,000 28x28 PNGs (train and test, batch 256) as
+    fine-tuning and evaluation read it, decoded by 2 DataLoader workers; beside it the same images decoded one by one
+    in this process (the baseline, measured in the same sitting), and 2,000 256x256 JPEGs read with the imagenet
+    preset (resize 256, centre crop 224, mean/std)."""
+    import tempfile
+
+    from pruner_core.io.data import DATA_WORKERS, batches, load_data
+
+    def per_second(spec: str, serial: bool = False) -> float:
+        data = load_data(spec)
+        start, n = time.perf_counter(), 0
+        for x, y in ((data.x_train, data.y_train), (data.x_test, data.y_test)):
+            if serial:
+                n += sum(1 for i in range(len(x)) if x[i] is not None)
+            else:
+                n += sum(len(xb) for xb, _ in batches(x, y, 256, shuffle=True, generator=torch.Generator().manual_seed(0)))
+        return n / (time.perf_counter() - start)
+
+    with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp:
+        digits = write_image_folder(Path(tmp) / "digits", 20_000)
+        photos = write_image_folder(Path(tmp) / "photos", 2_000, side=256, fmt="JPEG")
+        per_second(str(digits))  # the page cache warm, as on a second epoch
+        streamed, serial = per_second(str(digits)), per_second(str(digits), serial=True)
+        imagenet = per_second(f"{photos}|imagenet,size=224,resize=256")
+    return {"stream_images_per_second": round(streamed),
+            "stream_images_per_second.serial": round(serial),
+            "stream_worker_speedup": round(streamed / serial, 2),
+            "stream_images_per_second.imagenet224": round(imagenet),
+            "stream.how": f"one shuffled pass (batch 256) over 20,000 28x28 grey PNGs, {DATA_WORKERS} DataLoader "
+                          "workers, against the same files decoded one by one in one process; and 2,000 256x256 RGB "
+                          "JPEGs read with the imagenet preset (resize 256, centre crop 224, mean/std), 2 workers; "
+                          f"{torch.get_num_threads()} torch threads, {__import__('os').cpu_count()} cores"}

@@ -228,3 +228,35 @@ def test_every_offered_preset_has_its_values():
     assert list(PRESET_VALUES) == list(PREPROCESS_PRESETS)
     for name in PRESET_VALUES:
         assert Preprocess(name).describe().startswith(f"{name}: ")
+
+
+def test_a_streamed_folder_prunes_fine_tunes_and_scans_exactly_as_its_zip_held_in_memory(tmp_path):
+    """Calibration (Taylor), fine-tuning, evaluation and sensitivity draw on the stream: a run on the folder and a
+    run on the same images in a zip (decoded whole) choose the same channels and end with the same weights."""
+    from safetensors.torch import load_file
+
+    from pruner_core.io.fit import fit_data
+    from pruner_core.io.models import load_model
+    from pruner_core.sensitivity.scan import scan
+
+    root = write_digits(tmp_path / "digits", 400)
+    zipped = tmp_path / "digits.zip"
+    with zipfile.ZipFile(zipped, "w") as zf:
+        for f in sorted(root.rglob("*.png")):
+            zf.write(f, f.relative_to(root).as_posix())
+    (tmp_path / "r.yaml").write_text("granularity: channel\nsparsity: 0.3\ncriterion: taylor\nseed: 1\n"
+                                     "finetune: {epochs: 1, batch_size: 32}\n")
+    for name, data in (("folder", root), ("zip", zipped)):
+        result = runner.invoke(app, ["prune", "demo:mnist-cnn", "--recipe", str(tmp_path / "r.yaml"), "--out",
+                                     str(tmp_path / name), "--data", str(data), "--quiet"])
+        assert result.exit_code == 0, result.output
+    weights = [load_file(tmp_path / name / "weights.safetensors") for name in ("folder", "zip")]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    metrics = [json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("folder", "zip")]
+    assert metrics[0]["accuracy"] == metrics[1]["accuracy"]
+    model = load_model("demo:mnist-cnn")
+    scans = [scan(model, fit_data(model, load_data(d)), samples=60, ratios=[0.5, 0.9], adaptive=False)
+             for d in (root, zipped)]
+    curves = [s.to_json()["units"] for s in scans]
+    assert curves[0] == curves[1] and len(curves[0]) == 4

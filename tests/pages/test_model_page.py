@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from pages._common import DEFAULT_MODEL
+from pruner_core.io.data import ASSETS
 from pruner_core.io.models import MODELS_DIR
 from tests.pages.helpers import errors, load_path, metric, table
 
@@ -163,3 +164,31 @@ def test_the_demo_picker_shows_names_with_the_descriptions_in_its_help(app):
     picker = app.selectbox(key="model.demo")
     assert picker.options == list(ARCHITECTURES)  # the name, not "resnet20 — ResNet-20 with BatchNorm and resi…"
     assert f"- **resnet20**: {ARCHITECTURES['resnet20'].description}" in picker.help
+
+
+def test_an_image_folder_loads_with_the_preprocessing_picked_beside_it(app, tmp_path):
+    """A folder of 32x32 colour digits fits the 28x28 grey demo CNN only once the picker says grey and 28."""
+    import numpy as np
+    from PIL import Image
+
+    digits = np.load(ASSETS / "mnist5k.npz")
+    for i in range(100):
+        img = np.pad(digits["x"][i, 0], 2)[..., None] * np.array([1.0, 0.8, 0.6])
+        folder = tmp_path / "colour" / str(int(digits["y"][i]))
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img.astype(np.uint8), "RGB").save(folder / f"{i}.png")
+    load_path(app, data_path=tmp_path / "colour")
+    assert "(3, 32, 32)" in errors(app) and "(1, 28, 28)" in errors(app)
+    app.number_input(key="model.size").set_value(32)
+    app.number_input(key="model.resize").set_value(16)
+    app.button(key="model.load").click().run()
+    assert "resize 16 is smaller than size 32" in errors(app)
+    assert app.session_state["active.data"] == "demo:mnist5k"  # nothing lost
+    app.number_input(key="model.size").set_value(28)
+    app.number_input(key="model.resize").set_value(32)  # the centre, not resized: the digits as MNIST has them
+    app.selectbox(key="model.channels").set_value("grey")
+    app.button(key="model.load").click().run()
+    assert not errors(app) and not app.exception
+    assert app.session_state["active.data"] == f"{tmp_path / 'colour'}|size=28,resize=32,channels=grey"
+    assert "with colour · size=28,resize=32,channels=grey." in " ".join(m.value for m in app.success)  # sidebar's name
+    assert float(metric(app, "Test accuracy").rstrip("%")) > 50  # the digits, read as the demo CNN takes them
