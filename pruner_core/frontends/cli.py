@@ -132,6 +132,8 @@ def prune(
     size: SizeOpt = None,
     trust: TrustOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="no progress lines")] = False,
+    device: Annotated[str, typer.Option("--device", help="where fine-tuning runs: cpu, cuda (under torchrun each "
+                                        "rank's GPU, NCCL) or cuda:N")] = "cpu",
     mlflow: Annotated[str | None, typer.Option("--mlflow", help="also log the run to this MLflow tracking URI, e.g. "
                                                "sqlite:///mlruns.db or http://host:5000 (the run folder stays the "
                                                "record)")] = None,
@@ -159,18 +161,19 @@ def prune(
 
     from pruner_core.pipeline import distributed
 
-    if distributed.init_from_env():  # under torchrun: every rank prunes and fine-tunes; rank 0 writes the folder
+    on = distributed.training_device(device)
+    if distributed.init_from_env(on):  # under torchrun: every rank prunes and fine-tunes; rank 0 writes the folder
         rank, size = distributed.world()
         if rank != 0:
             from pruner_core.pipeline.run import prune as prune_model
 
-            done = prune_model(loaded, dataset, plan)
+            done = prune_model(loaded, dataset, plan, device=on)
             typer.echo(f"rank {rank} of {size}: pruned {distributed.digest(done.masks, done.structure)}")
             distributed.close()
             return
     if not quiet:
         typer.echo(estimate(loaded, dataset, plan).sentence().replace("cancelled at any step", "stopped with Ctrl-C"))
-    run = run_experiment(loaded, dataset, plan, data_spec=data, folder=out, callback=show)
+    run = run_experiment(loaded, dataset, plan, data_spec=data, folder=out, callback=show, device=on)
     rank, size = distributed.world()
     if size > 1:
         from pruner_core.pipeline.replay import load_run_masks

@@ -29,9 +29,10 @@ def accuracy(module: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: in
     """Top-1 accuracy of ``module`` on ``(x, y)`` as a fraction in [0, 1]."""
     if len(y) == 0:
         return float("nan")
+    device = next(module.parameters(), torch.empty(0)).device  # batches go where the module is (a GPU mid-training)
     correct = 0
     for xb, yb in batches(x, y, batch_size):
-        correct += int((module(xb).argmax(1) == yb).sum())
+        correct += int((module(xb.to(device)).argmax(1).cpu() == yb).sum())
     return correct / len(y)
 
 

@@ -25,7 +25,7 @@ from pruner_core.errors import PrunerError
 from pruner_core.graph.layers import layer_lookup
 from pruner_core.io.data import Dataset, batches
 from pruner_core.measure.metrics import accuracy
-from pruner_core.pipeline.distributed import local_batch, local_samples, shard_batches, trainer, world
+from pruner_core.pipeline.distributed import local_batch, local_samples, shard_batches, training_on, world
 from pruner_core.pipeline.train import augment as augment_batch
 from pruner_core.pruning.recipe import Finetune
 
@@ -177,6 +177,7 @@ def finetune(
     callback: Callable[[Progress], None] | None = None,
     cancel: threading.Event | None = None,
     eval_batch_size: int = 256,
+    device: torch.device | str = "cpu",
 ) -> list[EpochRecord]:
     """Fine-tune ``module`` in place on ``data``'s training split, keeping masked-out weights at exactly zero.
 
@@ -204,6 +205,8 @@ def finetune(
             An exception it raises propagates.
         cancel: checked before each step; once set, the run stops with :class:`Cancelled`.
         eval_batch_size: batch size of the test-accuracy measurement.
+        device: where the steps run (the module, the teacher and each batch are moved there, and back to the CPU
+            after); see :func:`~pruner_core.pipeline.distributed.training_device`.
 
     Returns:
         An :class:`EpochRecord` every ``per_epoch // checks_per_epoch`` steps, at every epoch end and at the last step.
@@ -247,13 +250,14 @@ def finetune(
     history: list[EpochRecord] = []
     start = time.perf_counter()
     try:
-        with torch.random.fork_rng(devices=[]), torch.enable_grad():  # callers may hold no_grad
+        with (torch.random.fork_rng(devices=[]), torch.enable_grad(),  # callers may hold no_grad
+              training_on(module, torch.device(device)) as forward):  # the module, or DDP around it
             torch.manual_seed(seed)
             gen = torch.Generator().manual_seed(seed)
+            weights, float_masks = _masked_weights(module, masks or {})  # on the device now
             opt = OPTIMIZERS[optimizer]([p for p in module.parameters() if p.requires_grad], lr)
-            forward = trainer(module)  # the module, or DistributedDataParallel around it
             if teacher is not None:
-                teacher.eval()
+                teacher.to(device).eval()
             module.train()
             with torch.no_grad():
                 if weights:
@@ -281,6 +285,7 @@ def finetune(
                         group["lr"] = step_lr
                     if augment and xb.dim() == 4:
                         xb = augment_batch(xb, gen)
+                    xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
                     logits = forward(xb)
                     if teacher is None:
                         loss = F.cross_entropy(logits, yb)
@@ -317,5 +322,5 @@ def finetune(
     finally:
         module.eval()
         if teacher is not None:
-            teacher.train(teacher_was_training)
+            teacher.to("cpu").train(teacher_was_training)
     return history

@@ -111,6 +111,7 @@ class _Context:
     structure: list[dict] = field(default_factory=list)
     history: list[EpochRecord] = field(default_factory=list)
     epochs_done: float = 0.0  # fine-tuning epochs of earlier rounds (iterative), so history epochs keep counting
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # where fine-tuning steps run
 
 
 def _scaled(target: Target, scale: float) -> Target:
@@ -146,7 +147,7 @@ def _finetune(ctx: _Context, epochs: float, start: float, span: float, on_step=N
 
     config = ctx.recipe.finetune.model_copy(update={"epochs": epochs})
     finetune(ctx.work, ctx.data, config, masks=ctx.masks, teacher=ctx.teacher, seed=ctx.recipe.seed, on_step=on_step,
-             callback=callback, cancel=ctx.cancel)
+             callback=callback, cancel=ctx.cancel, device=ctx.device)
     ctx.epochs_done += epochs
 
 
@@ -209,6 +210,7 @@ def prune(
     cancel: threading.Event | None = None,
     layers: list | None = None,
     working: Working | None = None,
+    device: torch.device | str = "cpu",
 ) -> Pruned:
     """Apply ``recipe`` to a copy of ``model``: prune on its schedule and fine-tune.
 
@@ -220,6 +222,8 @@ def prune(
         cancel: when set, the run stops between two steps with :class:`~pruner_core.pipeline.finetune.Cancelled`.
         layers: the model's description (:func:`~pruner_core.pruning.describe.describe_model`) when already at hand.
         working: the copy to prune (:meth:`Working.of`) when already made; made here otherwise.
+        device: where fine-tuning runs (:func:`~pruner_core.pipeline.distributed.training_device`); pruning and
+            every measurement stay on the CPU.
 
     Raises:
         SpecError / RecipeError: the recipe does not fit the model (names the layer, value and what is valid).
@@ -229,12 +233,15 @@ def prune(
     shape = working.input_shape if working is not None else check_data_fits(model, data)
     if recipe.granularity == "channel" and not model.eager:
         raise SpecError(f"channel pruning needs an ordinary nn.Module; '{model.label}' is a {model.fmt} program (mask only)")
+    if torch.device(device).type != "cpu" and recipe.schedule.kind == "gmp":
+        raise SpecError(f"schedule 'gmp' prunes between fine-tuning steps, on the CPU; on device '{device}' use "
+                        "schedule oneshot or iterative (they prune on the CPU and fine-tune on the device)")
     working = working or Working.of(model, shape, channels=recipe.granularity == "channel")
     target = working.target(recipe, layers)
     teacher = copy_module(model.module).eval() if recipe.finetune.distill and recipe.finetune.epochs > 0 else None
     work = working.model.module
     ctx = _Context(work, working.graph, data, recipe, target, example_input(work, shape), teacher,
-                   callback or (lambda u: None), cancel)
+                   callback or (lambda u: None), cancel, device=torch.device(device))
     SCHEDULES[recipe.schedule.kind](ctx)
     if ctx.masks is not None:
         apply_masks(ctx.work, ctx.masks)
@@ -253,8 +260,9 @@ def run_experiment(
     callback: Callable[[Update], None] | None = None,
     cancel: threading.Event | None = None,
     latency_runs: tuple[int, int] = (30, 10),
+    device: torch.device | str = "cpu",
 ):
-    """Prune and fine-tune as :func:`prune`, saved as an experiment folder (see :mod:`pruner_core.pipeline.runs`).
+    """Prune and fine-tune as :func:`prune` (fine-tuning on ``device``), saved as an experiment folder (see :mod:`pruner_core.pipeline.runs`).
 
     The run is created (status "running") before any work, its history is written at each epoch end, and it
     ends "done" with weights, masks, structure and vital signs, or "cancelled" / "failed" with the reason.
@@ -286,7 +294,8 @@ def run_experiment(
     if world()[0] != 0:
         raise PrunerError("under torchrun only rank 0 writes the run folder: the other ranks call prune()")
     base = base_info(model, data=data_spec, input_shape=shape) | {
-        "world_size": world()[1], "preprocess": Preprocess.from_token(data.preprocess).to_dict()}  # as applied
+        "world_size": world()[1], "preprocess": Preprocess.from_token(data.preprocess).to_dict(),  # as applied
+        "finetune_device": str(device)}
     run = create_run(root, base, recipe, folder=folder)
     written = [0]
 
@@ -298,7 +307,8 @@ def run_experiment(
             callback(update)
 
     try:
-        pruned = prune(model, data, recipe, callback=report, cancel=cancel, layers=layers, working=working)
+        pruned = prune(model, data, recipe, callback=report, cancel=cancel, layers=layers, working=working,
+                       device=device)
         report(Update("measuring", 0.96, "measuring accuracy, size and latency", history=pruned.history))
         signs = vital_signs(working.model, data, latency_runs=latency_runs, input_shape=shape).to_json()
         signs["sparsity_per_layer"] = weight_sparsity(pruned.module)

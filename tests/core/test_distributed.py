@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from pruner_core.frontends.serving import free_port
@@ -52,3 +53,39 @@ def test_two_ranks_prune_alike_and_rank_zero_writes_one_run(tmp_path):
     prune(tmp_path, L1, "one_l1", 1)
     a, b = load_file(tmp_path / "ddp_l1" / "masks.safetensors"), load_file(tmp_path / "one_l1" / "masks.safetensors")
     assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)  # l1: a one-process run's masks
+
+
+def test_a_device_is_checked_before_any_work_and_cpu_is_the_default(tmp_path):
+    from typer.testing import CliRunner
+
+    from pruner_core.errors import SpecError
+    from pruner_core.frontends.cli import app
+    from pruner_core.pipeline.distributed import training_device
+
+    assert training_device() == torch.device("cpu")
+    with pytest.raises(SpecError, match=r"device 'tpu' is not one of cpu, cuda, cuda:N"):
+        training_device("tpu")
+    (tmp_path / "r.yaml").write_text("granularity: unstructured\nsparsity: 0.5\nfinetune: {epochs: 0.05}\n")
+    if not torch.cuda.is_available():
+        result = CliRunner().invoke(app, ["prune", "demo:lenet300", "--recipe", str(tmp_path / "r.yaml"), "--out",
+                                          str(tmp_path / "run"), "--device", "cuda"])
+        assert result.exit_code == 2 and "sees 0 CUDA GPU(s); use cpu" in result.output
+        assert not (tmp_path / "run").exists()
+    result = CliRunner().invoke(app, ["prune", "demo:lenet300", "--recipe", str(tmp_path / "r.yaml"), "--out",
+                                      str(tmp_path / "cpu"), "--device", "cpu", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "cpu" / "base.json").read_text())["finetune_device"] == "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_fine_tuning_on_a_gpu_gives_a_run_measured_on_the_cpu(tmp_path):
+    from typer.testing import CliRunner
+
+    from pruner_core.frontends.cli import app
+
+    (tmp_path / "r.yaml").write_text("granularity: channel\nsparsity: 0.3\nfinetune: {epochs: 0.2}\n")
+    result = CliRunner().invoke(app, ["prune", "demo:resnet20", "--recipe", str(tmp_path / "r.yaml"), "--out",
+                                      str(tmp_path / "gpu"), "--device", "cuda", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "gpu" / "base.json").read_text())["finetune_device"] == "cuda:0"
+    assert json.loads((tmp_path / "gpu" / "metrics.json").read_text())["accuracy"] > 0.5
