@@ -284,3 +284,21 @@ def test_the_int8_toggle_puts_the_quantize_section_in_the_recipe_and_a_loaded_on
     at.session_state["prune.quantize_rest"] = recipe.to_dict()["quantize"]
     shown = Recipe.from_yaml(at.run().code[0].value).quantize
     assert (shown.kind, shown.exclude, shown.method) == ("int8_dynamic", ["fc2"], "entropy")
+
+
+def test_a_run_started_with_an_mlflow_uri_is_logged_there_too(prune, runs_root, tmp_path, monkeypatch):
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)  # the sqlite store keeps its artifacts in ./mlruns
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    prune.number_input(key="prune.epochs").set_value(0.05)
+    at = prune.text_input(key="prune.mlflow").set_value(uri).run()
+    at = at.button(key="prune.run").click().run()
+    job = wait_for_job(at, "prune.job")
+    assert job.state == "done", job.error
+    mlflow.set_tracking_uri(uri)
+    found = mlflow.search_runs(experiment_names=["pruning-explorer"])
+    assert len(found) == 1
+    row = found.iloc[0]
+    assert row["tags.pruner.run_folder"] == str(job.result.path) and row["params.finetune.epochs"] == "0.05"
+    assert row["params.base.data"] == "demo:mnist5k" and row["metrics.final.accuracy"] == job.result.metrics["accuracy"]
