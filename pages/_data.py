@@ -22,12 +22,15 @@ def preprocess_picker(active_spec: str) -> None:
                        index=list(IMAGE_CHANNELS).index(now.channels), help=options_help(IMAGE_CHANNELS))
 
 
-def picked_preprocess() -> Preprocess:
-    """What the picker says now.
+def picked_preprocess(active_spec: str) -> Preprocess:
+    """What the picker says now; a custom mean and std of the active data's (set from the CLI or an address, which the
+    picker does not show) are kept while its preset is.
 
     Raises:
         SpecError: a resize smaller than the input size.
     """
-    ss = st.session_state
-    return Preprocess(ss.get("model.preset") or "unit", ss.get("model.size") or None, ss.get("model.resize") or None,
-                      ss.get("model.channels") or "auto")
+    ss, now = st.session_state, split_spec(active_spec)[1]
+    preset = ss.get("model.preset") or "unit"
+    kept = {"mean": now.mean, "std": now.std} if preset == now.preset else {}
+    return Preprocess(preset, ss.get("model.size") or None, ss.get("model.resize") or None,
+                      ss.get("model.channels") or "auto", **kept)

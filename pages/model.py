@@ -63,7 +63,7 @@ def picked() -> tuple[dict, str | None]:
     else:
         data = server_path("model.data_path")
     trust = bool(ss.get("model.trust")) and source != SOURCES[0]
-    return {"spec": spec, "weights": weights, "trust": trust}, join_spec(data, picked_preprocess()) if data else None
+    return {"spec": spec, "weights": weights, "trust": trust}, join_spec(data, picked_preprocess(ss["active.data"])) if data else None
 
 
 def load_picked() -> None:

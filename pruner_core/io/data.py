@@ -154,6 +154,12 @@ def _labels(y: np.ndarray, n: int, what: str) -> torch.Tensor:
     return torch.from_numpy(y.astype(np.int64))
 
 
+def _dealt(index: np.ndarray) -> np.ndarray:
+    """A given split of an image folder in a seeded order, not the listing's (grouped by class): the first N samples
+    that a scan, a calibration or a search takes then hold every class."""
+    return index[np.random.default_rng(SPLIT_SEED).permutation(len(index))]
+
+
 def _split(n: int) -> tuple[np.ndarray, np.ndarray]:
     perm = np.random.default_rng(SPLIT_SEED).permutation(n)
     n_test = max(1, round(n * TEST_FRACTION))
@@ -266,8 +272,9 @@ def _load_zip(name: str, f: BinaryIO, pre: Preprocess) -> Dataset:
                 )
             images.append(img)
     x, y, t = np.stack(images), np.asarray(labels, dtype=np.int64), np.asarray(is_test)
-    ds = _from_arrays(name, x[~t], y[~t], x[t] if given else None, y[t] if given else None)
-    split = f"given ({given.replace('/', ' / ')} folders)" if given else ds.split
+    tr, te = _dealt(np.flatnonzero(~t)), _dealt(np.flatnonzero(t))
+    ds = _from_arrays(name, x[tr], y[tr], x[te] if given else None, y[te] if given else None)
+    split = f"given ({given.replace('/', ' / ')} folders, each in a seeded order)" if given else ds.split
     return Dataset(ds.name, ds.x_train, ds.y_train, ds.x_test, ds.y_test, classes, split,  # images, as arranged
                    preprocess=pre.token())
 
@@ -289,8 +296,8 @@ def _read_member(zf: zipfile.ZipFile, member: str, pre: Preprocess) -> np.ndarra
 def _load_folder(path: Path, pre: Preprocess, spec: str) -> Dataset:
     whole, y, is_test, classes, given = scan_folder(path, pre)
     if given:
-        train, test = np.flatnonzero(~is_test), np.flatnonzero(is_test)
-        split = f"given ({given.replace('/', ' / ')} folders)"
+        train, test = _dealt(np.flatnonzero(~is_test)), _dealt(np.flatnonzero(is_test))
+        split = f"given ({given.replace('/', ' / ')} folders, each in a seeded order)"
     else:
         if len(whole) < 2:
             raise DataError(f"folder '{path}': 1 image cannot be split into train and test; give at least 2")
@@ -392,11 +399,16 @@ def batches(x: Samples, y: torch.Tensor, batch_size: int, *, shuffle: bool = Fal
         raise DataError(str(e).strip().splitlines()[-1].partition("DataError: ")[2] or str(e)) from None
 
 
+def take(x: Samples, index: slice) -> Samples:
+    """``x[index]`` without decoding anything: a tensor's slice, or a folder's files, still unread."""
+    return x.subset(index) if isinstance(x, ImageFiles) else x[index]
+
+
 def sample_digest(x: Samples, y: torch.Tensor, n: int | None = None) -> str:
     """A short hash of the first ``n`` samples (all by default) and their labels: measurements are reused only on
     the same data (a folder's samples by their files and preprocessing, without decoding them)."""
     if n is not None:
-        x, y = (x.subset(slice(n)) if isinstance(x, ImageFiles) else x[:n]), y[:n]
+        x, y = take(x, slice(n)), y[:n]
     h = hashlib.sha256(str(tuple(x.shape)).encode())
     h.update(x.digest.encode() if isinstance(x, ImageFiles) else x.detach().cpu().contiguous().numpy().tobytes())
     h.update(y.contiguous().numpy().tobytes())

@@ -37,6 +37,9 @@ def layout(name: str, parts: list[tuple[str, ...]]) -> tuple[list[str], list[int
         raise DataError(f"{name}: image '{loose}' is not inside a class folder; put each image in a folder named "
                         "after its class")
     top = {p[0] for p in parts}
+    if {"train", "test", "val"} <= top and all(len(p) >= 3 for p in parts):
+        raise DataError(f"{name} has train/, val/ and test/ folders; give train/ with one of test/ or val/ (the split "
+                        "measured on), not both")
     given = next((s for s in SPLITS if top == s), None) if all(len(p) >= 3 for p in parts) else None
     classes = sorted({p[1] if given else p[-2] for p in parts})
     index = {c: i for i, c in enumerate(classes)}
@@ -108,12 +111,21 @@ class ImageFiles(torch.utils.data.Dataset):
 
     def _read(self, i: int) -> torch.Tensor:
         name = str(self.files[i])
-        with open(os.path.join(self.root, name), "rb") as fh:
-            x = decode(fh, name, self.pre)
+        x = read_file(Path(self.root) / name, name, self.pre)
         if x.shape != self.sample_shape:
             raise DataError(f"image '{name}' gives a sample of shape {x.shape}, the folder's first {self.sample_shape};"
                             " every image must have one size and mode (set a size to resize and crop them all)")
         return torch.from_numpy(x)
+
+
+def read_file(path: Path, name: str, pre: Preprocess) -> np.ndarray:
+    """:func:`decode` of the image file at ``path`` (named ``name`` in messages); a file that cannot be opened (gone,
+    unreadable) is a DataError naming it too."""
+    try:
+        with open(path, "rb") as fh:
+            return decode(fh, name, pre)
+    except OSError as e:  # decode names its own errors: these are open's
+        raise DataError(f"cannot read image '{name}' ({e.strerror or e})") from e
 
 
 def list_images(root: Path) -> list[str]:
@@ -128,12 +140,14 @@ def list_images(root: Path) -> list[str]:
 
 
 def folder_stamp(root: str | Path) -> str:
-    """A cheap stamp of a folder's contents (the modification times of it and of two levels of sub-folders): it
-    changes when images are added or removed, so a page reloads the folder."""
+    """A cheap stamp of a folder's contents (the modification times of it, its sub-folders and the class folders of
+    train/, test/, val/): it changes when images are added or removed, so a page reloads the folder (an image edited
+    in place is not seen)."""
     h = hashlib.sha256()
-    for folder in [Path(root), *sorted(p for p in Path(root).glob("*/") if p.is_dir()),
-                   *sorted(p for p in Path(root).glob("*/*/") if p.is_dir())]:
-        h.update(f"{folder}:{folder.stat().st_mtime_ns}".encode())
+    top = sorted(e.path for e in os.scandir(root) if e.is_dir())
+    below = sorted(e.path for t in top if Path(t).name in ("train", "test", "val") for e in os.scandir(t) if e.is_dir())
+    for folder in [str(root), *top, *below]:  # class folders' files are not listed: a stat each
+        h.update(f"{folder}:{os.stat(folder).st_mtime_ns}".encode())
     return h.hexdigest()[:16]
 
 
@@ -149,8 +163,7 @@ def scan_folder(path: Path, pre: Preprocess) -> tuple[ImageFiles, torch.Tensor, 
         raise DataError(f"folder '{path}' holds no images; expected one sub-folder per class, e.g. 'cat/001.png', "
                         f"'dog/002.png' (image types: {', '.join(sorted(IMAGE_SUFFIXES))})")
     classes, labels, is_test, given = layout(str(path), [tuple(f.split("/")) for f in files])
-    with open(path / files[0], "rb") as fh:
-        shape = decode(fh, files[0], pre).shape
+    shape = read_file(path / files[0], files[0], pre).shape
     names = np.array(files)
     whole = ImageFiles(str(path), names, pre, shape, _digest(str(path), names, pre.token(), folder_stamp(path)))
     return whole, torch.tensor(labels, dtype=torch.int64), np.array(is_test), classes, given

@@ -87,7 +87,7 @@ class Preprocess:
         parts += [f"{k}={getattr(self, k)}" for k in ("size", "resize") if getattr(self, k)]
         if self.channels != "auto":
             parts.append(f"channels={self.channels}")
-        parts += [f"{k}={'/'.join(f'{v:g}' for v in getattr(self, k))}" for k in ("mean", "std") if getattr(self, k)]
+        parts += [f"{k}={'/'.join(repr(float(v)) for v in getattr(self, k))}" for k in ("mean", "std") if getattr(self, k)]
         return ",".join(parts)
 
     @classmethod
@@ -189,9 +189,10 @@ class Preprocess:
         """Decoded images ``[N, C, H, W]`` in [0, 1] (an array file's) with the channels and normalisation applied."""
         if self.identity:
             return x
-        if self.size or self.resize:
+        if (self.size or self.resize) and not self._keeps(x):
             raise DataError(f"{what} holds arrays, which are taken at their size ({tuple(x.shape[1:])}): resize and "
-                            "crop apply to image files (a folder or a .zip of images); resize the arrays before saving")
+                            "crop apply to image files (a folder or a .zip of images); set no size (or "
+                            f"{x.shape[-1]} for these), or resize the arrays before saving")
         if x.dim() != 4 or x.shape[1] not in (1, 3):
             raise DataError(f"{what} has samples of shape {tuple(x.shape[1:])}; preprocessing applies to images "
                             "[C, H, W] with 1 or 3 channels (use the preset unit for other data)")
@@ -204,6 +205,11 @@ class Preprocess:
             raise DataError(f"{what}: {x.shape[1]} channel(s), but the preprocessing's mean/std have "
                             f"{max(len(mean), len(std))} values; give one value or one per channel")
         return ((x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)).contiguous()
+
+    def _keeps(self, x: torch.Tensor) -> bool:
+        """The resize and crop leave images ``x`` as they are (square, at the size asked for)."""
+        h, w = x.shape[-2:]
+        return x.dim() == 4 and h == w and self.resize_to in (None, h) and self.size in (None, h)
 
     def _normalise(self, x: np.ndarray, name: str) -> np.ndarray:
         mean, std = (np.asarray(v, dtype=np.float32) for v in self.normalisation)
@@ -227,11 +233,10 @@ def join_spec(source: str, pre: Preprocess) -> str:
 
 def respec(spec: str, preprocess: str | None = None, size: int | None = None) -> str:
     """``spec`` with its preprocessing replaced by ``preprocess`` (see :meth:`Preprocess.parse`) and its size by
-    ``size``, where given: the CLI's ``--data``, ``--preprocess`` and ``--size`` as one data spec."""
-    if preprocess is None and size is None:
-        return spec
+    ``size``, where given: the CLI's ``--data``, ``--preprocess`` and ``--size`` as one data spec, in the canonical
+    form (:meth:`Preprocess.token`) that a run records and the pages write, so the two compare equal."""
     pre = Preprocess.parse(preprocess) if preprocess is not None else split_spec(spec)[1]
-    return join_spec(spec, replace(pre, size=size) if size is not None else pre)
+    return join_spec(spec, replace(pre, size=size) if size is not None else pre)  # canonical, as a page writes it
 
 
 def _side(value, key: str, where: str) -> int:

@@ -52,7 +52,7 @@ def init_from_env(device: torch.device | None = None) -> bool:
     cuda = device is not None and device.type == "cuda"
     if cuda:
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if cuda else "gloo")
+    dist.init_process_group("cpu:gloo,cuda:nccl" if cuda else "gloo")  # masks and plans are broadcast on the CPU
     return True
 
 

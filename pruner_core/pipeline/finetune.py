@@ -226,6 +226,9 @@ def finetune(
     (0.5, True)
     """
     config = config or Finetune()
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:  # "cuda": the current GPU, named (DDP needs its index)
+        device = torch.device("cuda", torch.cuda.current_device())
     epochs, lr, optimizer, batch_size = config.epochs, config.lr, config.optimizer, config.batch_size
     if augment is None:
         augment = config.augment == "mnist" or (config.augment == "auto" and data.name.startswith("demo:"))
@@ -251,7 +254,7 @@ def finetune(
     start = time.perf_counter()
     try:
         with (torch.random.fork_rng(devices=[]), torch.enable_grad(),  # callers may hold no_grad
-              training_on(module, torch.device(device)) as forward):  # the module, or DDP around it
+              training_on(module, device) as forward):  # the module, or DDP around it
             torch.manual_seed(seed)
             gen = torch.Generator().manual_seed(seed)
             weights, float_masks = _masked_weights(module, masks or {})  # on the device now

@@ -22,7 +22,7 @@ import torch
 from pruner_core.errors import SpecError
 from pruner_core.graph.fold import fold_batchnorm
 from pruner_core.graph.layers import evaluating, weight_sparsity
-from pruner_core.io.data import Dataset, batches
+from pruner_core.io.data import Dataset, batches, take
 from pruner_core.io.models import LoadedModel
 from pruner_core.pipeline.run import prune
 from pruner_core.pruning.recipe import Recipe
@@ -53,8 +53,8 @@ def held_out(data: Dataset, samples: int) -> tuple[Dataset, Dataset]:
         raise SpecError(f"data '{data.name}' has {n} test image(s); a measured search needs at least 2 (one to search "
                         "on, one to report on)")
     k = max(1, min(samples, n // 2))
-    return (replace(data, x_test=data.x_test[:k], y_test=data.y_test[:k]),
-            replace(data, x_test=data.x_test[k:], y_test=data.y_test[k:]))
+    return (replace(data, x_test=data.x_test[:k], y_test=data.y_test[:k]),  # decoded: evaluated again and again
+            replace(data, x_test=take(data.x_test, slice(k, None)), y_test=data.y_test[k:]))  # a folder's stay unread
 
 
 @dataclass
@@ -178,7 +178,7 @@ def _outcome(module: torch.nn.Module, search: Dataset) -> Outcome:
     x = search.x_test
     with evaluating(module), torch.no_grad():
         module = fold_batchnorm(module)
-        if x.dim() == 4:
+        if isinstance(x, torch.Tensor) and x.dim() == 4:  # a folder's files stream as they are
             module, x = module.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
         for xb, yb in batches(x, search.y_test, BATCH_SIZE):
             logits = module(xb)
