@@ -35,6 +35,7 @@ TEST_FRACTION = 0.2
 MAX_CLASSES = 100_000  # a label of 2**62 once asked for that many class names
 DATA_WORKERS = int(os.environ.get("PRUNER_DATA_WORKERS", "2"))  # DataLoader workers streaming a folder
 MAX_DATA_VALUES = 2**31  # pixel values of a whole image-folder data set (8 GB as float32)
+SEEDED_SPLIT = f"seeded {1 - TEST_FRACTION:.0%}/{TEST_FRACTION:.0%} split (seed {SPLIT_SEED})"
 MAX_IMAGES = 200_000  # in a zip, decoded whole (a directory is streamed: no limit)
 Samples = torch.Tensor | ImageFiles
 
@@ -154,10 +155,22 @@ def _labels(y: np.ndarray, n: int, what: str) -> torch.Tensor:
     return torch.from_numpy(y.astype(np.int64))
 
 
-def _dealt(index: np.ndarray) -> np.ndarray:
-    """A given split of an image folder in a seeded order, not the listing's (grouped by class): the first N samples
-    that a scan, a calibration or a search takes then hold every class."""
-    return index[np.random.default_rng(SPLIT_SEED).permutation(len(index))]
+def _image_split(name: str, is_test: np.ndarray, given: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """Train and test indices of an image folder's files (a folder's or a zip's), with the split's description.
+
+    A given split (``given`` names its folders) is dealt in a seeded order, not the listing's (grouped by class), so
+    the first N samples a scan, a calibration or a search takes hold every class; without one, the seeded 80/20 split.
+
+    Raises:
+        DataError: a single image and no given split.
+    """
+    if given:
+        deal = [i[np.random.default_rng(SPLIT_SEED).permutation(len(i))] for i in (np.flatnonzero(~is_test),
+                                                                                   np.flatnonzero(is_test))]
+        return deal[0], deal[1], f"given ({given.replace('/', ' / ')} folders, each in a seeded order)"
+    if len(is_test) < 2:
+        raise DataError(f"{name}: 1 image cannot be split into train and test; give at least 2")
+    return (*_split(len(is_test)), SEEDED_SPLIT)
 
 
 def _split(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -180,7 +193,7 @@ def _from_arrays(
         if len(x) < 2:
             raise DataError(f"{name}: {len(x)} sample cannot be split into train and test; give at least 2")
         tr, te = _split(len(x))
-        split = f"seeded {1 - TEST_FRACTION:.0%}/{TEST_FRACTION:.0%} split (seed {SPLIT_SEED})"
+        split = SEEDED_SPLIT
         xt_t, yt_t, x_t, y_t = x_t[te], y_t[te], x_t[tr], y_t[tr]
     else:
         x_test, _ = _channels_first(x_test, f"{name}: 'x_test'")
@@ -266,21 +279,20 @@ def _load_zip(name: str, f: BinaryIO, pre: Preprocess) -> Dataset:
                 shape, first = img.shape, str(member)
             elif img.shape != shape:
                 raise DataError(
-                    f"{name}: image '{member}' is {img.shape[2]}x{img.shape[1]} ({_mode(img)}) but '{first}' is "
+                    f"{name}: image '{member}' is {img.shape[2]}x{img.shape[1]} ({_mode(img.shape)}) but '{first}' is "
                     f"{shape[2]}x{shape[1]} ({_mode(shape)}); all images must have one size and mode (or set a "
                     "preprocessing size to resize and crop them all)"
                 )
             images.append(img)
-    x, y, t = np.stack(images), np.asarray(labels, dtype=np.int64), np.asarray(is_test)
-    tr, te = _dealt(np.flatnonzero(~t)), _dealt(np.flatnonzero(t))
-    ds = _from_arrays(name, x[tr], y[tr], x[te] if given else None, y[te] if given else None)
-    split = f"given ({given.replace('/', ' / ')} folders, each in a seeded order)" if given else ds.split
+    x, y = np.stack(images), np.asarray(labels, dtype=np.int64)
+    tr, te, split = _image_split(name, np.asarray(is_test), given)
+    ds = _from_arrays(name, x[tr], y[tr], x[te], y[te])
     return Dataset(ds.name, ds.x_train, ds.y_train, ds.x_test, ds.y_test, classes, split,  # images, as arranged
                    preprocess=pre.token())
 
 
-def _mode(img) -> str:
-    return "RGB" if (img.shape if hasattr(img, "shape") else img)[0] == 3 else "gray"
+def _mode(shape: tuple[int, ...]) -> str:
+    return "RGB" if shape[0] == 3 else "gray"
 
 
 def _read_member(zf: zipfile.ZipFile, member: str, pre: Preprocess) -> np.ndarray:
@@ -295,14 +307,7 @@ def _read_member(zf: zipfile.ZipFile, member: str, pre: Preprocess) -> np.ndarra
 
 def _load_folder(path: Path, pre: Preprocess, spec: str) -> Dataset:
     whole, y, is_test, classes, given = scan_folder(path, pre)
-    if given:
-        train, test = _dealt(np.flatnonzero(~is_test)), _dealt(np.flatnonzero(is_test))
-        split = f"given ({given.replace('/', ' / ')} folders, each in a seeded order)"
-    else:
-        if len(whole) < 2:
-            raise DataError(f"folder '{path}': 1 image cannot be split into train and test; give at least 2")
-        train, test = _split(len(whole))
-        split = f"seeded {1 - TEST_FRACTION:.0%}/{TEST_FRACTION:.0%} split (seed {SPLIT_SEED})"
+    train, test, split = _image_split(f"folder '{path}'", is_test, given)
     return Dataset(spec, whole.subset(train), y[train], whole.subset(test), y[test], classes, split,
                    preprocess=pre.token())
 
@@ -351,12 +356,12 @@ def load_data(spec: str | Path) -> Dataset:
         return LOADERS[path.suffix.lower()](path.name, f, pre)
 
 
-def load_data_bytes(filename: str, payload: bytes, preprocess: Preprocess | None = None) -> Dataset:
+def load_data_bytes(filename: str, payload: bytes) -> Dataset:
     """Load an uploaded data file (its name decides the format), exactly as :func:`load_data` would."""
     suffix = PurePosixPath(filename).suffix.lower()
     if suffix not in LOADERS:
         raise SpecError(f"cannot load data from '{filename}': expected a file ending in {', '.join(sorted(LOADERS))}")
-    return LOADERS[suffix](filename, io.BytesIO(payload), preprocess or Preprocess())
+    return LOADERS[suffix](filename, io.BytesIO(payload), Preprocess())
 
 
 class _Labelled(torch.utils.data.Dataset):

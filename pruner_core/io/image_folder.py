@@ -93,9 +93,6 @@ class ImageFiles(torch.utils.data.Dataset):
     def is_floating_point(self) -> bool:
         return True
 
-    def float(self) -> ImageFiles:
-        return self
-
     def subset(self, index) -> ImageFiles:
         """These files at ``index`` (a slice or indices), still unread."""
         files = self.files[index]

@@ -303,3 +303,14 @@ def test_a_measured_search_keeps_the_report_half_of_a_folder_unread(tmp_path):
     search, report = held_out(data, 8)
     assert isinstance(search.x_test, torch.Tensor) and len(search.x_test) == 8
     assert isinstance(report.x_test, ImageFiles) and len(report.x_test) == len(report.y_test) == 12
+
+
+def test_without_a_given_split_a_folder_and_its_zip_split_alike(tmp_path):
+    root = write_digits(tmp_path / "flat", 60, split=False)
+    zipped = tmp_path / "flat.zip"
+    with zipfile.ZipFile(zipped, "w") as zf:
+        for f in sorted(root.rglob("*.png")):
+            zf.write(f, f.relative_to(root).as_posix())
+    folder, whole = load_data(root), load_data(zipped)
+    assert folder.split == whole.split == "seeded 80%/20% split (seed 0)"
+    assert torch.equal(folder.y_test, whole.y_test) and torch.equal(folder.x_test[:], whole.x_test)

@@ -192,3 +192,22 @@ def test_an_image_folder_loads_with_the_preprocessing_picked_beside_it(app, tmp_
     assert app.session_state["active.data"] == f"{tmp_path / 'colour'}|size=28,resize=32,channels=grey"
     assert "with colour · size=28,resize=32,channels=grey." in " ".join(m.value for m in app.success)  # sidebar's name
     assert float(metric(app, "Test accuracy").rstrip("%")) > 50  # the digits, read as the demo CNN takes them
+
+
+def test_an_address_carries_the_datas_preprocessing_and_load_keeps_a_custom_mean_the_picker_does_not_show():
+    from streamlit.testing.v1 import AppTest
+
+    from tests.pages.conftest import APP
+
+    spec = "demo:mnist5k|mnist,mean=0.2"
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params.update({"model": "demo:mnist-cnn", "data": spec})
+    at = at.run()
+    assert not at.exception and not at.error
+    assert at.session_state["active.data"] == spec
+    assert at.selectbox(key="model.preset").value == "mnist"  # the picker starts from the active data's
+    at = at.button(key="model.load").click().run()
+    assert at.session_state["active.data"] == spec  # its mean survives a Load with the preset unchanged
+    at.selectbox(key="model.preset").set_value("unit")
+    at = at.button(key="model.load").click().run()
+    assert at.session_state["active.data"] == "demo:mnist5k"  # another preset: its own mean and std
